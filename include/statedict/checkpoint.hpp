@@ -1,0 +1,364 @@
+#pragma once
+// statedict::Checkpoint: what a file holds, as a tree of values, with dotted-path navigation and a
+// flat, ordered view of its tensors.
+#include <statedict/detail/tree.hpp>
+#include <statedict/error.hpp>
+
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace statedict {
+
+/// The container a checkpoint came in.
+enum class Format {
+  torch_zip,            ///< torch.save, PyTorch >= 1.6
+  torch_legacy,         ///< torch.save before 1.6 or with _use_new_zipfile_serialization=False
+  torchscript,          ///< torch.jit.save archive (parameters and buffers only)
+  safetensors,
+  sharded_safetensors,  ///< *.safetensors.index.json
+  sharded_torch,        ///< pytorch_model.bin.index.json
+};
+
+/// Short stable name of a format: "torch_zip", "torch_legacy", "torchscript", "safetensors",
+/// "sharded_safetensors", "sharded_torch".
+inline const char* format_name(Format f) {
+  switch (f) {
+  case Format::torch_zip: return "torch_zip";
+  case Format::torch_legacy: return "torch_legacy";
+  case Format::torchscript: return "torchscript";
+  case Format::safetensors: return "safetensors";
+  case Format::sharded_safetensors: return "sharded_safetensors";
+  case Format::sharded_torch: return "sharded_torch";
+  }
+  return "unknown";
+}
+
+/// A tensor with its dotted key.
+struct NamedTensor {
+  std::string key;
+  at::Tensor tensor;
+};
+
+class Value;
+class Checkpoint;
+
+namespace detail {
+struct CheckpointData {
+  Tree tree;
+  std::uint32_t root = npos;
+  Format format = Format::torch_zip;
+  std::string path;
+  std::string module_class;  // set when the file is a whole pickled nn.Module
+  std::map<std::string, std::string> metadata;
+  std::size_t max_depth = 1000;
+};
+Checkpoint make_checkpoint(std::shared_ptr<const CheckpointData> data);
+} // namespace detail
+
+/// A read-only handle to one value in a checkpoint. Cheap to copy; keeps the checkpoint alive.
+class Value {
+public:
+  Kind kind() const { return n().kind; }
+  bool is_none() const { return kind() == Kind::none; }
+  bool is_dict() const { return kind() == Kind::dict; }
+  bool is_tensor() const { return kind() == Kind::tensor; }
+  bool is_sequence() const { return kind() == Kind::list || kind() == Kind::tuple || kind() == Kind::set; }
+
+  bool as_bool() const { expect(Kind::boolean, "a bool"); return n().b; }
+  /// The integer; throws for ints wider than 64 bits (see as_string() for their hex digits).
+  std::int64_t as_int() const {
+    expect(Kind::integer, "an int");
+    if (n().big) fail("value.type", "integer wider than 64 bits: " + n().s);
+    return n().i;
+  }
+  double as_double() const {
+    if (kind() == Kind::integer) return static_cast<double>(as_int());
+    expect(Kind::floating, "a float");
+    return n().f;
+  }
+  /// Text of a string, bytes of a bytes value, hex of a big int, class name of an object.
+  const std::string& as_string() const {
+    if (kind() != Kind::string && kind() != Kind::bytes && kind() != Kind::object && !(kind() == Kind::integer && n().big))
+      fail("value.type", "expected a string, found " + type_name());
+    return n().s;
+  }
+  const at::Tensor& tensor() const { expect(Kind::tensor, "a tensor"); return n().tensor; }
+
+  /// Number of elements of a list, tuple, set or dict.
+  std::size_t size() const {
+    if (is_dict()) return n().kv.size();
+    if (is_sequence()) return n().items.size();
+    fail("value.type", "expected a container, found " + type_name());
+  }
+  /// i-th element of a list, tuple or set.
+  Value operator[](std::size_t i) const {
+    if (!is_sequence()) fail("value.type", "expected a list or tuple, found " + type_name());
+    if (i >= n().items.size()) fail("value.index", "index " + std::to_string(i) + " out of range (size " + std::to_string(n().items.size()) + ")");
+    return child(n().items[i]);
+  }
+  /// The (key, value) pairs of a dict, in file order.
+  std::vector<std::pair<Value, Value>> items() const {
+    if (!is_dict()) fail("value.type", "expected a dict, found " + type_name());
+    std::vector<std::pair<Value, Value>> r;
+    for (const auto& kv : n().kv) r.emplace_back(child(kv.first), child(kv.second));
+    return r;
+  }
+  /// Keys of a dict as text (ints in decimal), in file order.
+  std::vector<std::string> keys() const {
+    std::vector<std::string> r;
+    for (const auto& kv : items()) r.push_back(kv.first.key_text());
+    return r;
+  }
+  /// The dict entry whose key's text equals `key`.
+  std::optional<Value> find(std::string_view key) const {
+    if (!is_dict()) return std::nullopt;
+    for (const auto& kv : n().kv)
+      if (child(kv.first).key_text() == key) return child(kv.second);
+    return std::nullopt;
+  }
+  /// Navigates by dotted path: "model", "model.fc.weight" (the longest matching key wins at each
+  /// level, so keys that contain dots are found), "optimizer.param_groups.0.lr".
+  Value at(std::string_view path) const;
+
+  /// Objects: the Python class ("argparse.Namespace"), the constructor arguments, the state.
+  const std::string& class_name() const { expect(Kind::object, "an object"); return n().s; }
+  std::optional<Value> object_state() const {
+    expect(Kind::object, "an object");
+    if (n().state == detail::npos) return std::nullopt;
+    return child(n().state);
+  }
+  std::optional<Value> object_args() const {
+    expect(Kind::object, "an object");
+    if (n().args == detail::npos) return std::nullopt;
+    return child(n().args);
+  }
+
+  /// A dict key as text: strings as they are, ints in decimal, anything else as repr().
+  std::string key_text() const {
+    if (kind() == Kind::string) return n().s;
+    if (kind() == Kind::integer && !n().big) return std::to_string(n().i);
+    return repr(60);
+  }
+  /// Python-like one-line rendering, cut at max_len characters.
+  std::string repr(std::size_t max_len = 80) const {
+    std::string out;
+    repr_into(out, max_len, 0);
+    if (out.size() > max_len) out = out.substr(0, max_len > 3 ? max_len - 3 : 0) + "...";
+    return out;
+  }
+  /// "dict", "tensor", "argparse.Namespace", ...
+  std::string type_name() const {
+    static const char* names[] = {"None", "bool", "int", "float", "complex", "str", "bytes", "list",
+                                  "tuple", "set", "dict", "tensor", "object"};
+    if (kind() == Kind::object) return n().s;
+    return names[static_cast<int>(kind())];
+  }
+
+  /// Every tensor below this value with its dotted key, in file order.
+  std::vector<NamedTensor> tensors() const {
+    std::vector<NamedTensor> out;
+    std::vector<char> on_path(data_->tree.nodes.size(), 0);
+    flatten(id_, "", out, on_path, 0);
+    return out;
+  }
+
+private:
+  friend class Checkpoint;
+  Value(std::shared_ptr<const detail::CheckpointData> d, std::uint32_t id) : data_(std::move(d)), id_(id) {}
+  const detail::Node& n() const { return data_->tree.nodes[id_]; }
+  Value child(std::uint32_t id) const { return Value(data_, id); }
+  [[noreturn]] void fail(const std::string& id, const std::string& why) const { throw Error(id, data_->path, "", why); }
+  void expect(Kind k, const char* what) const {
+    if (kind() != k) fail("value.type", std::string("expected ") + what + ", found " + type_name());
+  }
+
+  void flatten(std::uint32_t id, const std::string& prefix, std::vector<NamedTensor>& out, std::vector<char>& on_path,
+               std::size_t depth) const {
+    if (on_path[id]) return;  // a cycle: Python objects may refer to themselves
+    if (depth > data_->max_depth)
+      throw Error("limit.depth", data_->path, prefix, "values nested deeper than max_depth (" + std::to_string(data_->max_depth) + ")");
+    const detail::Node& nd = data_->tree.nodes[id];
+    auto join = [&](const std::string& k) { return prefix.empty() ? k : prefix + "." + k; };
+    on_path[id] = 1;
+    switch (nd.kind) {
+    case Kind::tensor: out.push_back({prefix, nd.tensor}); break;
+    case Kind::dict:
+      for (const auto& kv : nd.kv) flatten(kv.second, join(child(kv.first).key_text()), out, on_path, depth + 1);
+      break;
+    case Kind::list:
+    case Kind::tuple:
+    case Kind::set:
+      for (std::size_t i = 0; i < nd.items.size(); ++i) flatten(nd.items[i], join(std::to_string(i)), out, on_path, depth + 1);
+      break;
+    case Kind::object:
+      if (nd.state != detail::npos) flatten(nd.state, prefix, out, on_path, depth + 1);
+      for (const auto& kv : nd.kv) flatten(kv.second, join(child(kv.first).key_text()), out, on_path, depth + 1);
+      for (std::size_t i = 0; i < nd.items.size(); ++i) flatten(nd.items[i], join(std::to_string(i)), out, on_path, depth + 1);
+      break;
+    default: break;
+    }
+    on_path[id] = 0;
+  }
+
+  void repr_into(std::string& out, std::size_t max_len, std::size_t depth) const {
+    if (out.size() > max_len) return;
+    if (depth > 8) { out += "..."; return; }
+    const detail::Node& nd = n();
+    auto seq = [&](const char* open, const char* close) {
+      out += open;
+      for (std::size_t i = 0; i < nd.items.size() && out.size() <= max_len; ++i) {
+        if (i) out += ", ";
+        child(nd.items[i]).repr_into(out, max_len, depth + 1);
+      }
+      if (nd.kind == Kind::tuple && nd.items.size() == 1) out += ",";
+      out += close;
+    };
+    switch (nd.kind) {
+    case Kind::none: out += "None"; break;
+    case Kind::boolean: out += nd.b ? "True" : "False"; break;
+    case Kind::integer: out += nd.big ? nd.s : std::to_string(nd.i); break;
+    case Kind::floating: out += format_double(nd.f); break;
+    case Kind::complex: out += "(" + format_double(nd.f) + (nd.f_imag < 0 ? "" : "+") + format_double(nd.f_imag) + "j)"; break;
+    case Kind::string: out += "'" + nd.s + "'"; break;
+    case Kind::bytes: out += "b<" + std::to_string(nd.s.size()) + " bytes>"; break;
+    case Kind::list: seq("[", "]"); break;
+    case Kind::tuple: seq("(", ")"); break;
+    case Kind::set: seq("{", "}"); break;
+    case Kind::dict: {
+      out += "{";
+      for (std::size_t i = 0; i < nd.kv.size() && out.size() <= max_len; ++i) {
+        if (i) out += ", ";
+        child(nd.kv[i].first).repr_into(out, max_len, depth + 1);
+        out += ": ";
+        child(nd.kv[i].second).repr_into(out, max_len, depth + 1);
+      }
+      out += "}";
+      break;
+    }
+    case Kind::tensor: {
+      out += "tensor(" + std::string(c10::toString(nd.tensor.scalar_type())) + ", [";
+      for (std::int64_t d = 0; d < nd.tensor.dim(); ++d) out += (d ? ", " : "") + std::to_string(nd.tensor.size(d));
+      out += "])";
+      break;
+    }
+    case Kind::object: {
+      out += nd.s;
+      if (nd.internal == detail::Internal::global) break;  // a class or function used as a value
+      out += "(";
+      bool first = true;
+      auto sep = [&] { if (!first) out += ", "; first = false; };
+      if (nd.args != detail::npos)
+        for (auto a : data_->tree.nodes[nd.args].items) { sep(); child(a).repr_into(out, max_len, depth + 1); }
+      if (!nd.items.empty()) {
+        sep();
+        out += "[";
+        for (std::size_t i = 0; i < nd.items.size() && out.size() <= max_len; ++i) {
+          if (i) out += ", ";
+          child(nd.items[i]).repr_into(out, max_len, depth + 1);
+        }
+        out += "]";
+      }
+      if (nd.state != detail::npos) { sep(); child(nd.state).repr_into(out, max_len, depth + 1); }
+      out += ")";
+      break;
+    }
+    }
+  }
+  static std::string format_double(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    // Shortest text that reads back to the same double, like Python's repr.
+    for (int prec = 1; prec <= 17; ++prec) {
+      char b2[32];
+      std::snprintf(b2, sizeof b2, "%.*g", prec, v);
+      if (std::strtod(b2, nullptr) == v) { std::snprintf(buf, sizeof buf, "%s", b2); break; }
+    }
+    std::string s = buf;
+    if (s.find_first_of(".eni") == std::string::npos) s += ".0";
+    return s;
+  }
+
+  std::shared_ptr<const detail::CheckpointData> data_;
+  std::uint32_t id_;
+};
+
+inline Value Value::at(std::string_view path) const {
+  Value cur = *this;
+  std::string rest(path);
+  std::string walked;
+  while (!rest.empty()) {
+    const detail::Node& nd = cur.n();
+    std::optional<Value> next;
+    std::size_t used = 0;
+    if (nd.kind == Kind::dict || (nd.kind == Kind::object && (!nd.kv.empty() || nd.state != detail::npos))) {
+      const auto& kvs = nd.kind == Kind::dict ? nd.kv
+                        : !nd.kv.empty()      ? nd.kv
+                        : data_->tree.nodes[nd.state].kv;
+      for (const auto& kv : kvs) {
+        const std::string k = cur.child(kv.first).key_text();
+        if (k.size() > used && (rest == k || (rest.size() > k.size() && rest.compare(0, k.size(), k) == 0 && rest[k.size()] == '.'))) {
+          used = k.size();
+          next = cur.child(kv.second);
+        }
+      }
+    } else if (cur.is_sequence()) {
+      const std::string head = rest.substr(0, rest.find('.'));
+      char* end = nullptr;
+      const unsigned long long idx = std::strtoull(head.c_str(), &end, 10);
+      if (!head.empty() && end == head.c_str() + head.size() && idx < nd.items.size()) {
+        next = cur.child(nd.items[idx]);
+        used = head.size();
+      }
+    }
+    if (!next) {
+      std::string avail;
+      if (cur.is_dict()) {
+        auto ks = cur.keys();
+        for (std::size_t i = 0; i < ks.size() && i < 20; ++i) avail += (i ? ", " : "") + std::string("'") + ks[i] + "'";
+        if (ks.size() > 20) avail += ", ...";
+        avail = "; available keys: " + avail;
+      }
+      throw Error("path.not_found", data_->path, walked.empty() ? "top level" : walked,
+                  "no key '" + rest.substr(0, rest.find('.')) + "' in this " + cur.type_name() + avail);
+    }
+    walked += (walked.empty() ? "" : ".") + rest.substr(0, used);
+    rest = used < rest.size() ? rest.substr(used + 1) : std::string();
+    cur = *next;
+  }
+  return cur;
+}
+
+/// A checkpoint read from a file: the tree of values it holds and where it came from.
+class Checkpoint {
+public:
+  Format format() const { return data_->format; }
+  const std::string& path() const { return data_->path; }
+  Value root() const { return Value(data_, data_->root); }
+  /// Navigates by dotted path from the root; throws Error "path.not_found" listing the keys there.
+  Value at(std::string_view path) const { return root().at(path); }
+  /// Every tensor with its dotted key, in file order.
+  std::vector<NamedTensor> tensors() const { return root().tensors(); }
+  /// safetensors' __metadata__ (empty for other formats).
+  const std::map<std::string, std::string>& metadata() const { return data_->metadata; }
+  /// For a whole pickled nn.Module (torch.save(model)): its Python class; otherwise empty.
+  const std::string& module_class() const { return data_->module_class; }
+
+private:
+  friend Checkpoint detail::make_checkpoint(std::shared_ptr<const detail::CheckpointData>);
+  explicit Checkpoint(std::shared_ptr<const detail::CheckpointData> d) : data_(std::move(d)) {}
+  std::shared_ptr<const detail::CheckpointData> data_;
+};
+
+namespace detail {
+inline Checkpoint make_checkpoint(std::shared_ptr<const CheckpointData> data) { return Checkpoint(std::move(data)); }
+} // namespace detail
+
+} // namespace statedict

@@ -1,0 +1,97 @@
+#pragma once
+// A checkpoint file mapped copy-on-write: tensors may alias its pages without the file ever being
+// read into a buffer, and a write to such a tensor never reaches the file.
+#include <statedict/error.hpp>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace statedict::detail {
+
+class MappedFile {
+public:
+  static std::shared_ptr<MappedFile> open(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) throw Error("io.open", path, "", std::string("cannot open: ") + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      int e = errno;
+      ::close(fd);
+      throw Error("io.open", path, "", std::string("cannot stat: ") + std::strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      throw Error("io.not_a_file", path, "", S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file");
+    }
+    auto f = std::shared_ptr<MappedFile>(new MappedFile());
+    f->path_ = path;
+    f->size_ = static_cast<std::size_t>(st.st_size);
+    f->fd_ = fd;
+    if (f->size_ > 0) {
+      void* p = ::mmap(nullptr, f->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED)
+        throw Error("io.mmap", path, "", std::string("cannot map: ") + std::strerror(errno));
+      f->data_ = static_cast<std::uint8_t*>(p);
+    }
+    return f;
+  }
+
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() {
+    if (data_ != nullptr) ::munmap(data_, size_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  const std::uint8_t* data() const noexcept { return data_; }
+  std::uint8_t* mutable_data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  const std::string& path() const noexcept { return path_; }
+  int fd() const noexcept { return fd_; }
+
+  /// Tells the kernel the pages of [offset, offset+n) are no longer needed by us (they stay valid:
+  /// a private mapping re-reads them from the file if touched again).
+  void release(std::size_t offset, std::size_t n) const noexcept {
+    if (data_ == nullptr || n == 0) return;
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    std::size_t begin = (offset + page - 1) / page * page;
+    std::size_t end = (offset + n) / page * page;
+    if (end > begin) ::madvise(data_ + begin, end - begin, MADV_DONTNEED);
+  }
+
+private:
+  MappedFile() = default;
+  std::string path_;
+  std::uint8_t* data_ = nullptr;
+  std::size_t size_ = 0;
+  int fd_ = -1;
+};
+
+/// Overflow-checked arithmetic on sizes read from files.
+inline bool add_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t* out) {
+  return __builtin_add_overflow(a, b, out);
+}
+inline bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t* out) {
+  return __builtin_mul_overflow(a, b, out);
+}
+
+inline std::uint16_t rd16(const std::uint8_t* p) {
+  return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
+}
+inline std::uint32_t rd32(const std::uint8_t* p) {
+  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
+         (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+}
+inline std::uint64_t rd64(const std::uint8_t* p) {
+  return static_cast<std::uint64_t>(rd32(p)) | (static_cast<std::uint64_t>(rd32(p + 4)) << 32);
+}
+
+} // namespace statedict::detail

@@ -1,0 +1,836 @@
+#pragma once
+// A protocol-2 unpickler that never calls anything. It interprets a fixed allowlist of callables
+// (OrderedDict, tensor and parameter rebuilders, a few builtins, numpy scalars and arrays); every other
+// class becomes an inert object; globals that exist to run code or touch the system fail the read.
+#include <statedict/detail/dtypes.hpp>
+#include <statedict/detail/mapped_file.hpp>
+#include <statedict/detail/tree.hpp>
+#include <statedict/error.hpp>
+#include <statedict/read_options.hpp>
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace statedict::detail {
+
+/// One storage a pickle refers to by persistent id.
+struct StorageSpec {
+  std::string key;
+  c10::ScalarType dtype = c10::ScalarType::Byte;
+  std::uint64_t numel = 0;   // elements of dtype (bytes when untyped)
+  bool untyped = false;
+  std::string location;
+  std::string declared_at;
+  // Legacy view storages: a window of another storage.
+  std::string view_of;
+  std::uint64_t view_offset = 0;
+  at::Storage storage;       // filled by the format reader
+};
+
+/// A tensor waiting for its storage.
+struct TensorSpec {
+  std::uint32_t storage = npos;  // index into storages
+  std::uint64_t offset = 0;      // elements
+  std::vector<std::int64_t> sizes, strides;
+  c10::ScalarType dtype = c10::ScalarType::Float;
+  bool requires_grad = false;
+  std::string where;
+};
+
+/// Everything the pickles of one file produce.
+struct PickleState {
+  Tree tree;
+  std::vector<StorageSpec> storages;
+  std::vector<TensorSpec> tensors;
+  std::map<std::string, std::uint32_t> storage_by_key;
+};
+
+inline bool is_valid_utf8(const std::uint8_t* p, std::size_t n) {
+  std::size_t i = 0;
+  while (i < n) {
+    const std::uint8_t c = p[i];
+    std::size_t len;
+    std::uint32_t cp;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1Fu; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0Fu; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07u; }
+    else return false;
+    if (i + len > n) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3Fu);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+/// Globals whose only purpose in a pickle is to run code or reach the system.
+inline bool is_forbidden_global(const std::string& module, const std::string& name) {
+  static const std::set<std::string> modules = {
+      "os", "posix", "nt", "subprocess", "sys", "runpy", "importlib", "pickle", "_pickle", "cPickle",
+      "shutil", "socket", "ctypes", "pty", "code", "codeop", "commands", "webbrowser", "marshal",
+      "multiprocessing", "signal", "asyncio", "pdb", "_posixsubprocess", "io", "_io", "tempfile",
+      "glob", "urllib", "http", "ftplib", "smtplib", "telnetlib",
+      "requests", "timeit", "trace", "cProfile", "profile", "dill", "imp", "zipimport", "threading", "_thread", "gc", "inspect", "ssl", "select", "mmap",
+      "resource", "fcntl", "termios", "sqlite3", "shelve", "dbm", "site", "sysconfig", "distutils",
+      "setuptools", "pip", "torch.hub", "torch.load", "torch.jit", "torch.ops", "torch._C",
+      "torch.serialization", "torch.package"};
+  std::string top = module.substr(0, module.find('.'));
+  if (modules.count(top) != 0 || modules.count(module) != 0) return true;
+  for (const auto& m : modules)
+    if (m.find('.') != std::string::npos && module.compare(0, m.size(), m) == 0 &&
+        (module.size() == m.size() || module[m.size()] == '.'))
+      return true;
+  if (module == "builtins" || module == "__builtin__") {
+    static const std::set<std::string> names = {
+        "eval", "exec", "execfile", "compile", "__import__", "getattr", "setattr", "delattr",
+        "open", "input", "raw_input", "breakpoint", "globals", "locals", "vars", "apply", "file",
+        "reload", "help", "exit", "quit", "type", "super", "classmethod", "staticmethod",
+        "property", "hasattr", "print", "map", "filter", "__loader__", "__build_class__"};
+    return names.count(name) != 0;
+  }
+  if (module == "operator") return name == "attrgetter" || name == "methodcaller" || name == "itemgetter";
+  if (module == "functools") return name == "reduce";
+  if (module == "types") return name == "CodeType" || name == "FunctionType" || name == "MethodType" || name == "ModuleType";
+  return false;
+}
+
+class Unpickler {
+public:
+  Unpickler(PickleState& st, const ReadOptions& opts, std::string file, std::string record,
+            const std::uint8_t* data, std::size_t size, std::uint64_t base_offset, bool legacy)
+      : st_(st), tree_(st.tree), opts_(opts), file_(std::move(file)), record_(std::move(record)),
+        d_(data), n_(size), base_(base_offset), legacy_(legacy) {}
+
+  /// Runs to STOP; returns the root node. consumed() then tells how many bytes the pickle took.
+  std::uint32_t run() {
+    if (n_ > opts_.max_pickle_bytes())
+      fail("limit.pickle_size", 0, "pickle of " + std::to_string(n_) + " bytes exceeds max_pickle_bytes (" +
+                                     std::to_string(opts_.max_pickle_bytes()) + ")");
+    if (n_ < 2 || d_[0] != 0x80) fail("pickle.no_proto", 0, "pickle does not start with PROTO (not a protocol-2 pickle)");
+    while (true) {
+      op_at_ = p_;
+      const std::uint8_t op = byte();
+      switch (op) {
+      case 0x80: {  // PROTO
+        const std::uint8_t v = byte();
+        if (v < 2 || v > 3)
+          fail("pickle.protocol", op_at_, "pickle protocol " + std::to_string(v) +
+                                              " is not supported (torch.save writes protocol 2)");
+        break;
+      }
+      case '.': {  // STOP
+        if (!marks_.empty()) fail("pickle.unclosed_mark", op_at_, "STOP with a MARK never closed");
+        if (stack_.size() != 1)
+          fail("pickle.stack", op_at_, "STOP with " + std::to_string(stack_.size()) + " values on the stack (expected 1)");
+        return stack_.back();
+      }
+      case '(': marks_.push_back(stack_.size()); break;
+      case '0': pop(); break;  // POP
+      case '1': pop_mark(); break;  // POP_MARK
+      case '2': { auto v = top(); stack_.push_back(v); break; }  // DUP
+      case 'c': op_global(); break;
+      case 'q': memo_put(byte()); break;
+      case 'r': memo_put(u32()); break;
+      case 'h': memo_get(byte()); break;
+      case 'j': memo_get(u32()); break;
+      case 'N': push(tree_.add(Kind::none)); break;
+      case 0x88: push_bool(true); break;
+      case 0x89: push_bool(false); break;
+      case 'K': push_int(byte()); break;
+      case 'M': push_int(u16()); break;
+      case 'J': push_int(static_cast<std::int32_t>(u32())); break;
+      case 0x8a: op_long(byte()); break;
+      case 0x8b: op_long(u32()); break;
+      case 'G': {
+        const std::uint8_t* b = take(8);
+        std::uint64_t bits = 0;
+        for (int k = 0; k < 8; ++k) bits = (bits << 8) | b[k];
+        Node nd;
+        nd.kind = Kind::floating;
+        std::memcpy(&nd.f, &bits, 8);
+        push(tree_.add(std::move(nd)));
+        break;
+      }
+      case 'X': op_unicode(u32()); break;
+      case 0x8c: op_unicode(byte()); break;  // SHORT_BINUNICODE
+      case 'U': op_binstring(byte()); break;
+      case 'T': op_binstring(u32()); break;
+      case 'C': op_bytes(byte()); break;
+      case 'B': op_bytes(u32()); break;
+      case ')': push(tree_.add(Kind::tuple)); break;
+      case 't': { auto items = pop_mark(); push(make_seq(Kind::tuple, std::move(items))); break; }
+      case 0x85: { auto a = pop(); push(make_seq(Kind::tuple, {a})); break; }
+      case 0x86: { auto b = pop(); auto a = pop(); push(make_seq(Kind::tuple, {a, b})); break; }
+      case 0x87: { auto c = pop(); auto b = pop(); auto a = pop(); push(make_seq(Kind::tuple, {a, b, c})); break; }
+      case ']': push(tree_.add(Kind::list)); break;
+      case 'l': { auto items = pop_mark(); push(make_seq(Kind::list, std::move(items))); break; }
+      case 'a': { auto v = pop(); append(top(), {v}); break; }
+      case 'e': { auto items = pop_mark(); append(top(), items); break; }
+      case '}': push(tree_.add(Kind::dict)); break;
+      case 'd': {
+        auto items = pop_mark();
+        auto dnode = tree_.add(Kind::dict);
+        setitems(dnode, items);
+        push(dnode);
+        break;
+      }
+      case 's': { auto v = pop(); auto k = pop(); setitems(top(), {k, v}); break; }
+      case 'u': { auto items = pop_mark(); setitems(top(), items); break; }
+      case 0x8f: push(tree_.add(Kind::set)); break;  // EMPTY_SET
+      case 0x90: {  // ADDITEMS
+        auto items = pop_mark();
+        auto t = top();
+        if (tree_.nodes[t].kind != Kind::set) fail("pickle.type", op_at_, "ADDITEMS on a " + kind_name(t));
+        for (auto i : items) tree_.nodes[t].items.push_back(i);
+        break;
+      }
+      case 'R': { auto args = pop(); auto fn = pop(); push(reduce(fn, args)); break; }
+      case 0x81: { auto args = pop(); auto cls = pop(); push(newobj(cls, args)); break; }
+      case 'b': { auto state = pop(); build(top(), state); break; }
+      case 'Q': { auto pid = pop(); push(persistent(pid)); break; }
+      default: {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "0x%02x", op);
+        std::string what = std::string("unsupported pickle opcode ") + buf;
+        if (op == 0x93) what += " (STACK_GLOBAL, protocol 4)";
+        else if (op == 'i') what += " (INST)";
+        else if (op == 'o') what += " (OBJ)";
+        else if (op == 0x95) what += " (FRAME, protocol 4)";
+        fail("pickle.opcode", op_at_, what);
+      }
+      }
+    }
+  }
+
+  std::size_t consumed() const { return p_; }
+
+private:
+  [[noreturn]] void fail(const std::string& id, std::size_t at, const std::string& why) const {
+    std::string where = record_.empty() ? "" : record_ + " ";
+    where += "offset " + std::to_string(base_ + at);
+    throw Error(id, file_, where, why);
+  }
+
+  // ---- input ----
+  const std::uint8_t* take(std::uint64_t k) {
+    if (k > n_ - p_) fail("pickle.truncated", op_at_, "pickle ends inside an opcode (needs " + std::to_string(k) + " more bytes, " + std::to_string(n_ - p_) + " left)");
+    const std::uint8_t* r = d_ + p_;
+    p_ += static_cast<std::size_t>(k);
+    return r;
+  }
+  std::uint8_t byte() { return *take(1); }
+  std::uint16_t u16() { return rd16(take(2)); }
+  std::uint32_t u32() { return rd32(take(4)); }
+  std::string line() {
+    constexpr std::size_t max_line = 1024;
+    const std::size_t start = p_;
+    while (true) {
+      if (p_ >= n_) fail("pickle.truncated", start, "GLOBAL name without a newline");
+      if (d_[p_] == '\n') break;
+      if (p_ - start >= max_line) fail("pickle.bad_global", start, "GLOBAL name longer than " + std::to_string(max_line) + " bytes");
+      ++p_;
+    }
+    std::string s(reinterpret_cast<const char*>(d_ + start), p_ - start);
+    ++p_;
+    for (char c : s)
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'))
+        fail("pickle.bad_global", start, "GLOBAL name '" + printable(s) + "' has characters no Python name has");
+    return s;
+  }
+  static std::string printable(const std::string& s) {
+    std::string r;
+    for (char c : s.substr(0, 80)) r += (c >= 32 && c < 127) ? c : '?';
+    return r;
+  }
+
+  // ---- stack ----
+  void push(std::uint32_t v) { stack_.push_back(v); }
+  std::uint32_t pop() {
+    if (stack_.empty() || (!marks_.empty() && stack_.size() == marks_.back()))
+      fail("pickle.stack", op_at_, "opcode needs a value but the stack is empty");
+    auto v = stack_.back();
+    stack_.pop_back();
+    return v;
+  }
+  std::uint32_t top() {
+    if (stack_.empty() || (!marks_.empty() && stack_.size() == marks_.back()))
+      fail("pickle.stack", op_at_, "opcode needs a value but the stack is empty");
+    return stack_.back();
+  }
+  std::vector<std::uint32_t> pop_mark() {
+    if (marks_.empty()) fail("pickle.no_mark", op_at_, "opcode needs a MARK but there is none");
+    const std::size_t m = marks_.back();
+    marks_.pop_back();
+    std::vector<std::uint32_t> items(stack_.begin() + static_cast<std::ptrdiff_t>(m), stack_.end());
+    stack_.resize(m);
+    return items;
+  }
+  void memo_put(std::uint32_t idx) { memo_[idx] = top(); }
+  void memo_get(std::uint32_t idx) {
+    auto it = memo_.find(idx);
+    if (it == memo_.end()) fail("pickle.memo", op_at_, "BINGET of memo index " + std::to_string(idx) + " that was never stored");
+    push(it->second);
+  }
+
+  // ---- values ----
+  Node& node(std::uint32_t i) { return tree_.nodes[i]; }
+  std::string kind_name(std::uint32_t i) {
+    const Node& nd = node(i);
+    switch (nd.internal) {
+    case Internal::global: return "global " + nd.s;
+    case Internal::storage: return "storage";
+    default: break;
+    }
+    static const char* names[] = {"None", "bool", "int", "float", "complex", "str", "bytes", "list",
+                                  "tuple", "set", "dict", "tensor", "object"};
+    std::string r = names[static_cast<int>(nd.kind)];
+    if (nd.kind == Kind::object) r += " " + nd.s;
+    return r;
+  }
+  void push_bool(bool v) {
+    Node nd;
+    nd.kind = Kind::boolean;
+    nd.b = v;
+    push(tree_.add(std::move(nd)));
+  }
+  void push_int(std::int64_t v) {
+    Node nd;
+    nd.kind = Kind::integer;
+    nd.i = v;
+    push(tree_.add(std::move(nd)));
+  }
+  void op_long(std::uint32_t len) {
+    const std::uint8_t* b = take(len);
+    Node nd;
+    nd.kind = Kind::integer;
+    if (len <= 8) {
+      std::uint64_t v = 0;
+      for (std::uint32_t k = 0; k < len; ++k) v |= static_cast<std::uint64_t>(b[k]) << (8 * k);
+      if (len > 0 && len < 8 && (b[len - 1] & 0x80)) v |= ~std::uint64_t{0} << (8 * len);  // sign-extend
+      nd.i = static_cast<std::int64_t>(v);
+    } else {
+      nd.big = true;  // kept as two's-complement little-endian hex
+      static const char* hex = "0123456789abcdef";
+      for (std::uint32_t k = len; k-- > 0;) {
+        nd.s += hex[b[k] >> 4];
+        nd.s += hex[b[k] & 15];
+      }
+      nd.s = "0x" + nd.s;
+      nd.i = (b[len - 1] & 0x80) ? INT64_MIN : INT64_MAX;
+    }
+    push(tree_.add(std::move(nd)));
+  }
+  void op_unicode(std::uint32_t len) {
+    const std::size_t at = op_at_;
+    const std::uint8_t* b = take(len);
+    if (!is_valid_utf8(b, len)) fail("pickle.utf8", at, "BINUNICODE string is not valid UTF-8");
+    Node nd;
+    nd.kind = Kind::string;
+    nd.s.assign(reinterpret_cast<const char*>(b), len);
+    push(tree_.add(std::move(nd)));
+  }
+  void op_binstring(std::uint32_t len) {
+    // Python 2 str: text when it is valid UTF-8, otherwise its bytes read as Latin-1.
+    const std::uint8_t* b = take(len);
+    Node nd;
+    nd.kind = Kind::string;
+    if (is_valid_utf8(b, len)) nd.s.assign(reinterpret_cast<const char*>(b), len);
+    else nd.s = latin1_to_utf8(b, len);
+    push(tree_.add(std::move(nd)));
+  }
+  void op_bytes(std::uint32_t len) {
+    const std::uint8_t* b = take(len);
+    Node nd;
+    nd.kind = Kind::bytes;
+    nd.s.assign(reinterpret_cast<const char*>(b), len);
+    push(tree_.add(std::move(nd)));
+  }
+  static std::string latin1_to_utf8(const std::uint8_t* b, std::size_t n) {
+    std::string r;
+    for (std::size_t k = 0; k < n; ++k) {
+      if (b[k] < 0x80) r += static_cast<char>(b[k]);
+      else {
+        r += static_cast<char>(0xC0 | (b[k] >> 6));
+        r += static_cast<char>(0x80 | (b[k] & 0x3F));
+      }
+    }
+    return r;
+  }
+  std::uint32_t make_seq(Kind k, std::vector<std::uint32_t> items) {
+    Node nd;
+    nd.kind = k;
+    nd.items = std::move(items);
+    return tree_.add(std::move(nd));
+  }
+  void op_global() {
+    const std::size_t at = op_at_;
+    std::string module = line();
+    std::string name = line();
+    if (is_forbidden_global(module, name))
+      fail("pickle.forbidden_global", at, "the file tries to run code: it references " + module + "." + name +
+                                              ", which statedict refuses to load");
+    Node nd;
+    nd.internal = Internal::global;
+    nd.kind = Kind::object;
+    nd.s = module + "." + name;
+    push(tree_.add(std::move(nd)));
+  }
+
+  // Dicts keep an index for str/int keys so that a repeated key overwrites, as in Python.
+  static bool key_text(const Node& k, std::string* out) {
+    if (k.kind == Kind::string) { *out = "s" + k.s; return true; }
+    if (k.kind == Kind::integer && !k.big) { *out = "i" + std::to_string(k.i); return true; }
+    return false;
+  }
+  void setitems(std::uint32_t target, const std::vector<std::uint32_t>& items) {
+    if (items.size() % 2 != 0) fail("pickle.setitems", op_at_, "SETITEMS with an odd number of values (" + std::to_string(items.size()) + ")");
+    Node& t = node(target);
+    if (!(t.kind == Kind::dict || (t.kind == Kind::object && t.internal == Internal::value)))
+      fail("pickle.type", op_at_, "SETITEM on a " + kind_name(target) + " (needs a dict)");
+    auto& index = dict_index_[target];
+    for (std::size_t k = 0; k < items.size(); k += 2) {
+      std::string text;
+      if (key_text(node(items[k]), &text)) {
+        auto it = index.find(text);
+        if (it != index.end()) { node(target).kv[it->second].second = items[k + 1]; continue; }
+        index.emplace(text, node(target).kv.size());
+      }
+      node(target).kv.emplace_back(items[k], items[k + 1]);
+    }
+  }
+  void append(std::uint32_t target, const std::vector<std::uint32_t>& items) {
+    Node& t = node(target);
+    if (!(t.kind == Kind::list || (t.kind == Kind::object && t.internal == Internal::value)))
+      fail("pickle.type", op_at_, "APPEND on a " + kind_name(target) + " (needs a list)");
+    t.items.insert(t.items.end(), items.begin(), items.end());
+  }
+
+  // ---- helpers for interpreting arguments ----
+  const Node& arg(const std::vector<std::uint32_t>& a, std::size_t i) { return node(a[i]); }
+  std::int64_t want_int(const std::vector<std::uint32_t>& a, std::size_t i, const char* what) {
+    const Node& nd = arg(a, i);
+    if (nd.kind != Kind::integer || nd.big) fail("pickle.bad_tensor", op_at_, std::string(what) + " is not an int");
+    return nd.i;
+  }
+  std::vector<std::int64_t> want_int_tuple(std::uint32_t id, const char* what) {
+    const Node& nd = node(id);
+    if (nd.kind != Kind::tuple && nd.kind != Kind::list) fail("pickle.bad_tensor", op_at_, std::string(what) + " is not a tuple");
+    std::vector<std::int64_t> r;
+    for (auto c : nd.items) {
+      const Node& e = node(c);
+      if (e.kind != Kind::integer || e.big) fail("pickle.bad_tensor", op_at_, std::string(what) + " holds a non-int");
+      if (e.i < 0) fail("pickle.bad_tensor", op_at_, std::string(what) + " holds a negative value " + std::to_string(e.i));
+      r.push_back(e.i);
+    }
+    return r;
+  }
+  const std::vector<std::uint32_t>& tuple_args(std::uint32_t args, const std::string& fn) {
+    const Node& a = node(args);
+    if (a.kind != Kind::tuple) fail("pickle.type", op_at_, "arguments of " + fn + " are a " + kind_name(args) + ", not a tuple");
+    return a.items;
+  }
+
+  // ---- calls ----
+  std::uint32_t reduce(std::uint32_t fn, std::uint32_t args) {
+    if (node(fn).internal != Internal::global) fail("pickle.type", op_at_, "REDUCE of a " + kind_name(fn) + " (not a global)");
+    return call(node(fn).s, args);
+  }
+
+  std::uint32_t call(const std::string& fn, std::uint32_t args_id) {
+    const std::vector<std::uint32_t> a = tuple_args(args_id, fn);
+    auto is = [&](std::initializer_list<const char*> names) {
+      for (const char* nm : names)
+        if (fn == nm) return true;
+      return false;
+    };
+    if (is({"collections.OrderedDict", "builtins.dict", "__builtin__.dict"})) {
+      auto d = tree_.add(Kind::dict);
+      if (!a.empty()) {
+        const Node& src = arg(a, 0);
+        std::vector<std::uint32_t> flat;
+        for (auto pair : src.items) {
+          const Node& pr = node(pair);
+          if (pr.items.size() != 2) fail("pickle.type", op_at_, fn + " given an item that is not a pair");
+          flat.push_back(pr.items[0]);
+          flat.push_back(pr.items[1]);
+        }
+        setitems(d, flat);
+      }
+      return d;
+    }
+    if (is({"torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v3"}))
+      return rebuild_tensor(fn, a);
+    if (is({"torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"})) {
+      if (a.empty() || arg(a, 0).kind != Kind::tensor) fail("pickle.bad_tensor", op_at_, fn + " without a tensor");
+      if (a.size() > 1 && arg(a, 1).kind == Kind::boolean && arg(a, 0).pending != npos)
+        st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).b;
+      return a[0];
+    }
+    if (is({"torch._tensor._rebuild_from_type_v2", "torch._tensor._rebuild_from_type"})) {
+      // (func, new_type, args[, state]): rebuild with func, drop the Python subclass.
+      if (a.size() < 3 || node(a[0]).internal != Internal::global) fail("pickle.bad_tensor", op_at_, fn + " with malformed arguments");
+      if (++call_depth_ > 4) fail("pickle.bad_tensor", op_at_, fn + " nested too deeply");
+      auto r = call(node(a[0]).s, a[2]);
+      --call_depth_;
+      return r;
+    }
+    if (is({"torch.Size"})) {
+      if (a.size() != 1) fail("pickle.type", op_at_, "torch.Size takes one tuple");
+      want_int_tuple(a[0], "torch.Size");
+      return make_seq(Kind::tuple, node(a[0]).items);
+    }
+    if (is({"_codecs.encode"})) {
+      if (a.empty() || arg(a, 0).kind != Kind::string) fail("pickle.type", op_at_, "_codecs.encode needs a str");
+      std::string enc = a.size() > 1 && arg(a, 1).kind == Kind::string ? arg(a, 1).s : "utf-8";
+      Node nd;
+      nd.kind = Kind::bytes;
+      if (enc == "latin1" || enc == "latin-1" || enc == "iso-8859-1") nd.s = utf8_to_latin1(arg(a, 0).s);
+      else if (enc == "utf-8" || enc == "utf8" || enc == "ascii") nd.s = arg(a, 0).s;
+      else fail("pickle.type", op_at_, "_codecs.encode with unsupported encoding '" + printable(enc) + "'");
+      return tree_.add(std::move(nd));
+    }
+    if (is({"builtins.set", "__builtin__.set", "builtins.frozenset", "__builtin__.frozenset"})) {
+      auto s = tree_.add(Kind::set);
+      if (!a.empty()) {
+        const Node& src = arg(a, 0);
+        if (src.kind != Kind::list && src.kind != Kind::tuple && src.kind != Kind::set) fail("pickle.type", op_at_, fn + " of a " + kind_name(a[0]));
+        node(s).items = src.items;
+      }
+      return s;
+    }
+    if (is({"builtins.complex", "__builtin__.complex"})) {
+      Node nd;
+      nd.kind = Kind::complex;
+      if (a.size() >= 1) nd.f = number(a[0]);
+      if (a.size() >= 2) nd.f_imag = number(a[1]);
+      return tree_.add(std::move(nd));
+    }
+    if (is({"builtins.bytearray", "__builtin__.bytearray", "builtins.bytes", "__builtin__.bytes"})) {
+      Node nd;
+      nd.kind = Kind::bytes;
+      if (!a.empty()) {
+        const Node& src = arg(a, 0);
+        if (src.kind == Kind::bytes) nd.s = src.s;
+        else if (src.kind == Kind::string) nd.s = utf8_to_latin1(src.s);
+      }
+      return tree_.add(std::move(nd));
+    }
+    if (is({"builtins.list", "__builtin__.list", "builtins.tuple", "__builtin__.tuple"})) {
+      Kind k = fn.find("list") != std::string::npos ? Kind::list : Kind::tuple;
+      return make_seq(k, a.empty() ? std::vector<std::uint32_t>{} : arg(a, 0).items);
+    }
+    if (is({"copyreg._reconstructor", "copy_reg._reconstructor"})) {
+      if (a.empty() || node(a[0]).internal != Internal::global) fail("pickle.type", op_at_, fn + " without a class");
+      return newobj(a[0], tree_.add(Kind::tuple));
+    }
+    if (is({"numpy.dtype"})) {
+      Node nd;
+      nd.kind = Kind::object;
+      nd.internal = Internal::numpy_dtype;
+      nd.s = fn;
+      nd.args = args_id;
+      return tree_.add(std::move(nd));
+    }
+    if (is({"numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct"})) {
+      Node nd;
+      nd.kind = Kind::object;
+      nd.internal = Internal::numpy_array;
+      nd.s = "numpy.ndarray";
+      nd.args = args_id;
+      return tree_.add(std::move(nd));
+    }
+    if (is({"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"})) {
+      if (a.size() == 2 && node(a[0]).internal == Internal::numpy_dtype && arg(a, 1).kind == Kind::bytes) {
+        auto t = numpy_tensor(a[0], {}, node(a[1]).s);
+        if (t.defined()) {
+          Node nd;
+          nd.kind = Kind::tensor;
+          nd.tensor = t;
+          return tree_.add(std::move(nd));
+        }
+      }
+    }
+    if (is({"torch._utils._rebuild_device_tensor_from_numpy"})) {
+      if (!a.empty() && arg(a, 0).kind == Kind::tensor) return a[0];
+    }
+    // Anything else: an inert object that remembers what it was.
+    Node nd;
+    nd.kind = Kind::object;
+    nd.s = fn;
+    nd.args = args_id;
+    return tree_.add(std::move(nd));
+  }
+
+  double number(std::uint32_t id) {
+    const Node& nd = node(id);
+    if (nd.kind == Kind::floating) return nd.f;
+    if (nd.kind == Kind::integer) return static_cast<double>(nd.i);
+    fail("pickle.type", op_at_, "expected a number, got a " + kind_name(id));
+  }
+  std::string utf8_to_latin1(const std::string& s) {
+    std::string r;
+    r.reserve(s.size());
+    for (std::size_t k = 0; k < s.size(); ++k) {
+      const auto c = static_cast<std::uint8_t>(s[k]);
+      if (c < 0x80) r += static_cast<char>(c);
+      else if ((c == 0xC2 || c == 0xC3) && k + 1 < s.size()) {
+        r += static_cast<char>(((c & 0x03) << 6) | (static_cast<std::uint8_t>(s[k + 1]) & 0x3F));
+        ++k;
+      } else fail("pickle.type", op_at_, "latin-1 encode of a character above U+00FF");
+    }
+    return r;
+  }
+
+  std::uint32_t newobj(std::uint32_t cls, std::uint32_t args) {
+    if (node(cls).internal != Internal::global) fail("pickle.type", op_at_, "NEWOBJ of a " + kind_name(cls) + " (not a class)");
+    const std::string name = node(cls).s;
+    if (name == "collections.OrderedDict" || name == "builtins.dict") return tree_.add(Kind::dict);
+    if (name == "builtins.set" || name == "__builtin__.set") return tree_.add(Kind::set);
+    if (name == "builtins.list" || name == "__builtin__.list") return tree_.add(Kind::list);
+    tuple_args(args, name);
+    Node nd;
+    nd.kind = Kind::object;
+    nd.s = name;
+    nd.args = args;
+    return tree_.add(std::move(nd));
+  }
+
+  void build(std::uint32_t target, std::uint32_t state) {
+    Node& t = node(target);
+    if (t.internal == Internal::numpy_array) { build_numpy_array(target, state); return; }
+    if (t.internal == Internal::numpy_dtype) { node(target).state = state; return; }
+    if (t.kind == Kind::object && t.internal == Internal::value) { node(target).state = state; return; }
+    if (t.kind == Kind::dict) { node(target).state = state; return; }  // OrderedDict._metadata
+    if (t.kind == Kind::tensor) return;  // Python attributes of a Parameter: not needed
+    fail("pickle.type", op_at_, "BUILD on a " + kind_name(target));
+  }
+
+  // numpy: dtype objects are numpy.dtype(code, align, copy) then BUILD (version, byteorder, ...).
+  std::optional<std::pair<c10::ScalarType, bool>> numpy_dtype(std::uint32_t id) {
+    const Node& dt = node(id);
+    if (dt.internal != Internal::numpy_dtype || dt.args == npos) return std::nullopt;
+    const Node& a = node(dt.args);
+    if (a.items.empty() || node(a.items[0]).kind != Kind::string) return std::nullopt;
+    auto type = dtype_from_numpy(node(a.items[0]).s);
+    if (!type) return std::nullopt;
+    bool big = false;
+    if (dt.state != npos) {
+      const Node& s = node(dt.state);
+      if (s.kind == Kind::tuple && s.items.size() > 1 && node(s.items[1]).kind == Kind::string)
+        big = node(s.items[1]).s == ">";
+    }
+    return std::make_pair(*type, big);
+  }
+  at::Tensor numpy_tensor(std::uint32_t dtype_id, const std::vector<std::int64_t>& shape, const std::string& raw) {
+    auto dt = numpy_dtype(dtype_id);
+    if (!dt) return {};
+    const std::size_t es = c10::elementSize(dt->first);
+    std::uint64_t numel = 1;
+    for (auto s : shape)
+      if (mul_overflows(numel, static_cast<std::uint64_t>(s), &numel)) fail("pickle.bad_numpy", op_at_, "numpy array shape overflows");
+    std::uint64_t bytes;
+    if (mul_overflows(numel, es, &bytes) || bytes != raw.size())
+      fail("pickle.bad_numpy", op_at_, "numpy array data has " + std::to_string(raw.size()) + " bytes, shape and dtype need " + std::to_string(numel * es));
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dt->first));
+    std::memcpy(t.data_ptr(), raw.data(), raw.size());
+    if (dt->second && es > 1) {
+      auto* p = static_cast<std::uint8_t*>(t.data_ptr());
+      for (std::uint64_t e = 0; e < numel; ++e) std::reverse(p + e * es, p + (e + 1) * es);
+    }
+    return t;
+  }
+  void build_numpy_array(std::uint32_t target, std::uint32_t state) {
+    // state = (version, shape, dtype, is_fortran, data)
+    const Node& s = node(state);
+    node(target).state = state;
+    if (s.kind != Kind::tuple || s.items.size() != 5) return;
+    const Node& shape = node(s.items[1]);
+    const Node& data = node(s.items[4]);
+    if (shape.kind != Kind::tuple || data.kind != Kind::bytes) return;  // object arrays stay inert
+    auto dims = want_int_tuple(s.items[1], "numpy shape");
+    const bool fortran = node(s.items[3]).kind == Kind::boolean && node(s.items[3]).b;
+    std::vector<std::int64_t> order = dims;
+    if (fortran) std::reverse(order.begin(), order.end());
+    at::Tensor t = numpy_tensor(s.items[2], order, data.s);
+    if (!t.defined()) return;
+    if (fortran && t.dim() > 1) {
+      std::vector<std::int64_t> perm(static_cast<std::size_t>(t.dim()));
+      for (std::size_t k = 0; k < perm.size(); ++k) perm[k] = static_cast<std::int64_t>(perm.size() - 1 - k);
+      t = t.permute(perm);
+    }
+    Node& nd = node(target);
+    nd.kind = Kind::tensor;
+    nd.internal = Internal::value;
+    nd.tensor = t;
+  }
+
+  // ---- tensors and storages ----
+  std::uint32_t persistent(std::uint32_t pid) {
+    const Node& t = node(pid);
+    if (t.kind != Kind::tuple) fail("pickle.bad_persistent_id", op_at_, "persistent id is a " + kind_name(pid) + ", not a tuple");
+    if (t.items.empty() || node(t.items[0]).kind != Kind::string)
+      fail("pickle.bad_persistent_id", op_at_, "persistent id has no tag");
+    const std::string tag = node(t.items[0]).s;
+    if (tag == "module") fail("pickle.bad_persistent_id", op_at_, "persistent id 'module' (source-code records of very old files) is not supported");
+    if (tag != "storage") fail("pickle.bad_persistent_id", op_at_, "persistent id tag '" + printable(tag) + "' (expected 'storage')");
+    const std::size_t want = legacy_ ? 6 : 5;
+    if (t.items.size() != want)
+      fail("pickle.bad_persistent_id", op_at_, "storage persistent id has " + std::to_string(t.items.size()) + " fields (expected " + std::to_string(want) + ")");
+    const Node& type = node(t.items[1]);
+    const Node& key = node(t.items[2]);
+    const Node& loc = node(t.items[3]);
+    const Node& numel = node(t.items[4]);
+    if (type.internal != Internal::global) fail("pickle.bad_persistent_id", op_at_, "storage type is not a class");
+    StorageSpec spec;
+    const std::string tn = type.s.substr(type.s.rfind('.') + 1);
+    if (tn == "UntypedStorage" || tn == "_UntypedStorage") spec.untyped = true;
+    else if (auto dt = dtype_from_storage(tn)) spec.dtype = *dt;
+    else if (tn.find("QInt") != std::string::npos || tn.find("QUInt") != std::string::npos)
+      fail("format.unsupported_dtype", op_at_, "quantized storage " + type.s + " is not supported");
+    else fail("pickle.bad_persistent_id", op_at_, "unknown storage type " + type.s);
+    if (key.kind != Kind::string || key.s.empty() || key.s.size() > 64)
+      fail("pickle.bad_persistent_id", op_at_, "storage key is not a short string");
+    for (char c : key.s)
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_'))
+        fail("pickle.bad_persistent_id", op_at_, "storage key '" + printable(key.s) + "' is not a plain name");
+    if (numel.kind != Kind::integer || numel.big || numel.i < 0)
+      fail("pickle.bad_persistent_id", op_at_, "storage '" + key.s + "' has a negative or non-integer size");
+    spec.key = key.s;
+    spec.numel = static_cast<std::uint64_t>(numel.i);
+    spec.location = loc.kind == Kind::string ? loc.s : "";
+    spec.declared_at = "offset " + std::to_string(base_ + op_at_);
+    std::uint64_t bytes;
+    if (mul_overflows(spec.numel, spec.untyped ? 1 : c10::elementSize(spec.dtype), &bytes))
+      fail("pickle.bad_persistent_id", op_at_, "storage '" + key.s + "' size overflows");
+    std::uint32_t idx = declare_storage(spec);
+    if (legacy_) {
+      const Node& view = node(t.items[5]);
+      if (view.kind == Kind::tuple) {
+        // (view_key, offset, view_size): a window of the storage declared above.
+        if (view.items.size() != 3 || node(view.items[0]).kind != Kind::string || node(view.items[1]).kind != Kind::integer ||
+            node(view.items[2]).kind != Kind::integer || node(view.items[1]).i < 0 || node(view.items[2]).i < 0)
+          fail("pickle.bad_persistent_id", op_at_, "malformed legacy storage view");
+        StorageSpec v;
+        v.key = "view:" + node(view.items[0]).s;
+        v.dtype = spec.dtype;
+        v.untyped = spec.untyped;
+        v.view_of = spec.key;
+        v.view_offset = static_cast<std::uint64_t>(node(view.items[1]).i);
+        v.numel = static_cast<std::uint64_t>(node(view.items[2]).i);
+        std::uint64_t end;
+        if (add_overflows(v.view_offset, v.numel, &end) || end > spec.numel)
+          fail("pickle.bad_persistent_id", op_at_, "legacy storage view runs past storage '" + spec.key + "'");
+        idx = declare_storage(v);
+      } else if (view.kind != Kind::none) {
+        fail("pickle.bad_persistent_id", op_at_, "malformed legacy storage view");
+      }
+    }
+    Node nd;
+    nd.kind = Kind::object;
+    nd.internal = Internal::storage;
+    nd.s = "torch." + tn;
+    nd.pending = idx;
+    return tree_.add(std::move(nd));
+  }
+  std::uint32_t declare_storage(StorageSpec& spec) {
+    auto it = st_.storage_by_key.find(spec.key);
+    if (it != st_.storage_by_key.end()) {
+      const StorageSpec& old = st_.storages[it->second];
+      if (old.dtype != spec.dtype || old.numel != spec.numel || old.untyped != spec.untyped)
+        fail("pickle.storage_conflict", op_at_, "storage '" + spec.key + "' declared again with another type or size (first at " + old.declared_at + ")");
+      return it->second;
+    }
+    const auto idx = static_cast<std::uint32_t>(st_.storages.size());
+    st_.storages.push_back(std::move(spec));
+    st_.storage_by_key.emplace(st_.storages.back().key, idx);
+    return idx;
+  }
+
+  std::uint32_t rebuild_tensor(const std::string& fn, const std::vector<std::uint32_t>& a) {
+    const bool v3 = fn == "torch._utils._rebuild_tensor_v3";
+    const std::size_t need = v3 ? 7 : 4;
+    if (a.size() < need)
+      fail("pickle.bad_tensor", op_at_, fn + " with " + std::to_string(a.size()) + " arguments (needs at least " + std::to_string(need) + ")");
+    const Node& storage = arg(a, 0);
+    if (storage.internal != Internal::storage) fail("pickle.bad_tensor", op_at_, fn + " without a storage");
+    TensorSpec t;
+    t.storage = storage.pending;
+    const StorageSpec& ss = st_.storages[t.storage];
+    const std::int64_t off = want_int(a, 1, "storage offset");
+    if (off < 0) fail("pickle.bad_tensor", op_at_, "negative storage offset " + std::to_string(off));
+    t.offset = static_cast<std::uint64_t>(off);
+    t.sizes = want_int_tuple(a[2], "size");
+    t.strides = want_int_tuple(a[3], "stride");
+    if (t.sizes.size() != t.strides.size())
+      fail("pickle.bad_tensor", op_at_, "size has " + std::to_string(t.sizes.size()) + " dims but stride has " + std::to_string(t.strides.size()));
+    if (t.sizes.size() > 64) fail("pickle.bad_tensor", op_at_, "tensor with more than 64 dimensions");
+    if (a.size() > 4 && arg(a, 4).kind == Kind::boolean) t.requires_grad = arg(a, 4).b;
+    t.dtype = ss.dtype;
+    if (v3) {
+      const Node& dt = arg(a, 6);
+      auto parsed = dt.internal == Internal::global && dt.s.compare(0, 6, "torch.") == 0 ? dtype_from_torch(dt.s.substr(6)) : std::nullopt;
+      if (!parsed) fail("pickle.bad_tensor", op_at_, "_rebuild_tensor_v3 with an unknown dtype");
+      t.dtype = *parsed;
+    } else if (ss.untyped) {
+      fail("pickle.bad_tensor", op_at_, fn + " over an untyped storage needs a dtype");
+    }
+    // The elements the view can reach must lie inside the storage.
+    const std::uint64_t es = c10::elementSize(t.dtype);
+    const std::uint64_t capacity = ss.untyped ? ss.numel / es : ss.numel;
+    std::uint64_t numel = 1, reach = t.offset, tmp;
+    for (std::size_t k = 0; k < t.sizes.size(); ++k) {
+      if (mul_overflows(numel, static_cast<std::uint64_t>(t.sizes[k]), &numel)) fail("pickle.bad_tensor", op_at_, "tensor size overflows");
+    }
+    if (numel > 0) {
+      for (std::size_t k = 0; k < t.sizes.size(); ++k)
+        if (mul_overflows(static_cast<std::uint64_t>(t.sizes[k] - 1), static_cast<std::uint64_t>(t.strides[k]), &tmp) ||
+            add_overflows(reach, tmp, &reach))
+          fail("pickle.bad_tensor", op_at_, "tensor extent overflows");
+      if (reach >= capacity)
+        fail("pickle.bad_tensor", op_at_, "tensor view reaches element " + std::to_string(reach) + " of storage '" + ss.key +
+                                              "' which holds " + std::to_string(capacity));
+    } else if (t.offset > capacity) {
+      fail("pickle.bad_tensor", op_at_, "empty tensor at offset " + std::to_string(t.offset) + " past the end of storage '" + ss.key + "'");
+    }
+    if (st_.tensors.size() >= opts_.max_tensors())
+      fail("limit.tensors", op_at_, "more than max_tensors (" + std::to_string(opts_.max_tensors()) + ") tensors");
+    t.where = "offset " + std::to_string(base_ + op_at_);
+    Node nd;
+    nd.kind = Kind::tensor;
+    nd.pending = static_cast<std::uint32_t>(st_.tensors.size());
+    st_.tensors.push_back(std::move(t));
+    return tree_.add(std::move(nd));
+  }
+
+  PickleState& st_;
+  Tree& tree_;
+  const ReadOptions& opts_;
+  std::string file_, record_;
+  const std::uint8_t* d_;
+  std::size_t n_;
+  std::uint64_t base_;
+  bool legacy_;
+  std::size_t p_ = 0, op_at_ = 0;
+  int call_depth_ = 0;
+  std::vector<std::uint32_t> stack_;
+  std::vector<std::size_t> marks_;
+  std::unordered_map<std::uint32_t, std::uint32_t> memo_;
+  std::unordered_map<std::uint32_t, std::unordered_map<std::string, std::size_t>> dict_index_;
+};
+
+} // namespace statedict::detail

@@ -1,0 +1,260 @@
+#pragma once
+// torch.save files: the zip format (PyTorch >= 1.6), the legacy format, and whole pickled modules.
+// The pickle is interpreted by detail::Unpickler; this header finds the storages' bytes and turns
+// pending tensor specs into at::Tensors that alias the file's mapping wherever they can.
+#include <statedict/checkpoint.hpp>
+#include <statedict/detail/mapped_file.hpp>
+#include <statedict/detail/pickle.hpp>
+#include <statedict/detail/zip.hpp>
+
+#include <c10/core/CPUAllocator.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace statedict::detail {
+
+inline void delete_file_ref(void* ctx) { delete static_cast<std::shared_ptr<MappedFile>*>(ctx); }
+
+/// Bytes that need reversing per element to turn `big`-endian data into native little-endian.
+inline std::size_t swap_unit(c10::ScalarType t, bool big) {
+  if (!big) return 1;
+  const std::size_t es = c10::elementSize(t);
+  return c10::isComplexType(t) ? es / 2 : es;  // complex numbers swap each half on its own
+}
+
+/// Bytes [offset, offset+nbytes) of the file as a storage: an alias of the mapping when `map` is set,
+/// no byte swap is needed and the address suits the element type; otherwise a copy.
+inline at::Storage storage_from_file(const std::shared_ptr<MappedFile>& f, std::uint64_t offset, std::uint64_t nbytes,
+                                     std::size_t elem_size, std::size_t swap, bool map) {
+  std::uint8_t* p = f->mutable_data() + offset;
+  const bool aligned = reinterpret_cast<std::uintptr_t>(p) % std::min<std::size_t>(elem_size, 16) == 0;
+  if (map && nbytes > 0 && swap <= 1 && aligned) {
+    auto* ref = new std::shared_ptr<MappedFile>(f);
+    c10::DataPtr dp(p, ref, &delete_file_ref, c10::Device(c10::kCPU));
+    return c10::Storage(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(nbytes), std::move(dp), nullptr, false);
+  }
+  c10::Storage s(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(nbytes), c10::GetCPUAllocator(), false);
+  if (nbytes > 0) {
+    auto* dst = static_cast<std::uint8_t*>(s.data());
+    std::memcpy(dst, p, static_cast<std::size_t>(nbytes));
+    if (swap > 1)
+      for (std::uint64_t e = 0; e + swap <= nbytes; e += swap) std::reverse(dst + e, dst + e + swap);
+  }
+  return s;
+}
+
+/// Turns every pending tensor spec into an at::Tensor on its storage (storages already filled).
+inline void materialize_tensors(PickleState& st, const std::string& path) {
+  for (auto& nd : st.tree.nodes) {
+    if (nd.kind != Kind::tensor || nd.pending == npos) continue;
+    const TensorSpec& t = st.tensors[nd.pending];
+    const StorageSpec* ss = &st.storages[t.storage];
+    std::uint64_t offset = t.offset;
+    if (!ss->view_of.empty()) {
+      offset += ss->view_offset;
+      ss = &st.storages[st.storage_by_key.at(ss->view_of)];
+    }
+    if (!ss->storage) throw Error("format.missing_storage", path, t.where, "tensor refers to storage '" + ss->key + "' whose bytes are missing");
+    at::Tensor x = at::empty({0}, at::TensorOptions().dtype(t.dtype));
+    x.set_(ss->storage, static_cast<std::int64_t>(offset), t.sizes, t.strides);
+    nd.tensor = x;
+    nd.pending = npos;
+  }
+}
+
+/// Whole pickled modules: replaces every nn.Module object by the dict model.state_dict() would return.
+inline void modules_to_state_dicts(CheckpointData& cd) {
+  Tree& tree = cd.tree;
+  auto str_key = [&](std::uint32_t k) -> const std::string* {
+    return tree.nodes[k].kind == Kind::string ? &tree.nodes[k].s : nullptr;
+  };
+  auto field = [&](std::uint32_t dict, const char* name) -> std::uint32_t {
+    if (dict == npos || tree.nodes[dict].kind != Kind::dict) return npos;
+    for (const auto& kv : tree.nodes[dict].kv)
+      if (const std::string* s = str_key(kv.first); s && *s == name) return kv.second;
+    return npos;
+  };
+  auto is_module = [&](std::uint32_t id) {
+    const Node& nd = tree.nodes[id];
+    return nd.kind == Kind::object && nd.internal == Internal::value && field(nd.state, "_parameters") != npos &&
+           field(nd.state, "_modules") != npos;
+  };
+  std::vector<std::pair<std::uint32_t, std::vector<std::pair<std::string, std::uint32_t>>>> converted;
+  for (std::uint32_t id = 0; id < tree.nodes.size(); ++id) {
+    if (!is_module(id)) continue;
+    std::vector<std::pair<std::string, std::uint32_t>> entries;
+    std::vector<std::pair<std::uint32_t, std::string>> todo{{id, ""}};
+    std::size_t visited = 0;
+    while (!todo.empty()) {
+      auto [m, prefix] = todo.back();
+      todo.pop_back();
+      if (++visited > tree.nodes.size() || prefix.size() > 100000)
+        throw Error("format.bad_module", cd.path, prefix, "module tree is cyclic or too deep");
+      const std::uint32_t state = tree.nodes[m].state;
+      std::uint32_t nonpersistent = field(state, "_non_persistent_buffers_set");
+      auto skip = [&](const std::string& name) {
+        if (nonpersistent == npos) return false;
+        for (auto e : tree.nodes[nonpersistent].items)
+          if (const std::string* s = str_key(e); s && *s == name) return true;
+        return false;
+      };
+      for (const char* group : {"_parameters", "_buffers"}) {
+        std::uint32_t g = field(state, group);
+        if (g == npos) continue;
+        for (const auto& kv : tree.nodes[g].kv) {
+          const std::string* name = str_key(kv.first);
+          if (!name || tree.nodes[kv.second].kind != Kind::tensor) continue;
+          if (group[1] == 'b' && skip(*name)) continue;
+          entries.emplace_back(prefix + *name, kv.second);
+        }
+      }
+      std::uint32_t children = field(state, "_modules");
+      if (children == npos) continue;
+      const auto& kvs = tree.nodes[children].kv;
+      for (auto it = kvs.rbegin(); it != kvs.rend(); ++it) {  // stack: push in reverse for file order
+        const std::string* name = str_key(it->first);
+        if (name && is_module(it->second)) todo.emplace_back(it->second, prefix + *name + ".");
+      }
+    }
+    converted.emplace_back(id, std::move(entries));
+  }
+  for (auto& [id, entries] : converted) {
+    Node dict;
+    dict.kind = Kind::dict;
+    for (auto& [name, tensor] : entries) {
+      Node k;
+      k.kind = Kind::string;
+      k.s = name;
+      dict.kv.emplace_back(tree.add(std::move(k)), tensor);
+    }
+    dict.s = tree.nodes[id].s;
+    if (id == cd.root) cd.module_class = dict.s;
+    tree.nodes[id] = std::move(dict);
+  }
+}
+
+inline std::shared_ptr<CheckpointData> finish(PickleState& st, std::uint32_t root, Format format,
+                                              const std::string& path, const ReadOptions& opts) {
+  materialize_tensors(st, path);
+  auto cd = std::make_shared<CheckpointData>();
+  cd->tree = std::move(st.tree);
+  cd->root = root;
+  cd->format = format;
+  cd->path = path;
+  cd->max_depth = opts.max_depth();
+  modules_to_state_dicts(*cd);
+  return cd;
+}
+
+inline std::string record_text(const ZipArchive& z, const ZipEntry& e, std::size_t max) {
+  if (e.size > max) throw Error("format.bad_record", z.path(), e.name, "record is " + std::to_string(e.size) + " bytes, expected a short text");
+  return std::string(reinterpret_cast<const char*>(z.payload(e)), static_cast<std::size_t>(e.size));
+}
+
+inline std::shared_ptr<CheckpointData> read_torch_zip(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts) {
+  ZipArchive z(f);
+  const std::string& path = f->path();
+  const ZipEntry* pkl = z.find("data.pkl");
+  if (z.find("constants.pkl") != nullptr)
+    throw Error("format.torchscript", path, "", "this is a TorchScript archive (torch.jit.save); read it with statedict::read, not the pickle reader");
+  if (pkl == nullptr) throw Error("format.missing_record", path, z.top() + "/data.pkl", "archive has no data.pkl: not a torch.save file");
+  // version: PyTorch writes 1-3 so far; refuse what no PyTorch wrote rather than guess.
+  const ZipEntry* ver = z.find("version");
+  if (ver == nullptr) ver = z.find(".data/version");
+  if (ver != nullptr) {
+    std::string v = record_text(z, *ver, 32);
+    while (!v.empty() && (v.back() == '\n' || v.back() == '\r' || v.back() == ' ')) v.pop_back();
+    const bool digits = !v.empty() && v.size() <= 3 && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits || std::stoi(v) < 1 || std::stoi(v) > 20)
+      throw Error("format.version", path, ver->name, "unsupported serialization version '" + v.substr(0, 20) + "'");
+  }
+  bool big_endian = false;
+  if (const ZipEntry* bo = z.find("byteorder")) {
+    const std::string v = record_text(z, *bo, 16);
+    if (v == "big") big_endian = true;
+    else if (v != "little") throw Error("format.byteorder", path, bo->name, "byteorder is '" + v + "', expected 'little' or 'big'");
+  }
+  PickleState st;
+  Unpickler up(st, opts, path, pkl->name, z.payload(*pkl), static_cast<std::size_t>(pkl->size), pkl->offset, false);
+  const std::uint32_t root = up.run();
+  for (auto& ss : st.storages) {
+    if (!ss.view_of.empty()) continue;
+    const ZipEntry* rec = z.find("data/" + ss.key);
+    if (rec == nullptr) throw Error("format.missing_record", path, z.top() + "/data/" + ss.key, "storage record is missing");
+    const std::size_t es = ss.untyped ? 1 : c10::elementSize(ss.dtype);
+    const std::uint64_t want = ss.numel * es;  // overflow already refused by the unpickler
+    if (rec->size != want)
+      throw Error("format.storage_size", path, rec->name, "record has " + std::to_string(rec->size) + " bytes, the storage needs " +
+                                                             std::to_string(want) + " (" + std::to_string(ss.numel) + " x " + std::to_string(es) + ")");
+    z.payload(*rec);  // refuses a compressed record
+    ss.storage = storage_from_file(f, rec->offset, rec->size, es, ss.untyped ? 1 : swap_unit(ss.dtype, big_endian), opts.map_tensors());
+  }
+  // Untyped storages carry their dtype on the tensor; byte-swapping them is done per tensor dtype.
+  if (big_endian)
+    for (const auto& t : st.tensors)
+      if (st.storages[t.storage].untyped && c10::elementSize(t.dtype) > 1)
+        throw Error("format.byteorder", path, t.where, "big-endian untyped storages are not supported");
+  return finish(st, root, Format::torch_zip, path, opts);
+}
+
+inline bool looks_like_legacy(const MappedFile& f) {
+  // PROTO 2, LONG1 of 10 bytes: the legacy magic number 0x1950a86a20f9469cfc6c.
+  static const std::uint8_t magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+  return f.size() >= sizeof magic && std::memcmp(f.data(), magic, sizeof magic) == 0;
+}
+
+inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts) {
+  const std::string& path = f->path();
+  const std::uint8_t* d = f->data();
+  const std::size_t n = f->size();
+  PickleState st;
+  std::size_t pos = 0;
+  const char* names[] = {"magic number", "protocol version", "sys_info", "data", "storage keys"};
+  std::uint32_t values[5];
+  for (int k = 0; k < 5; ++k) {
+    Unpickler up(st, opts, path, std::string("pickle ") + std::to_string(k + 1) + " (" + names[k] + ")", d + pos, n - pos, pos, k == 3);
+    values[k] = up.run();
+    pos += up.consumed();
+  }
+  const Node& magic = st.tree.nodes[values[0]];
+  if (magic.kind != Kind::integer || !magic.big || magic.s != "0x1950a86a20f9469cfc6c")
+    throw Error("legacy.magic", path, "offset 0", "wrong magic number: not a legacy torch.save file");
+  const Node& proto = st.tree.nodes[values[1]];
+  if (proto.kind != Kind::integer || proto.i != 1001)
+    throw Error("legacy.protocol", path, "pickle 2", "legacy protocol version is " + (proto.kind == Kind::integer ? std::to_string(proto.i) : std::string("not an int")) + ", expected 1001");
+  bool big_endian = false;
+  const Node& sys = st.tree.nodes[values[2]];
+  for (const auto& kv : sys.kv)
+    if (st.tree.nodes[kv.first].s == "little_endian" && st.tree.nodes[kv.second].kind == Kind::boolean)
+      big_endian = !st.tree.nodes[kv.second].b;
+  const Node& keys = st.tree.nodes[values[4]];
+  if (keys.kind != Kind::list) throw Error("legacy.keys", path, "pickle 5", "storage key list is not a list");
+  std::vector<char> seen(st.storages.size(), 0);
+  for (std::size_t i = 0; i < keys.items.size(); ++i) {
+    const Node& k = st.tree.nodes[keys.items[i]];
+    auto it = k.kind == Kind::string ? st.storage_by_key.find(k.s) : st.storage_by_key.end();
+    if (it == st.storage_by_key.end() || !st.storages[it->second].view_of.empty())
+      throw Error("legacy.keys", path, "storage list item " + std::to_string(i), "names a storage the data pickle never declared");
+    if (seen[it->second]++) throw Error("legacy.keys", path, "storage list item " + std::to_string(i), "storage '" + k.s + "' listed twice");
+    StorageSpec& ss = st.storages[it->second];
+    const std::string where = "storage '" + ss.key + "' at offset " + std::to_string(pos);
+    if (n - pos < 8) throw Error("legacy.truncated", path, where, "file ends before the storage's element count");
+    const std::uint64_t count = rd64(d + pos);
+    if (count != ss.numel)
+      throw Error("legacy.count", path, where, "element count " + std::to_string(count) + " differs from the declared " + std::to_string(ss.numel));
+    pos += 8;
+    const std::size_t es = c10::elementSize(ss.dtype);
+    const std::uint64_t bytes = ss.numel * es;
+    if (bytes > n - pos)
+      throw Error("legacy.truncated", path, where, "storage needs " + std::to_string(bytes) + " bytes, " + std::to_string(n - pos) + " left");
+    ss.storage = storage_from_file(f, pos, bytes, es, swap_unit(ss.dtype, big_endian), opts.map_tensors());
+    pos += static_cast<std::size_t>(bytes);
+  }
+  for (std::size_t i = 0; i < st.storages.size(); ++i)
+    if (!seen[i] && st.storages[i].view_of.empty())
+      throw Error("legacy.keys", path, "storage '" + st.storages[i].key + "'", "storage is declared but its bytes are not in the file");
+  return finish(st, values[3], Format::torch_legacy, path, opts);
+}
+
+} // namespace statedict::detail

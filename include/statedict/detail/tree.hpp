@@ -1,0 +1,66 @@
+#pragma once
+// The storage behind statedict::Value: every object a file holds is one Node in an arena, children
+// are indices. An arena (rather than shared pointers) makes cycles a pickle can build harmless.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace statedict {
+
+/// What a node of a checkpoint's tree holds.
+enum class Kind {
+  none,
+  boolean,
+  integer,   // int64; larger Python ints keep their hex digits in as_string()
+  floating,
+  complex,
+  string,
+  bytes,
+  list,
+  tuple,
+  set,
+  dict,      // insertion-ordered; keys are any value (strings and ints in practice)
+  tensor,
+  object,    // an inert instance of a class statedict does not interpret (argparse.Namespace, ...)
+};
+
+namespace detail {
+
+inline constexpr std::uint32_t npos = UINT32_MAX;
+
+enum class Internal : std::uint8_t { value, global, storage, numpy_dtype, numpy_array };
+
+struct Node {
+  Kind kind = Kind::none;
+  Internal internal = Internal::value;
+  bool b = false;
+  bool big = false;               // integer wider than 64 bits
+  std::int64_t i = 0;
+  double f = 0.0, f_imag = 0.0;
+  std::string s;                  // string, bytes, big-int hex, object class / global "module.name"
+  std::vector<std::uint32_t> items;                           // list, tuple, set, object APPENDs
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> kv;    // dict, object SETITEMs
+  std::uint32_t args = npos, state = npos;                    // object
+  std::uint32_t pending = npos;   // tensor: index of its spec until materialized; storage: spec
+  at::Tensor tensor;
+};
+
+struct Tree {
+  std::vector<Node> nodes;
+  std::uint32_t add(Node n) {
+    nodes.push_back(std::move(n));
+    return static_cast<std::uint32_t>(nodes.size() - 1);
+  }
+  std::uint32_t add(Kind k) {
+    Node n;
+    n.kind = k;
+    return add(std::move(n));
+  }
+};
+
+} // namespace detail
+} // namespace statedict

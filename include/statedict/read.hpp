@@ -1,0 +1,120 @@
+#pragma once
+// statedict::read: any PyTorch checkpoint file into a statedict::Checkpoint.
+#include <statedict/checkpoint.hpp>
+#include <statedict/detail/safetensors.hpp>
+#include <statedict/detail/torch_file.hpp>
+#include <statedict/detail/torchscript.hpp>
+#include <statedict/detail/zip.hpp>
+#include <statedict/read_options.hpp>
+
+#include <filesystem>
+
+namespace statedict {
+
+namespace detail {
+
+inline bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const ReadOptions& opts);
+
+/// A sharded checkpoint: an index whose weight_map names, for every tensor, the shard holding it.
+inline std::shared_ptr<CheckpointData> read_sharded(const std::string& index_path, const ReadOptions& opts) {
+  auto f = MappedFile::open(index_path);
+  if (f->size() > (64u << 20)) throw Error("index.too_large", index_path, "", "index file larger than 64 MiB");
+  nlohmann::json j = parse_json_header(reinterpret_cast<const char*>(f->data()), f->size(), index_path, "", opts.max_depth());
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+    throw Error("index.bad", index_path, "weight_map", "index has no weight_map object");
+  const auto& wm = j["weight_map"];
+  std::vector<std::string> shards;
+  for (auto it = wm.begin(); it != wm.end(); ++it) {
+    if (!it.value().is_string()) throw Error("index.bad", index_path, "weight_map." + it.key(), "shard name is not a string");
+    const std::string shard = it.value().get<std::string>();
+    if (shard.empty() || shard.find('/') != std::string::npos || shard.find('\\') != std::string::npos || shard == "." || shard == "..")
+      throw Error("index.bad_shard", index_path, "weight_map." + it.key(), "shard '" + shard + "' is not a plain file name in the index's folder");
+    if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
+  }
+  std::sort(shards.begin(), shards.end());
+  const std::filesystem::path dir = std::filesystem::path(index_path).parent_path();
+  auto cd = std::make_shared<CheckpointData>();
+  cd->path = index_path;
+  cd->max_depth = opts.max_depth();
+  cd->format = !shards.empty() && ends_with(shards[0], ".safetensors") ? Format::sharded_safetensors : Format::sharded_torch;
+  Node root;
+  root.kind = Kind::dict;
+  std::map<std::string, std::string> found;  // tensor -> shard
+  for (const auto& shard : shards) {
+    const std::string sp = (dir / shard).string();
+    if (!std::filesystem::exists(sp)) throw Error("index.missing_shard", index_path, shard, "shard file does not exist");
+    auto part = read_file(sp, opts);
+    Checkpoint ck = make_checkpoint(part);
+    for (auto& nt : ck.tensors()) {
+      if (!wm.contains(nt.key))
+        throw Error("index.mismatch", index_path, shard, "shard holds tensor '" + nt.key + "' that weight_map does not list");
+      if (wm[nt.key].get<std::string>() != shard)
+        throw Error("index.mismatch", index_path, shard, "tensor '" + nt.key + "' is listed for shard '" + wm[nt.key].get<std::string>() + "'");
+      if (!found.emplace(nt.key, shard).second)
+        throw Error("index.duplicate", index_path, shard, "tensor '" + nt.key + "' appears in two shards");
+      Node k;
+      k.kind = Kind::string;
+      k.s = nt.key;
+      Node v;
+      v.kind = Kind::tensor;
+      v.tensor = nt.tensor;
+      const auto ki = cd->tree.add(std::move(k));
+      root.kv.emplace_back(ki, cd->tree.add(std::move(v)));
+    }
+    for (const auto& [k, v] : part->metadata) cd->metadata[k] = v;
+  }
+  for (auto it = wm.begin(); it != wm.end(); ++it)
+    if (found.count(it.key()) == 0)
+      throw Error("index.mismatch", index_path, "weight_map." + it.key(), "tensor is listed for shard '" + it.value().get<std::string>() + "' but that shard does not hold it");
+  cd->root = cd->tree.add(std::move(root));
+  return cd;
+}
+
+inline std::string find_index_in(const std::string& dir) {
+  for (const char* name : {"model.safetensors.index.json", "pytorch_model.bin.index.json"})
+    if (std::filesystem::exists(std::filesystem::path(dir) / name)) return (std::filesystem::path(dir) / name).string();
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (ends_with(e.path().filename().string(), ".index.json")) found.push_back(e.path().string());
+  if (found.size() == 1) return found[0];
+  throw Error("index.not_found", dir, "", found.empty() ? "folder holds no *.index.json of a sharded checkpoint"
+                                                        : "folder holds several *.index.json files; name one");
+}
+
+inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const ReadOptions& opts) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return read_sharded(find_index_in(path), opts);
+  if (ends_with(path, ".index.json")) return read_sharded(path, opts);
+  auto f = MappedFile::open(path);
+  if (f->size() == 0) throw Error("format.empty", path, "", "file is empty");
+  if (ends_with(path, ".safetensors")) return read_safetensors(f, opts);
+  if (f->size() >= 8 && std::memcmp(f->data(), "PYTORCH1", 8) == 0)
+    throw Error("format.unsupported", path, "offset 0", "PYTORCH1 preview format (PyTorch 1.0 TorchScript) is not supported");
+  if (ZipArchive::looks_like_zip(*f)) {
+    ZipArchive z(f);
+    if (z.find("constants.pkl") != nullptr || z.find("code/__torch__.py") != nullptr) return read_torchscript(path, opts);
+    return read_torch_zip(f, opts);
+  }
+  if (looks_like_legacy(*f)) return read_legacy(f, opts);
+  if (f->size() > 262 && std::memcmp(f->data() + 257, "ustar", 5) == 0)
+    throw Error("format.unsupported", path, "offset 257", "tar-based torch.save format (PyTorch < 0.4) is not supported");
+  if (looks_like_safetensors(*f)) return read_safetensors(f, opts);
+  if (f->size() >= 2 && f->data()[0] == 0x80)
+    throw Error("format.unknown", path, "offset 0", "a bare pickle, not a torch.save file (no zip container, no legacy magic number)");
+  throw Error("format.unknown", path, "offset 0", "not a recognised checkpoint format (torch.save zip or legacy, safetensors, TorchScript)");
+}
+
+} // namespace detail
+
+/// Reads a checkpoint: a torch.save file (zip or legacy, state dicts, training checkpoints, whole
+/// pickled modules), a safetensors file, a sharded checkpoint (its *.index.json or folder), or a
+/// TorchScript archive. Throws statedict::Error naming the file and the place for anything unreadable.
+inline Checkpoint read(const std::string& path, const ReadOptions& options = {}) {
+  return detail::make_checkpoint(detail::read_file(path, options));
+}
+
+} // namespace statedict

@@ -1,0 +1,32 @@
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace statedict {
+
+/// Limits and switches for statedict::read. The defaults are safe for files from the internet and
+/// generous for any real checkpoint; each limit, when exceeded, fails the read with a clear message.
+struct ReadOptions {
+  /// Largest pickle (data.pkl, a legacy pickle) accepted, in bytes.
+  ReadOptions& max_pickle_bytes(std::uint64_t v) { max_pickle_bytes_ = v; return *this; }
+  /// Deepest nesting of containers accepted in a pickle or a JSON header.
+  ReadOptions& max_depth(std::size_t v) { max_depth_ = v; return *this; }
+  /// Most tensors one file may hold.
+  ReadOptions& max_tensors(std::uint64_t v) { max_tensors_ = v; return *this; }
+  /// Let tensors alias the file's copy-on-write mapping where alignment and byte order allow (the
+  /// default); off, every tensor owns a copy of its bytes.
+  ReadOptions& map_tensors(bool v) { map_tensors_ = v; return *this; }
+
+  std::uint64_t max_pickle_bytes() const { return max_pickle_bytes_; }
+  std::size_t max_depth() const { return max_depth_; }
+  std::uint64_t max_tensors() const { return max_tensors_; }
+  bool map_tensors() const { return map_tensors_; }
+
+private:
+  std::uint64_t max_pickle_bytes_ = std::uint64_t{1} << 30;
+  std::size_t max_depth_ = 1000;
+  std::uint64_t max_tensors_ = 10'000'000;
+  bool map_tensors_ = true;
+};
+
+} // namespace statedict

@@ -1,0 +1,8 @@
+#pragma once
+// statedict: safe state_dict loading for LibTorch. Include this one header for everything.
+#include <statedict/version.hpp>
+#include <statedict/error.hpp>
+#include <statedict/read_options.hpp>
+#include <statedict/checkpoint.hpp>
+#include <statedict/read.hpp>
+#include <statedict/inspect.hpp>

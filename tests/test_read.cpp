@@ -1,0 +1,146 @@
+// statedict::read against checkpoints written by real PyTorch (tests/fixtures/generate.py).
+#include "helpers.hpp"
+
+using statedict::Kind;
+using sdtest::fixture;
+
+namespace {
+void check_against_pytorch(const std::string& name) {
+  const auto expected = sdtest::expected_listing(name);
+  const statedict::Checkpoint ck = statedict::read(fixture(name));
+  INFO(name);
+  CHECK(statedict::format_name(ck.format()) == expected["format"].get<std::string>());
+  const auto got = sdtest::listing(ck.root());
+  REQUIRE(got.size() == expected["tensors"].size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    INFO("tensor " << i << ": " << expected["tensors"][i]["key"]);
+    CHECK(got[i]["key"] == expected["tensors"][i]["key"]);
+    CHECK(got[i]["dtype"] == expected["tensors"][i]["dtype"]);
+    CHECK(got[i]["shape"] == expected["tensors"][i]["shape"]);
+    CHECK(got[i]["sha256"] == expected["tensors"][i]["sha256"]);
+  }
+}
+} // namespace
+
+TEST_CASE("every fixture lists exactly the tensors, dtypes, shapes and bytes PyTorch lists", "[read]") {
+  for (const char* name :
+       {"resnet_plain.pt", "resnet_dataparallel.pt", "resnet_fp16.pt", "resnet_bf16.pt", "resnet_legacy.pt", "resnet_module.pt",
+        "resnet_compiled.pt", "resnet_wrapper.pt", "resnet_ema.pt", "resnet_lightning.pt", "resnet_bigendian.pt", "resnet_head5.pt",
+        "resnet_no_nbt.pt", "training.pt", "dtypes.pt", "dtypes_legacy.pt", "bert.pt", "resnet.safetensors", "sharded_st",
+        "sharded_bin", "resnet_script.pt"})
+    check_against_pytorch(name);
+}
+
+TEST_CASE("a training checkpoint reads with its non-tensor values intact", "[read]") {
+  const auto ck = statedict::read(fixture("training.pt"));
+  CHECK(ck.at("epoch").as_int() == 5);
+  CHECK(ck.at("optimizer.param_groups.0.lr").as_double() == Approx(0.1));
+  CHECK(ck.at("optimizer.param_groups.0.momentum").as_double() == Approx(0.9));
+  const auto args = ck.at("args");
+  CHECK(args.kind() == Kind::object);
+  CHECK(args.class_name() == "argparse.Namespace");
+  CHECK(args.at("arch").as_string() == "tiny_resnet");
+  CHECK(args.at("epochs").as_int() == 90);
+  CHECK(args.at("tags.1").as_string() == "b");
+  CHECK(ck.at("best_acc1").tensor().item<double>() == Approx(0.731));
+  CHECK(ck.at("predictions").tensor().equal(at::arange(6, at::kFloat).reshape({2, 3})));
+  CHECK(ck.at("classes").kind() == Kind::set);
+  CHECK(ck.at("classes").size() == 2);
+  CHECK(ck.at("history").class_name() == "collections.deque");
+  CHECK(ck.at("bytes").as_string() == std::string("\x00\xff" "ab", 4));
+  CHECK(ck.at("complex").kind() == Kind::complex);
+  CHECK(ck.at("big").kind() == Kind::integer);
+  CHECK(ck.at("big").as_string() == "0x400000000000000000");  // 2**70
+  CHECK_THROWS_AS(ck.at("big").as_int(), statedict::Error);
+  CHECK(ck.at("model").is_dict());
+  CHECK(ck.at("model.conv1.weight").tensor().sizes() == at::IntArrayRef({4, 3, 7, 7}));
+  CHECK(ck.at("model").keys().front() == "conv1.weight");
+}
+
+TEST_CASE("a path that does not exist names the level and lists the keys there", "[read]") {
+  const auto ck = statedict::read(fixture("training.pt"));
+  try {
+    ck.at("model_state_dict");
+    FAIL("no exception");
+  } catch (const statedict::Error& e) {
+    CHECK(e.id() == "path.not_found");
+    CHECK(std::string(e.what()).find("'model'") != std::string::npos);
+    CHECK(std::string(e.what()).find("training.pt") != std::string::npos);
+  }
+}
+
+TEST_CASE("tensors that share a storage stay views of one storage, with their strides and offsets", "[read]") {
+  for (const char* name : {"dtypes.pt", "dtypes_legacy.pt"}) {
+    INFO(name);
+    const auto ck = statedict::read(fixture(name));
+    const auto a = ck.at("tied_a").tensor(), b = ck.at("tied_b").tensor(), row = ck.at("row_view").tensor();
+    const auto tr = ck.at("transposed").tensor(), strided = ck.at("strided").tensor();
+    CHECK(a.storage().is_alias_of(b.storage()));
+    CHECK(a.storage().is_alias_of(row.storage()));
+    CHECK(a.storage().is_alias_of(tr.storage()));
+    CHECK(row.storage_offset() == 6);
+    CHECK(tr.strides() == at::IntArrayRef({1, 6}));
+    CHECK(strided.strides() == at::IntArrayRef({6, 2}));
+    CHECK(strided.equal(at::arange(24, at::kFloat).reshape({4, 6}).slice(1, 0, 6, 2)));
+    CHECK(ck.at("scalar").tensor().dim() == 0);
+    CHECK(ck.at("scalar").tensor().item<float>() == 3.25f);
+    CHECK(ck.at("empty").tensor().sizes() == at::IntArrayRef({0, 5}));
+    CHECK(ck.at("complex128").tensor().scalar_type() == at::kComplexDouble);
+  }
+}
+
+TEST_CASE("a whole pickled module reads as the state dict model.state_dict() gives", "[read]") {
+  const auto module = statedict::read(fixture("resnet_module.pt"));
+  const auto plain = statedict::read(fixture("resnet_plain.pt"));
+  CHECK(module.module_class() == "__main__.TinyResNet");
+  CHECK(sdtest::listing(module.root()) == sdtest::listing(plain.root()));
+}
+
+TEST_CASE("big-endian files are byte-swapped to the same values", "[read]") {
+  const auto big = statedict::read(fixture("resnet_bigendian.pt"));
+  const auto plain = statedict::read(fixture("resnet_plain.pt"));
+  CHECK(sdtest::listing(big.root()) == sdtest::listing(plain.root()));
+}
+
+TEST_CASE("safetensors keeps __metadata__ and sharded checkpoints read from the index or its folder", "[read]") {
+  const auto st = statedict::read(fixture("resnet.safetensors"));
+  CHECK(st.metadata().at("format") == "pt");
+  CHECK(st.metadata().at("source") == "generate.py");
+  const auto by_index = statedict::read(fixture("sharded_st/model.safetensors.index.json"));
+  const auto by_folder = statedict::read(fixture("sharded_st"));
+  CHECK(by_index.format() == statedict::Format::sharded_safetensors);
+  CHECK(sdtest::listing(by_index.root()) == sdtest::listing(by_folder.root()));
+  CHECK(statedict::read(fixture("sharded_bin")).format() == statedict::Format::sharded_torch);
+}
+
+TEST_CASE("tensors alias the file's copy-on-write mapping, and writing to them never reaches the file", "[read]") {
+  const std::string copy = sdtest::write_temp("cow.pt", sdtest::read_bytes(fixture("resnet_plain.pt")));
+  const std::string before = sdtest::read_bytes(copy);
+  {
+    auto ck = statedict::read(copy);
+    auto w = ck.at("conv1.weight").tensor();
+    w.fill_(42.0f);
+    CHECK(w.sum().item<float>() == Approx(42.0f * static_cast<float>(w.numel())));
+  }
+  CHECK(sdtest::read_bytes(copy) == before);
+  auto owned = statedict::read(copy, statedict::ReadOptions{}.map_tensors(false));
+  CHECK(owned.at("conv1.weight").tensor().equal(statedict::read(copy).at("conv1.weight").tensor()));
+}
+
+TEST_CASE("hostile pickles are refused with the global named, and their payload never runs", "[read][security]") {
+  const std::string marker = "/tmp/statedict_payload_ran";
+  std::filesystem::remove(marker);
+  for (const auto& [name, global] : std::vector<std::pair<std::string, std::string>>{
+           {"evil_os_system.pt", "posix.system"}, {"evil_eval.pt", "eval"}, {"evil_nested.pt", ".call"}, {"evil_legacy.pt", "posix.system"}}) {
+    INFO(name);
+    try {
+      statedict::read(fixture(name));
+      FAIL("read succeeded");
+    } catch (const statedict::Error& e) {
+      CHECK(e.id() == "pickle.forbidden_global");
+      CHECK(std::string(e.what()).find(global) != std::string::npos);
+      CHECK(std::string(e.what()).find(name) != std::string::npos);
+    }
+  }
+  CHECK_FALSE(std::filesystem::exists(marker));
+}

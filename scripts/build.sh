@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Configures and builds statedict (library, CLI, examples, tests) in build/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" >/dev/null
+cmake --build build -j "$(nproc)"

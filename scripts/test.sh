@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds, runs every test with ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh
+ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"

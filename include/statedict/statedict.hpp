@@ -6,3 +6,6 @@
 #include <statedict/checkpoint.hpp>
 #include <statedict/read.hpp>
 #include <statedict/inspect.hpp>
+#include <statedict/options.hpp>
+#include <statedict/report.hpp>
+#include <statedict/load.hpp>

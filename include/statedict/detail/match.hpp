@@ -1,0 +1,509 @@
+#pragma once
+// The matcher's whole story: checkpoint keys are transformed by the options' rules, reconciled by
+// prefix if asked, paired with module keys, checked against the policies, and explained.
+#include <statedict/checkpoint.hpp>
+#include <statedict/detail/dtypes.hpp>
+#include <statedict/options.hpp>
+#include <statedict/report.hpp>
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstring>
+#include <regex>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace statedict::detail {
+
+/// One tensor a load writes to: a module parameter or buffer, or (for CLI diffs) a checkpoint entry.
+struct Target {
+  std::string key;
+  at::Tensor tensor;
+};
+
+/// A planned copy from a checkpoint tensor into a target.
+struct Copy {
+  std::size_t target;
+  at::Tensor source;
+};
+
+inline bool glob_match(const std::string& pat, const std::string& s) {
+  std::size_t p = 0, i = 0, star = std::string::npos, mark = 0;
+  while (i < s.size()) {
+    if (p < pat.size() && (pat[p] == '?' || pat[p] == s[i])) { ++p; ++i; }
+    else if (p < pat.size() && pat[p] == '*') { star = p++; mark = i; }
+    else if (star != std::string::npos) { p = star + 1; i = ++mark; }
+    else return false;
+  }
+  while (p < pat.size() && pat[p] == '*') ++p;
+  return p == pat.size();
+}
+
+inline bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+/// A prefix difference: remove `strip` from checkpoint keys that have it, then put `add` in front.
+struct PrefixFix {
+  std::string strip, add;
+  std::size_t matches = 0;
+  bool identity() const { return strip.empty() && add.empty(); }
+  std::string apply(const std::string& k) const {
+    return add + (!strip.empty() && starts_with(k, strip) ? k.substr(strip.size()) : k);
+  }
+  std::string option() const {
+    std::string o;
+    if (!strip.empty()) o += "strip_prefix(\"" + strip + "\")";
+    if (!add.empty()) o += std::string(o.empty() ? "" : ".") + "add_prefix(\"" + add + "\")";
+    return o;
+  }
+  std::string cli() const {
+    std::string o;
+    if (!strip.empty()) o += "--strip-prefix " + strip;
+    if (!add.empty()) o += std::string(o.empty() ? "" : " ") + "--add-prefix " + add;
+    return o;
+  }
+};
+
+/// Prefixes of one or two dotted components shared by at least a quarter of the keys.
+inline std::vector<std::string> common_prefixes(const std::vector<std::string>& keys) {
+  std::unordered_map<std::string, std::size_t> count;
+  for (const auto& k : keys) {
+    std::size_t dot = k.find('.');
+    for (int depth = 0; depth < 2 && dot != std::string::npos; ++depth) {
+      ++count[k.substr(0, dot + 1)];
+      dot = k.find('.', dot + 1);
+    }
+  }
+  std::vector<std::string> out{""};
+  for (const auto& [p, c] : count)
+    if (c * 4 >= keys.size() && c > 0) out.push_back(p);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+/// The prefix fix that pairs the most checkpoint keys with module keys (ties: the simplest).
+inline PrefixFix best_prefix_fix(const std::vector<std::string>& source, const std::unordered_set<std::string>& targets,
+                                 const std::vector<std::string>& target_list) {
+  PrefixFix best;
+  for (const auto& k : source) best.matches += targets.count(k);
+  for (const auto& strip : common_prefixes(source))
+    for (const auto& add : common_prefixes(target_list)) {
+      if (strip.empty() && add.empty()) continue;
+      if (strip == add) continue;
+      PrefixFix f{strip, add, 0};
+      for (const auto& k : source) f.matches += targets.count(f.apply(k));
+      const auto cost = [](const PrefixFix& x) { return (x.strip.empty() ? 0 : 1) + (x.add.empty() ? 0 : 1); };
+      if (f.matches > best.matches || (f.matches == best.matches && f.matches > 0 && cost(f) < cost(best))) best = f;
+    }
+  return best;
+}
+
+/// Same dotted components but one ("fc.weight" and "head.weight").
+inline bool one_component_apart(const std::string& a, const std::string& b) {
+  std::size_t i = 0, j = 0, diffs = 0;
+  while (true) {
+    const std::size_t ea = a.find('.', i), eb = b.find('.', j);
+    if (a.compare(i, ea == std::string::npos ? std::string::npos : ea - i, b, j, eb == std::string::npos ? std::string::npos : eb - j) != 0)
+      ++diffs;
+    if (ea == std::string::npos || eb == std::string::npos) return ea == eb && diffs == 1;
+    i = ea + 1;
+    j = eb + 1;
+  }
+}
+
+inline std::string regex_escape(const std::string& s) {
+  std::string r;
+  for (char c : s) {
+    if (std::strchr("\\^$.|?*+()[]{}", c) != nullptr) r += '\\';
+    r += c;
+  }
+  return r;
+}
+inline std::string cpp_escape(const std::string& s) {
+  std::string r;
+  for (char c : s) {
+    if (c == '\\' || c == '"') r += '\\';
+    r += c;
+  }
+  return r;
+}
+
+inline std::size_t edit_distance(const std::string& a, const std::string& b, std::size_t cap) {
+  if (a.size() > b.size() + cap || b.size() > a.size() + cap) return cap + 1;
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    std::size_t row_min = cur[0];
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      row_min = std::min(row_min, cur[j]);
+    }
+    if (row_min > cap) return cap + 1;
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+/// A cast loses information when it leaves the floating-point family or does not round-trip.
+inline bool cast_is_lossy(const at::Tensor& src, c10::ScalarType dst) {
+  const auto s = src.scalar_type();
+  if (s == dst) return false;
+  const bool s_float = c10::isFloatingType(s) || c10::isComplexType(s);
+  const bool d_float = c10::isFloatingType(dst) || c10::isComplexType(dst);
+  if (c10::isComplexType(s) && !c10::isComplexType(dst)) return true;
+  if (s_float && !d_float) return true;
+  if (s_float && d_float) return false;  // a precision change between float types: expected
+  return !src.to(dst).to(s).equal(src);
+}
+
+inline std::string module_display_name(std::string name) {
+  const auto colon = name.rfind("::");
+  if (colon != std::string::npos) name = name.substr(colon + 2);
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, "Impl") == 0) name.resize(name.size() - 4);
+  return name;
+}
+
+struct Candidate {
+  std::string path;
+  std::size_t score = 0;
+  std::size_t keys = 0;
+  PrefixFix fix;
+};
+
+/// Sub-trees worth selecting: the root and every dict-like value down to depth 3 holding tensors.
+inline void list_subtrees(const Value& v, const std::string& path, int depth, std::vector<std::pair<std::string, Value>>& out) {
+  if (v.is_dict()) {
+    out.emplace_back(path, v);
+    if (depth >= 3) return;
+    for (const auto& [k, child] : v.items())
+      if (child.is_dict() || child.kind() == Kind::object)
+        list_subtrees(child, path.empty() ? k.key_text() : path + "." + k.key_text(), depth + 1, out);
+  } else if (v.kind() == Kind::object && v.object_state() && v.object_state()->is_dict() && depth < 3) {
+    list_subtrees(*v.object_state(), path, depth + 1, out);
+  }
+}
+
+/// The sub-tree whose keys best fit the targets (with prefix reconciliation when `with_prefix`).
+inline Candidate best_subtree(const Value& root, const std::unordered_set<std::string>& targets,
+                              const std::vector<std::string>& target_list, bool with_prefix) {
+  std::vector<std::pair<std::string, Value>> subs;
+  list_subtrees(root, "", 0, subs);
+  if (subs.empty()) subs.emplace_back("", root);
+  Candidate best;
+  bool first = true;
+  for (const auto& [path, v] : subs) {
+    std::vector<std::string> keys;
+    for (const auto& t : v.tensors()) keys.push_back(t.key);
+    if (keys.empty()) continue;
+    Candidate c{path, 0, keys.size(), {}};
+    if (with_prefix) {
+      c.fix = best_prefix_fix(keys, targets, target_list);
+      c.score = c.fix.matches;
+    } else {
+      for (const auto& k : keys) c.score += targets.count(k);
+    }
+    // Ties go to the narrower sub-tree (fewer keys left unused), then to the one that needs no prefix
+    // rule, then to the deeper path.
+    auto rank = [](const Candidate& x) {
+      const int cost = (x.fix.strip.empty() ? 0 : 1) + (x.fix.add.empty() ? 0 : 1);
+      return std::make_tuple(x.score, -static_cast<long long>(x.keys), -cost, std::count(x.path.begin(), x.path.end(), '.') + (x.path.empty() ? 0 : 1));
+    };
+    if (first || rank(c) > rank(best)) { best = c; first = false; }
+  }
+  return best;
+}
+
+inline std::vector<std::string> top_level_keys(const Value& root) {
+  return root.is_dict() ? root.keys() : std::vector<std::string>{};
+}
+
+inline std::string join_quoted(const std::vector<std::string>& v, std::size_t max) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size() && i < max; ++i) s += (i ? ", '" : "'") + v[i] + "'";
+  if (v.size() > max) s += ", ...";
+  return s;
+}
+
+/// Plans a load of `ck` into `targets`: fills the report and returns the copies to make (empty
+/// when the report is not ok). Never changes a target.
+inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoint& ck, const LoadOptions& opts, LoadReport& r) {
+  std::vector<Copy> copies;
+  r.module_tensors = targets.size();
+  r.file = ck.path();
+  r.format = format_name(ck.format());
+  std::unordered_map<std::string, std::size_t> target_index;
+  std::vector<std::string> target_list;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    target_index.emplace(targets[i].key, i);
+    target_list.push_back(targets[i].key);
+  }
+  const std::unordered_set<std::string> target_set(target_list.begin(), target_list.end());
+
+  // 1. The sub-tree.
+  Value source_root = ck.root();
+  if (!opts.select().empty()) {
+    try {
+      source_root = ck.at(opts.select());
+      r.selected = opts.select();
+      r.selected_by = "select";
+    } catch (const Error& e) {
+      r.error = e.what();
+      r.error_id = e.id();
+      const Candidate best = best_subtree(ck.root(), target_set, target_list, true);
+      std::string text = "select(\"" + opts.select() + "\") does not exist; the top-level keys are " +
+                         join_quoted(top_level_keys(ck.root()), 12);
+      if (best.score > 0) {
+        text += ". The tensors under '" + best.path + "' fit the module (" + std::to_string(best.score) + " of " +
+                std::to_string(targets.size()) + " keys match)";
+        r.suggestions.push_back({text, "select(\"" + best.path + "\")", "--select " + best.path});
+      } else {
+        r.suggestions.push_back({text, "", ""});
+      }
+      return copies;
+    }
+  } else if (opts.auto_select()) {
+    const Candidate best = best_subtree(ck.root(), target_set, target_list, opts.auto_prefix());
+    if (!best.path.empty()) {
+      source_root = ck.at(best.path);
+      r.selected = best.path;
+      r.selected_by = "auto_select";
+    }
+  }
+  if (!source_root.is_dict() && source_root.kind() != Kind::object && !source_root.is_sequence()) {
+    r.error = ck.path() + ": " + (r.selected.empty() ? std::string("the checkpoint") : "'" + r.selected + "'") + " holds a " +
+              source_root.type_name() + ", not a state dict";
+    r.error_id = "load.not_a_state_dict";
+    return copies;
+  }
+  const std::vector<NamedTensor> sources = source_root.tensors();
+
+  // 2. Key rules, in the order given.
+  std::vector<std::regex> regexes;
+  for (const auto& rule : opts.rules()) {
+    if (rule.kind != KeyRule::Kind::rename) { regexes.emplace_back(); continue; }
+    try {
+      regexes.emplace_back(rule.pattern, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      r.error = "rename pattern '" + rule.pattern + "' is not a valid regular expression: " + e.what();
+      r.error_id = "options.bad_regex";
+      return copies;
+    }
+  }
+  std::vector<std::string> keys(sources.size()), rules_used(sources.size());
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    std::string k = sources[i].key;
+    for (std::size_t j = 0; j < opts.rules().size(); ++j) {
+      const KeyRule& rule = opts.rules()[j];
+      std::string before = k;
+      if (rule.kind == KeyRule::Kind::strip_prefix && starts_with(k, rule.pattern)) k = k.substr(rule.pattern.size());
+      else if (rule.kind == KeyRule::Kind::add_prefix) k = rule.pattern + k;
+      else if (rule.kind == KeyRule::Kind::rename) k = std::regex_replace(k, regexes[j], rule.replacement);
+      if (k != before) rules_used[i] += (rules_used[i].empty() ? "" : ".") + rule.text();
+    }
+    keys[i] = k;
+  }
+  // 3. Prefix reconciliation.
+  if (opts.auto_prefix()) {
+    const PrefixFix fix = best_prefix_fix(keys, target_set, target_list);
+    if (!fix.identity()) {
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        std::string k = fix.apply(keys[i]);
+        if (k != keys[i]) rules_used[i] += (rules_used[i].empty() ? "auto_prefix: " : ".") + fix.option();
+        keys[i] = k;
+      }
+    }
+  }
+  // 4. Pairing.
+  std::unordered_map<std::string, std::size_t> by_key;
+  std::vector<char> used(sources.size(), 0);
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    auto [it, fresh] = by_key.emplace(keys[i], i);
+    if (!fresh)
+      r.errors.push_back("checkpoint keys \"" + sources[it->second].key + "\" and \"" + sources[i].key + "\" both map to \"" + keys[i] +
+                         "\" after the key rules");
+  }
+  std::vector<std::string> missing_hard, missing_soft;
+  std::map<std::pair<std::string, std::string>, std::size_t> casts;
+  for (std::size_t t = 0; t < targets.size(); ++t) {
+    const Target& tg = targets[t];
+    auto it = by_key.find(tg.key);
+    if (it == by_key.end()) {
+      r.missing.push_back(tg.key);
+      const bool nbt = !opts.require_num_batches_tracked() && (tg.key == "num_batches_tracked" ||
+                                                                (tg.key.size() > 20 && tg.key.compare(tg.key.size() - 20, 20, ".num_batches_tracked") == 0));
+      const bool globbed = std::any_of(opts.ignore_missing().begin(), opts.ignore_missing().end(),
+                                       [&](const std::string& g) { return glob_match(g, tg.key); });
+      (nbt || globbed ? missing_soft : missing_hard).push_back(tg.key);
+      continue;
+    }
+    const std::size_t s = it->second;
+    used[s] = 1;
+    const at::Tensor& src = sources[s].tensor;
+    r.matched.push_back({tg.key, sources[s].key, rules_used[s].empty() ? "exact" : rules_used[s]});
+    if (!src.sizes().equals(tg.tensor.sizes())) {
+      r.shape_mismatch.push_back({tg.key, sources[s].key, tg.tensor.sizes().vec(), src.sizes().vec()});
+      if (opts.shape_mismatch() == Policy::error)
+        r.errors.push_back("size mismatch for " + tg.key + ": copying a param with shape " + shape_str(src.sizes().vec()) +
+                           " from checkpoint, the shape in current model is " + shape_str(tg.tensor.sizes().vec()) + ".");
+      else r.skipped.push_back(tg.key);
+      continue;
+    }
+    if (src.scalar_type() != tg.tensor.scalar_type()) {
+      DtypeMismatch d{tg.key, sources[s].key, dtype_name(tg.tensor.scalar_type()), dtype_name(src.scalar_type()), false, false};
+      d.lossy = cast_is_lossy(src, tg.tensor.scalar_type());
+      if (opts.dtype_mismatch() == Policy::error) {
+        r.errors.push_back("dtype mismatch for " + tg.key + ": the checkpoint has " + d.source_dtype + ", the model " + d.target_dtype + ".");
+      } else if (d.lossy && !opts.allow_lossy_cast()) {
+        r.errors.push_back("lossy cast for " + tg.key + ": " + d.source_dtype + " to " + d.target_dtype +
+                           " loses information (allow_lossy_cast() permits it).");
+      } else {
+        d.cast = true;
+        ++casts[{d.source_dtype, d.target_dtype}];
+        copies.push_back({t, src});
+      }
+      r.dtype_mismatch.push_back(d);
+      continue;
+    }
+    copies.push_back({t, src});
+  }
+  std::vector<std::string> unexpected_hard;
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    if (used[i]) continue;
+    r.unexpected.push_back(sources[i].key);
+    const bool globbed = std::any_of(opts.ignore_unexpected().begin(), opts.ignore_unexpected().end(),
+                                     [&](const std::string& g) { return glob_match(g, sources[i].key) || glob_match(g, keys[i]); });
+    if (globbed) r.tolerated.push_back(sources[i].key);
+    else unexpected_hard.push_back(sources[i].key);
+  }
+  for (const auto& k : missing_soft) r.tolerated.push_back(k);
+
+  // 5. Policies.
+  auto apply_policy = [&](Policy p, const std::vector<std::string>& keys_, const char* what) {
+    if (keys_.empty() || p == Policy::ignore) return;
+    const std::string line = std::string(what) + " key(s) in state_dict: " + quoted_list(keys_, true) + ".";
+    (p == Policy::error ? r.errors : r.warnings).push_back(line);
+  };
+  // PyTorch lists unexpected before missing; keep its order so messages read the same.
+  std::vector<std::string> policy_errors;
+  std::swap(policy_errors, r.errors);
+  apply_policy(opts.missing(), missing_hard, "Missing");
+  apply_policy(opts.unexpected(), unexpected_hard, "Unexpected");
+  r.errors.insert(r.errors.end(), policy_errors.begin(), policy_errors.end());
+  if (!missing_soft.empty()) {
+    std::size_t nbt = 0;
+    for (const auto& k : missing_soft) nbt += k.find("num_batches_tracked") != std::string::npos;
+    if (nbt > 0)
+      r.warnings.push_back(std::to_string(nbt) + " num_batches_tracked buffer(s) missing from the checkpoint (PyTorch versions differ); left as they were.");
+  }
+  if (opts.shape_mismatch() != Policy::error && !r.skipped.empty() && opts.shape_mismatch() == Policy::warn)
+    r.warnings.push_back("skipped " + std::to_string(r.skipped.size()) + " tensor(s) of another shape: " + quoted_list(r.skipped, true) + ".");
+  if (opts.dtype_mismatch() == Policy::warn)
+    for (const auto& [pair, n] : casts)
+      r.warnings.push_back("cast " + std::to_string(n) + " tensor(s) from " + pair.first + " to " + pair.second + ".");
+  r.loaded = copies.size();
+  if (!targets.empty() && copies.empty())
+    r.errors.push_back("no tensor of the checkpoint matched the model (0 of " + std::to_string(targets.size()) + " loaded).");
+  else if (!targets.empty() && static_cast<double>(copies.size()) < opts.min_coverage() * static_cast<double>(targets.size()))
+    r.errors.push_back("only " + std::to_string(copies.size()) + " of " + std::to_string(targets.size()) +
+                       " tensors would be loaded, below min_coverage " + std::to_string(opts.min_coverage()) + ".");
+
+  // 6. Suggestions.
+  std::vector<std::string> unexpected_keys;  // after rules
+  for (std::size_t i = 0; i < sources.size(); ++i)
+    if (!used[i]) unexpected_keys.push_back(keys[i]);
+  const std::unordered_set<std::string> missing_set(r.missing.begin(), r.missing.end());
+  std::unordered_set<std::string> explained;  // missing keys a prefix suggestion accounts for
+  if (!r.missing.empty() && !unexpected_keys.empty()) {
+    const PrefixFix fix = best_prefix_fix(unexpected_keys, missing_set, r.missing);
+    if (!fix.identity() && fix.matches > 0) {
+      for (const auto& u : unexpected_keys)
+        if (missing_set.count(fix.apply(u))) explained.insert(fix.apply(u));
+      std::string text;
+      if (!fix.strip.empty() && fix.add.empty())
+        text = std::to_string(fix.matches) + " unexpected key(s) start with '" + fix.strip + "' and match the model once it is removed";
+      else if (fix.strip.empty())
+        text = std::to_string(fix.matches) + " missing key(s) are the checkpoint's keys with '" + fix.add + "' in front";
+      else
+        text = std::to_string(fix.matches) + " unexpected key(s) match the model once '" + fix.strip + "' is replaced by '" + fix.add + "'";
+      text += ": use " + fix.option() + " (CLI: " + fix.cli() + "), or auto_prefix() (CLI: --auto)";
+      r.suggestions.push_back({text, fix.option(), fix.cli()});
+    }
+  }
+  if (!targets.empty() && r.matched.size() * 2 < targets.size()) {
+    const Candidate best = best_subtree(ck.root(), target_set, target_list, true);
+    if (best.score > r.matched.size() && best.path != r.selected) {
+      std::string opt = best.path.empty() ? "" : "select(\"" + best.path + "\")";
+      std::string cli = best.path.empty() ? "" : "--select " + best.path;
+      if (!best.fix.identity()) {
+        opt += (opt.empty() ? "" : ".") + best.fix.option();
+        cli += (cli.empty() ? "" : " ") + best.fix.cli();
+      }
+      const std::string where = best.path.empty() ? "at the top level of the checkpoint" : "under '" + best.path + "'";
+      r.suggestions.push_back({"the tensors " + where + " fit the model (" + std::to_string(best.score) + " of " +
+                                   std::to_string(targets.size()) + " keys match); the top-level keys are " +
+                                   join_quoted(top_level_keys(ck.root()), 12) + ": use " + opt + " (CLI: " + cli + ")",
+                               opt, cli});
+    }
+  }
+  // Near misses: a missing key and an unused checkpoint key that differ a little.
+  std::size_t near = 0;
+  for (const auto& m : r.missing) {
+    if (near >= 5 || r.missing.size() > 200 || unexpected_keys.size() > 2000) break;
+    if (explained.count(m)) continue;
+    const std::size_t cap = std::max<std::size_t>(2, m.size() / 10);
+    std::string best_key;
+    std::size_t best_d = cap + 1;
+    for (const auto& u : unexpected_keys) {
+      const bool suffix = u.size() > m.size() && u.compare(u.size() - m.size(), m.size(), m) == 0 && u[u.size() - m.size() - 1] == '.';
+      const std::size_t d = suffix ? 1 : one_component_apart(m, u) ? 2 : edit_distance(m, u, cap);
+      if (d < best_d) { best_d = d; best_key = u; }
+    }
+    if (!best_key.empty()) {
+      const std::string re = "^" + regex_escape(best_key) + "$";
+      const std::string opt = "rename(\"" + cpp_escape(re) + "\", \"" + m + "\")";
+      r.suggestions.push_back({"missing \"" + m + "\" looks like checkpoint key \"" + best_key + "\": use " + opt, opt, "--rename '" + re + "=" + m + "'"});
+      ++near;
+    }
+  }
+  for (const auto& s : r.shape_mismatch) {
+    std::int64_t nt = 1, ns = 1;
+    for (auto d : s.target_shape) nt *= d;
+    for (auto d : s.source_shape) ns *= d;
+    if (nt != ns) continue;
+    std::vector<std::int64_t> rev(s.source_shape.rbegin(), s.source_shape.rend());
+    r.suggestions.push_back({"\"" + s.key + "\" has " + shape_str(s.source_shape) + " in the checkpoint and " + shape_str(s.target_shape) +
+                                 " in the model: same number of elements" + (rev == s.target_shape && s.target_shape.size() == 2 ? ", transposed?" : ", reshaped?"),
+                             "", ""});
+  }
+  if (!r.shape_mismatch.empty() && opts.shape_mismatch() == Policy::error) {
+    std::vector<std::string> ks;
+    for (const auto& s : r.shape_mismatch) ks.push_back(s.key);
+    r.suggestions.push_back({std::to_string(ks.size()) + " tensor(s) have another shape (" + quoted_list(ks, true) +
+                                 "), e.g. a classifier head of another size: to keep the model's values for them and load the rest, use "
+                                 "shape_mismatch(statedict::Policy::warn) (CLI: --lenient)",
+                             "shape_mismatch(statedict::Policy::warn)", "--lenient"});
+  }
+  {
+    std::vector<std::string> stats;
+    for (const auto& u : unexpected_keys)
+      for (const char* suffix : {".running_mean", ".running_var", ".num_batches_tracked"}) {
+        const std::string sfx = suffix;
+        if (u.size() > sfx.size() && u.compare(u.size() - sfx.size(), sfx.size(), sfx) == 0 &&
+            target_set.count(u.substr(0, u.size() - sfx.size()) + ".weight"))
+          stats.push_back(u);
+      }
+    if (!stats.empty())
+      r.suggestions.push_back({"the checkpoint has BatchNorm running statistics the model lacks (" + quoted_list(stats, true) +
+                                   "): was the model built with track_running_stats(false)? To leave them unused, use "
+                                   "ignore_unexpected(\"*.running_*\").ignore_unexpected(\"*.num_batches_tracked\")",
+                               "ignore_unexpected(\"*.running_*\").ignore_unexpected(\"*.num_batches_tracked\")", ""});
+  }
+  if (!r.ok()) copies.clear();
+  return copies;
+}
+
+} // namespace statedict::detail

@@ -1,0 +1,131 @@
+#pragma once
+// statedict::load and statedict::diff: a checkpoint into a torch::nn::Module, checked first,
+// applied only when the whole load is acceptable.
+#include <statedict/checkpoint.hpp>
+#include <statedict/detail/match.hpp>
+#include <statedict/options.hpp>
+#include <statedict/read.hpp>
+#include <statedict/report.hpp>
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <memory>
+#include <type_traits>
+
+namespace statedict {
+
+namespace detail {
+
+inline torch::nn::Module& as_module(torch::nn::Module& m) { return m; }
+template <class T> torch::nn::Module& as_module(const std::shared_ptr<T>& p) { return *p; }
+template <class T> torch::nn::Module& as_module(torch::nn::ModuleHolder<T>& h) { return *h.ptr(); }
+template <class T> torch::nn::Module& as_module(const torch::nn::ModuleHolder<T>& h) { return *h.ptr(); }
+
+/// The module's parameters and buffers in state_dict order: each module's own parameters, then
+/// its buffers, depth first.
+inline std::vector<Target> module_targets(torch::nn::Module& m) {
+  std::vector<Target> out;
+  auto own = [&out](const torch::nn::Module& mod, const std::string& prefix) {
+    for (const auto& p : mod.named_parameters(/*recurse=*/false))
+      if (p.value().defined()) out.push_back({prefix + p.key(), p.value()});
+    for (const auto& b : mod.named_buffers(/*recurse=*/false))
+      if (b.value().defined()) out.push_back({prefix + b.key(), b.value()});
+  };
+  own(m, "");
+  // include_self=false: a module on the stack is not in a shared_ptr, and LibTorch refuses it.
+  for (const auto& item : m.named_modules("", /*include_self=*/false)) own(*item.value(), item.key() + ".");
+  return out;
+}
+
+/// Writes the planned copies. Runs only after every check passed.
+inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy) {
+  torch::NoGradGuard no_grad;
+  for (const auto& c : copies) {
+    at::Tensor dst = targets[c.target].tensor;
+    if (zero_copy && dst.device().is_cpu() && c.source.scalar_type() == dst.scalar_type() && c.source.is_contiguous() &&
+        c.source.sizes().equals(dst.sizes())) {
+      dst.set_data(c.source);
+    } else {
+      dst.copy_(c.source);
+    }
+  }
+}
+
+inline LoadReport run(torch::nn::Module& m, const Checkpoint* ck, const std::string& path, const LoadOptions& opts, bool dry_run) {
+  LoadReport r;
+  r.module_name = module_display_name(m.name());
+  r.dry_run = dry_run;
+  r.file = ck != nullptr ? ck->path() : path;
+  std::optional<Checkpoint> owned;
+  if (ck == nullptr) {
+    try {
+      owned = statedict::read(path, opts.read_options());
+      ck = &*owned;
+    } catch (const Error& e) {
+      r.error = e.what();
+      r.error_id = e.id();
+      return r;
+    }
+  }
+  const std::vector<Target> targets = module_targets(m);
+  std::vector<Copy> copies;
+  try {
+    copies = plan(targets, *ck, opts, r);
+  } catch (const Error& e) {
+    r.error = e.what();
+    r.error_id = e.id();
+    return r;
+  }
+  if (r.ok() && !dry_run) {
+    apply(targets, copies, opts.zero_copy());
+    r.applied = true;
+  }
+  return r;
+}
+
+} // namespace detail
+
+/// Loads a checkpoint file into a module: a torch::nn::Module&, a TORCH_MODULE holder or a
+/// std::shared_ptr to a module. Never throws for file, key, shape or dtype problems: the report says
+/// what went wrong, and a load that fails leaves the module bit-for-bit unchanged.
+template <class M> LoadReport load(M&& module, const std::string& path, const LoadOptions& options = {}) {
+  return detail::run(detail::as_module(module), nullptr, path, options, false);
+}
+template <class M> LoadReport load(M&& module, const char* path, const LoadOptions& options = {}) {
+  return detail::run(detail::as_module(module), nullptr, path, options, false);
+}
+/// Loads from a checkpoint already read.
+template <class M> LoadReport load(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
+  return detail::run(detail::as_module(module), &checkpoint, checkpoint.path(), options, false);
+}
+
+/// A dry run: the report load() would give, without touching the module.
+template <class M> LoadReport diff(M&& module, const std::string& path, const LoadOptions& options = {}) {
+  return detail::run(detail::as_module(module), nullptr, path, options, true);
+}
+template <class M> LoadReport diff(M&& module, const char* path, const LoadOptions& options = {}) {
+  return detail::run(detail::as_module(module), nullptr, path, options, true);
+}
+template <class M> LoadReport diff(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
+  return detail::run(detail::as_module(module), &checkpoint, checkpoint.path(), options, true);
+}
+
+/// The report of loading `source` into something whose state dict is `target` (another checkpoint):
+/// what `statedict diff TARGET SOURCE` prints.
+inline LoadReport diff(const Checkpoint& target, const Checkpoint& source, const LoadOptions& options = {}) {
+  LoadReport r;
+  r.dry_run = true;
+  r.module_name = target.path();
+  std::vector<detail::Target> targets;
+  for (auto& t : target.tensors()) targets.push_back({t.key, t.tensor});
+  try {
+    detail::plan(targets, source, options, r);
+  } catch (const Error& e) {
+    r.error = e.what();
+    r.error_id = e.id();
+  }
+  return r;
+}
+
+} // namespace statedict

@@ -1,0 +1,220 @@
+#pragma once
+// statedict::LoadReport: everything a load (or dry run) found, printable the way PyTorch prints.
+#include <statedict/error.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace statedict {
+
+struct MatchedKey {
+  std::string target;  ///< module key
+  std::string source;  ///< checkpoint key (relative to the selected sub-tree)
+  std::string rule;    ///< "exact", or the rules that mapped it: strip_prefix("module.")
+};
+
+struct ShapeMismatch {
+  std::string key;  ///< module key
+  std::string source;
+  std::vector<std::int64_t> target_shape, source_shape;
+};
+
+struct DtypeMismatch {
+  std::string key;  ///< module key
+  std::string source;
+  std::string target_dtype, source_dtype;  ///< PyTorch names: float32, float16, ...
+  bool cast = false;   ///< the value was (or would be) cast to target_dtype
+  bool lossy = false;  ///< the cast loses information
+};
+
+struct Suggestion {
+  std::string text;    ///< what statedict noticed and what to do
+  std::string option;  ///< the LoadOptions call that fixes it, if one does: strip_prefix("module.")
+  std::string cli;     ///< the same as a statedict CLI flag: --strip-prefix module.
+};
+
+/// The outcome of statedict::load or statedict::diff.
+class LoadReport {
+public:
+  /// True when the load was (or, for diff, would be) acceptable under the options' policies.
+  bool ok() const { return error.empty() && errors.empty(); }
+  explicit operator bool() const { return ok(); }
+
+  std::string module_name;  ///< class of the module ("ResNet")
+  std::string file;
+  std::string format;
+  std::string selected;     ///< the sub-tree used ("" = the whole checkpoint)
+  std::string selected_by;  ///< "select", "auto_select" or ""
+  bool dry_run = false;
+  bool applied = false;     ///< the module was changed (only when ok() and not a dry run)
+  std::size_t module_tensors = 0;
+  std::size_t loaded = 0;   ///< tensors copied (or, for diff, that would be)
+
+  std::vector<MatchedKey> matched;
+  std::vector<std::string> missing;     ///< module keys with no checkpoint tensor
+  std::vector<std::string> unexpected;  ///< checkpoint keys nothing used
+  std::vector<ShapeMismatch> shape_mismatch;
+  std::vector<DtypeMismatch> dtype_mismatch;
+  std::vector<std::string> skipped;     ///< module keys left as they were despite a match
+  std::vector<std::string> tolerated;   ///< missing/unexpected keys an option or default allowed
+  std::vector<Suggestion> suggestions;
+  std::vector<std::string> errors;      ///< why the load failed under the policies, PyTorch-style lines
+  std::vector<std::string> warnings;
+  std::string error;                    ///< the file could not be read or the selection failed
+  std::string error_id;                 ///< statedict error id of `error`
+
+  /// Throws statedict::LoadError (a std::runtime_error carrying this report) unless ok().
+  void throw_if_error() const;
+
+  nlohmann::json to_json() const {
+    nlohmann::json j;
+    j["ok"] = ok();
+    j["module"] = module_name;
+    j["file"] = file;
+    j["format"] = format;
+    j["selected"] = selected;
+    j["dry_run"] = dry_run;
+    j["applied"] = applied;
+    j["module_tensors"] = module_tensors;
+    j["loaded"] = loaded;
+    j["matched"] = nlohmann::json::array();
+    for (const auto& m : matched) j["matched"].push_back({{"target", m.target}, {"source", m.source}, {"rule", m.rule}});
+    j["missing"] = missing;
+    j["unexpected"] = unexpected;
+    j["shape_mismatch"] = nlohmann::json::array();
+    for (const auto& s : shape_mismatch)
+      j["shape_mismatch"].push_back({{"key", s.key}, {"source", s.source}, {"target_shape", s.target_shape}, {"source_shape", s.source_shape}});
+    j["dtype_mismatch"] = nlohmann::json::array();
+    for (const auto& d : dtype_mismatch)
+      j["dtype_mismatch"].push_back({{"key", d.key}, {"source", d.source}, {"target_dtype", d.target_dtype}, {"source_dtype", d.source_dtype},
+                                     {"cast", d.cast}, {"lossy", d.lossy}});
+    j["skipped"] = skipped;
+    j["tolerated"] = tolerated;
+    j["suggestions"] = nlohmann::json::array();
+    for (const auto& s : suggestions) j["suggestions"].push_back({{"text", s.text}, {"option", s.option}, {"cli", s.cli}});
+    j["errors"] = errors;
+    j["warnings"] = warnings;
+    if (!error.empty()) j["error"] = {{"id", error_id}, {"message", error}};
+    return j;
+  }
+};
+
+/// Thrown by LoadReport::throw_if_error(); what() is the printed report.
+class LoadError : public Error {
+public:
+  explicit LoadError(LoadReport r, const std::string& text)
+      : Error(r.error_id.empty() ? "load.failed" : r.error_id, r.file, r.selected, text), report_(std::move(r)) {}
+  const LoadReport& report() const noexcept { return report_; }
+
+private:
+  LoadReport report_;
+};
+
+namespace detail {
+
+/// Compacts a key list for printing: keys that differ in one dotted component become
+/// "layer1.0.{conv1,bn1}.weight".
+inline std::vector<std::string> group_keys(const std::vector<std::string>& keys) {
+  struct Group {
+    std::vector<std::string> parts;
+    int varying = -1;
+    std::vector<std::string> alts;
+  };
+  auto split = [](const std::string& k) {
+    std::vector<std::string> p;
+    std::size_t s = 0;
+    while (true) {
+      auto e = k.find('.', s);
+      p.push_back(k.substr(s, e == std::string::npos ? std::string::npos : e - s));
+      if (e == std::string::npos) break;
+      s = e + 1;
+    }
+    return p;
+  };
+  std::vector<Group> groups;
+  for (const auto& k : keys) {
+    auto parts = split(k);
+    bool merged = false;
+    for (auto it = groups.rbegin(); it != groups.rend() && it - groups.rbegin() < 4 && !merged; ++it) {
+      Group& g = *it;
+      if (g.parts.size() != parts.size()) continue;
+      int diff = -1, count = 0;
+      for (std::size_t i = 0; i < parts.size(); ++i)
+        if (parts[i] != g.parts[i]) { diff = static_cast<int>(i); ++count; }
+      if (count == 1 && (g.varying == -1 || g.varying == diff)) {
+        if (g.varying == -1) { g.varying = diff; g.alts.push_back(g.parts[static_cast<std::size_t>(diff)]); }
+        g.alts.push_back(parts[static_cast<std::size_t>(diff)]);
+        merged = true;
+      }
+    }
+    if (!merged) groups.push_back({parts, -1, {}});
+  }
+  std::vector<std::string> out;
+  for (const auto& g : groups) {
+    std::string s;
+    for (std::size_t i = 0; i < g.parts.size(); ++i) {
+      if (i) s += ".";
+      if (static_cast<int>(i) == g.varying) {
+        s += "{";
+        for (std::size_t a = 0; a < g.alts.size(); ++a) s += (a ? "," : "") + g.alts[a];
+        s += "}";
+      } else s += g.parts[i];
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+inline std::string quoted_list(const std::vector<std::string>& keys, bool group) {
+  const auto shown = group && keys.size() > 8 ? group_keys(keys) : keys;
+  std::string s;
+  for (std::size_t i = 0; i < shown.size(); ++i) s += (i ? ", \"" : "\"") + shown[i] + "\"";
+  return s;
+}
+
+inline std::string shape_str(const std::vector<std::int64_t>& v) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+} // namespace detail
+
+/// Prints the report. A failed load starts like PyTorch's message ("Error(s) in loading state_dict
+/// for Net:", "Missing key(s) in state_dict: ...", "size mismatch for ..."); long key lists are
+/// grouped; suggestions come last.
+inline std::ostream& operator<<(std::ostream& os, const LoadReport& r) {
+  const std::string name = r.module_name.empty() ? "Module" : r.module_name;
+  if (!r.error.empty()) {
+    os << "Error(s) in loading state_dict for " << name << ":\n\t" << r.error << "\n";
+  } else if (!r.ok()) {
+    os << "Error(s) in loading state_dict for " << name << ":\n";
+    for (const auto& e : r.errors) os << "\t" << e << "\n";
+  } else {
+    os << (r.dry_run ? "Would load " : "Loaded ") << r.loaded << " of " << r.module_tensors << " tensors into " << name;
+    if (!r.file.empty()) os << " from " << r.file;
+    if (!r.selected.empty()) os << " (" << r.selected_by << " '" << r.selected << "')";
+    os << "\n";
+    for (const auto& w : r.warnings) os << "\twarning: " << w << "\n";
+  }
+  if (!r.suggestions.empty()) {
+    os << "Suggestions:\n";
+    for (const auto& s : r.suggestions) os << "\t- " << s.text << "\n";
+  }
+  return os;
+}
+
+inline void LoadReport::throw_if_error() const {
+  if (ok()) return;
+  std::ostringstream os;
+  os << *this;
+  throw LoadError(*this, os.str());
+}
+
+} // namespace statedict

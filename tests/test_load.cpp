@@ -1,0 +1,324 @@
+// statedict::load / diff: matching, policies, reports, suggestions and transactional loads, with C++
+// models that mirror real architectures and checkpoints written by real PyTorch.
+#include "helpers.hpp"
+#include "models.hpp"
+
+using sdtest::fixture;
+using statedict::LoadOptions;
+using statedict::Policy;
+
+namespace {
+
+/// key -> sha256 of every parameter and buffer: equal before and after means bit-for-bit unchanged.
+std::map<std::string, std::string> fingerprint(torch::nn::Module& m) {
+  std::map<std::string, std::string> out;
+  for (const auto& t : statedict::detail::module_targets(m)) out[t.key] = statedict::tensor_sha256(t.tensor);
+  return out;
+}
+
+/// The module's state in the shape of generate.py's listing.
+nlohmann::json module_listing(torch::nn::Module& m) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& t : statedict::detail::module_targets(m))
+    out.push_back({{"key", t.key}, {"dtype", statedict::dtype_name(t.tensor.scalar_type())}, {"shape", t.tensor.sizes().vec()},
+                   {"sha256", statedict::tensor_sha256(t.tensor)}});
+  return out;
+}
+
+std::string printed(const statedict::LoadReport& r) {
+  std::ostringstream os;
+  os << r;
+  return os.str();
+}
+
+bool has_suggestion(const statedict::LoadReport& r, const std::string& option) {
+  for (const auto& s : r.suggestions)
+    if (s.option == option) return true;
+  return false;
+}
+
+} // namespace
+
+TEST_CASE("a plain state dict loads into the mirrored ResNet with Python's values bit for bit", "[load]") {
+  sdtest::TinyResNet net;
+  const auto r = statedict::load(net, fixture("resnet_plain.pt"));
+  INFO(printed(r));
+  REQUIRE(r.ok());
+  CHECK(r.applied);
+  CHECK(r.loaded == r.module_tensors);
+  CHECK(r.loaded == 122);
+  CHECK(r.missing.empty());
+  CHECK(r.unexpected.empty());
+  CHECK(module_listing(*net) == sdtest::expected_listing("resnet_plain.pt")["tensors"]);
+}
+
+TEST_CASE("every accepted way to name a module works: holder, shared_ptr, reference, Checkpoint source", "[load]") {
+  sdtest::TinyResNet holder;
+  auto shared = std::make_shared<sdtest::TinyResNetImpl>();
+  sdtest::TinyResNetImpl plain;
+  const auto ck = statedict::read(fixture("resnet_plain.pt"));
+  CHECK(statedict::load(holder, fixture("resnet_plain.pt")).ok());
+  CHECK(statedict::load(shared, ck).ok());
+  CHECK(statedict::load(plain, ck, LoadOptions{}).ok());
+  CHECK(fingerprint(*holder) == fingerprint(plain));
+  CHECK(fingerprint(*shared) == fingerprint(plain));
+}
+
+TEST_CASE("a DataParallel checkpoint fails with the exact fix suggested, and leaves the model unchanged", "[load][transaction]") {
+  sdtest::TinyResNet net;
+  const auto before = fingerprint(*net);
+  const auto r = statedict::load(net, fixture("resnet_dataparallel.pt"));
+  CHECK_FALSE(r.ok());
+  CHECK_FALSE(r.applied);
+  CHECK(fingerprint(*net) == before);
+  CHECK(r.missing.size() == 122);
+  CHECK(r.unexpected.size() == 122);
+  CHECK(has_suggestion(r, "strip_prefix(\"module.\")"));
+  const std::string text = printed(r);
+  CHECK(text.rfind("Error(s) in loading state_dict for TinyResNet:\n", 0) == 0);
+  // Long lists are grouped: keys that differ in one component share one entry.
+  CHECK(text.find("\tMissing key(s) in state_dict: \"{conv1,bn1}.weight\"") != std::string::npos);
+  CHECK(text.find("Unexpected key(s) in state_dict: \"module.{conv1,bn1}.weight\"") != std::string::npos);
+  CHECK(text.find("122 unexpected key(s) start with 'module.'") != std::string::npos);
+  CHECK(text.find("layer1.0.{conv1,bn1,conv2,bn2}.weight") != std::string::npos);
+
+  const auto fixed = statedict::load(net, fixture("resnet_dataparallel.pt"), LoadOptions{}.strip_prefix("module."));
+  REQUIRE(fixed.ok());
+  CHECK(fixed.matched.front().rule == "strip_prefix(\"module.\")");
+  CHECK(module_listing(*net) == sdtest::expected_listing("resnet_plain.pt")["tensors"]);
+}
+
+TEST_CASE("auto_prefix reconciles module., _orig_mod. and model. prefixes, and a missing one", "[load]") {
+  for (const char* name : {"resnet_dataparallel.pt", "resnet_compiled.pt", "resnet_wrapper.pt"}) {
+    INFO(name);
+    sdtest::TinyResNet net;
+    const auto r = statedict::load(net, fixture(name), LoadOptions{}.auto_prefix());
+    INFO(printed(r));
+    REQUIRE(r.ok());
+    CHECK(r.loaded == 122);
+    CHECK(r.matched.front().rule.find("auto_prefix") == 0);
+    CHECK(module_listing(*net) == sdtest::expected_listing("resnet_plain.pt")["tensors"]);
+  }
+  // The other direction: the model's keys carry a prefix the checkpoint lacks.
+  sdtest::BertClassifier clf;
+  const auto plain = statedict::diff(clf, fixture("bert.pt"));
+  CHECK_FALSE(plain.ok());
+  CHECK(has_suggestion(plain, "add_prefix(\"bert.\")"));
+  const auto r = statedict::load(clf, fixture("bert.pt"), LoadOptions{}.auto_prefix().ignore_missing("classifier.*"));
+  INFO(printed(r));
+  REQUIRE(r.ok());
+  CHECK(r.loaded == r.module_tensors - 2);
+  CHECK(clf->bert->named_buffers()["embeddings.position_ids"].equal(torch::arange(16).expand({1, -1})));
+}
+
+TEST_CASE("an HF-style BERT block with embeddings.LayerNorm loads exactly", "[load]") {
+  sdtest::TinyBert bert;
+  const auto r = statedict::load(bert, fixture("bert.pt"));
+  INFO(printed(r));
+  REQUIRE(r.ok());
+  CHECK(module_listing(*bert).size() == sdtest::expected_listing("bert.pt")["tensors"].size());
+  // Order differs (buffers after parameters per module); compare as sets of entries.
+  auto got = module_listing(*bert), want = sdtest::expected_listing("bert.pt")["tensors"];
+  std::set<std::string> g, w;
+  for (auto& e : got) g.insert(e.dump());
+  for (auto& e : want) w.insert(e.dump());
+  CHECK(g == w);
+}
+
+TEST_CASE("weights nested under a key: select, auto_select, and the classic model_state_dict mistake", "[load]") {
+  sdtest::TinyResNet net;
+  const auto before = fingerprint(*net);
+  const auto wrong = statedict::load(net, fixture("training.pt"), LoadOptions{}.select("model_state_dict"));
+  CHECK_FALSE(wrong.ok());
+  CHECK(wrong.error_id == "path.not_found");
+  CHECK(has_suggestion(wrong, "select(\"model\")"));
+  CHECK(printed(wrong).find("'model'") != std::string::npos);
+  CHECK(fingerprint(*net) == before);
+
+  const auto none = statedict::diff(net, fixture("training.pt"));
+  CHECK_FALSE(none.ok());
+  CHECK(has_suggestion(none, "select(\"model\")"));
+
+  const auto right = statedict::load(net, fixture("training.pt"), LoadOptions{}.select("model"));
+  REQUIRE(right.ok());
+  CHECK(right.selected == "model");
+
+  for (const auto& [name, expect] : std::vector<std::pair<std::string, std::string>>{
+           {"training.pt", "model"}, {"resnet_ema.pt", "ema"}, {"resnet_lightning.pt", "state_dict"}}) {
+    INFO(name);
+    sdtest::TinyResNet m;
+    const auto r = statedict::load(m, fixture(name), LoadOptions{}.auto_select().auto_prefix());
+    INFO(printed(r));
+    REQUIRE(r.ok());
+    CHECK(r.selected == expect);
+    CHECK(r.selected_by == "auto_select");
+    CHECK(r.loaded == 122);
+  }
+  sdtest::TinyResNet m;
+  CHECK(statedict::load(m, fixture("resnet_lightning.pt"), LoadOptions{}.select("state_dict").strip_prefix("model.")).ok());
+}
+
+TEST_CASE("fp16 and bf16 checkpoints load into an fp32 model with every cast reported, values as Python casts them", "[load]") {
+  for (const char* name : {"resnet_fp16.pt", "resnet_bf16.pt"}) {
+    INFO(name);
+    sdtest::TinyResNet net;
+    const auto r = statedict::load(net, fixture(name));
+    INFO(printed(r));
+    REQUIRE(r.ok());
+    CHECK(r.dtype_mismatch.size() == 102);  // every floating tensor; num_batches_tracked stays int64
+    CHECK(r.dtype_mismatch.front().cast);
+    CHECK(r.dtype_mismatch.front().target_dtype == "float32");
+    const auto ck = statedict::read(fixture(name));
+    CHECK(net->conv1->weight.equal(ck.at("conv1.weight").tensor().to(torch::kFloat)));
+    const std::string expected_name = std::string("loaded_") + name;
+    CHECK(module_listing(*net) == sdtest::expected_listing(expected_name)["tensors"]);
+  }
+  sdtest::TinyResNet net;
+  const auto strict_dtype = statedict::load(net, fixture("resnet_fp16.pt"), LoadOptions{}.dtype_mismatch(Policy::error));
+  CHECK_FALSE(strict_dtype.ok());
+  CHECK(printed(strict_dtype).find("dtype mismatch for conv1.weight") != std::string::npos);
+}
+
+TEST_CASE("lossy casts fail unless allowed", "[load]") {
+  // A float checkpoint into an integer buffer is lossy; an int64 into int32 that fits is not.
+  struct M : torch::nn::Module {
+    M() { idx = register_buffer("idx", torch::zeros({6}, torch::kInt)); }
+    torch::Tensor idx;
+  } m;
+  const auto ok = statedict::load(m, fixture("dtypes.pt"), LoadOptions{}.rename("^int64$", "idx").ignore_unexpected("*"));
+  INFO(printed(ok));
+  CHECK(ok.ok());
+  CHECK_FALSE(ok.dtype_mismatch.at(0).lossy);
+  const auto lossy = statedict::load(m, fixture("dtypes.pt"), LoadOptions{}.rename("^float32$", "idx").ignore_unexpected("*"));
+  CHECK_FALSE(lossy.ok());
+  CHECK(lossy.dtype_mismatch.at(0).lossy);
+  CHECK(printed(lossy).find("lossy cast for idx") != std::string::npos);
+  CHECK(statedict::load(m, fixture("dtypes.pt"), LoadOptions{}.rename("^float32$", "idx").ignore_unexpected("*").allow_lossy_cast()).ok());
+}
+
+TEST_CASE("a classifier head of another size: PyTorch's message, or skipped with lenient", "[load][transaction]") {
+  sdtest::TinyResNet net;
+  const auto before = fingerprint(*net);
+  const auto r = statedict::load(net, fixture("resnet_head5.pt"));
+  CHECK_FALSE(r.ok());
+  CHECK(fingerprint(*net) == before);
+  CHECK(r.shape_mismatch.size() == 2);
+  CHECK(printed(r).find("size mismatch for fc.weight: copying a param with shape [5, 8] from checkpoint, the shape in current model is "
+                        "[10, 8].") != std::string::npos);
+  CHECK(has_suggestion(r, "shape_mismatch(statedict::Policy::warn)"));
+
+  const auto fc_before = net->fc->weight.clone();
+  const auto lenient = statedict::load(net, fixture("resnet_head5.pt"), LoadOptions{}.lenient());
+  REQUIRE(lenient.ok());
+  CHECK(lenient.skipped == std::vector<std::string>{"fc.weight", "fc.bias"});
+  CHECK(lenient.loaded == 120);
+  CHECK(net->fc->weight.equal(fc_before));
+  CHECK(net->conv1->weight.equal(statedict::read(fixture("resnet_head5.pt")).at("conv1.weight").tensor()));
+}
+
+TEST_CASE("missing num_batches_tracked is tolerated by default, other missing buffers are not", "[load]") {
+  sdtest::TinyResNet net;
+  const auto r = statedict::load(net, fixture("resnet_no_nbt.pt"));
+  INFO(printed(r));
+  REQUIRE(r.ok());
+  CHECK(r.missing.size() == 20);
+  CHECK(r.tolerated.size() == 20);
+  CHECK(printed(r).find("20 num_batches_tracked buffer(s) missing") != std::string::npos);
+  CHECK_FALSE(statedict::diff(net, fixture("resnet_no_nbt.pt"), LoadOptions{}.require_num_batches_tracked()).ok());
+
+  const auto stats = statedict::diff(net, fixture("resnet_no_running_stats.pt"));
+  CHECK_FALSE(stats.ok());
+  CHECK(stats.missing.size() == 40);
+  CHECK(statedict::diff(net, fixture("resnet_no_running_stats.pt"), LoadOptions{}.ignore_missing("*.running_*")).ok());
+}
+
+TEST_CASE("running statistics the model lacks are explained", "[load]") {
+  sdtest::TinyResNet net(10, /*track_stats=*/false);
+  const auto r = statedict::diff(net, fixture("resnet_plain.pt"));
+  CHECK_FALSE(r.ok());
+  CHECK(r.unexpected.size() == 60);
+  CHECK(has_suggestion(r, "ignore_unexpected(\"*.running_*\").ignore_unexpected(\"*.num_batches_tracked\")"));
+  CHECK(statedict::load(net, fixture("resnet_plain.pt"), LoadOptions{}.ignore_unexpected("*.running_*").ignore_unexpected("*.num_batches_tracked")).ok());
+}
+
+TEST_CASE("near misses are suggested as renames", "[load]") {
+  struct Net : torch::nn::Module {
+    Net() { head = register_module("head", torch::nn::Linear(8, 10)); }
+    torch::nn::Linear head{nullptr};
+  } net;
+  const auto r = statedict::diff(net, fixture("resnet_plain.pt"), LoadOptions{}.ignore_unexpected("*"));
+  CHECK_FALSE(r.ok());
+  bool found = false;
+  for (const auto& s : r.suggestions) found |= s.text.find("looks like checkpoint key") != std::string::npos;
+  CHECK(found);
+  const auto fixed = statedict::load(net, fixture("resnet_plain.pt"), LoadOptions{}.rename("^fc\\.", "head.").ignore_unexpected("*"));
+  INFO(printed(fixed));
+  CHECK(fixed.ok());
+  CHECK(fixed.loaded == 2);
+}
+
+TEST_CASE("a load that matches nothing fails even when lenient; min_coverage raises the bar", "[load]") {
+  sdtest::TinyBert bert;
+  const auto before = fingerprint(*bert);
+  const auto r = statedict::load(bert, fixture("resnet_plain.pt"), LoadOptions{}.lenient());
+  CHECK_FALSE(r.ok());
+  CHECK(printed(r).find("no tensor of the checkpoint matched") != std::string::npos);
+  CHECK(fingerprint(*bert) == before);
+  sdtest::TinyResNet net;
+  CHECK_FALSE(statedict::diff(net, fixture("resnet_head5.pt"), LoadOptions{}.lenient().min_coverage(0.99)).ok());
+  CHECK(statedict::diff(net, fixture("resnet_head5.pt"), LoadOptions{}.lenient().min_coverage(0.9)).ok());
+}
+
+TEST_CASE("diff never touches the module, even when the load would succeed", "[load][transaction]") {
+  sdtest::TinyResNet net;
+  const auto before = fingerprint(*net);
+  const auto r = statedict::diff(net, fixture("resnet_plain.pt"));
+  CHECK(r.ok());
+  CHECK(r.dry_run);
+  CHECK_FALSE(r.applied);
+  CHECK(fingerprint(*net) == before);
+  CHECK(printed(r).rfind("Would load 122 of 122 tensors into TinyResNet", 0) == 0);
+}
+
+TEST_CASE("unreadable files are reported, not thrown; throw_if_error throws a LoadError with the report", "[load]") {
+  sdtest::TinyResNet net;
+  const auto before = fingerprint(*net);
+  const std::string junk = sdtest::write_temp("junk.pt", "PK\x03\x04 this is not a zip");
+  const auto r = statedict::load(net, junk);
+  CHECK_FALSE(r.ok());
+  CHECK(r.error.find("junk.pt") != std::string::npos);
+  CHECK(fingerprint(*net) == before);
+  try {
+    r.throw_if_error();
+    FAIL("no throw");
+  } catch (const statedict::LoadError& e) {
+    CHECK(e.report().error == r.error);
+    CHECK(std::string(e.what()).find("Error(s) in loading state_dict for TinyResNet") != std::string::npos);
+  }
+  CHECK_THROWS_AS(r.throw_if_error(), std::runtime_error);
+  CHECK_NOTHROW(statedict::diff(net, fixture("resnet_plain.pt")).throw_if_error());
+}
+
+TEST_CASE("the report converts to JSON with the documented fields", "[load]") {
+  sdtest::TinyResNet net;
+  const auto j = statedict::diff(net, fixture("resnet_head5.pt")).to_json();
+  CHECK(j["ok"] == false);
+  CHECK(j["shape_mismatch"][0]["key"] == "fc.weight");
+  CHECK(j["shape_mismatch"][0]["target_shape"] == nlohmann::json::array({10, 8}));
+  CHECK(j["shape_mismatch"][0]["source_shape"] == nlohmann::json::array({5, 8}));
+  CHECK(j["matched"].size() == 122);
+  CHECK(j["suggestions"].size() >= 1);
+}
+
+TEST_CASE("zero_copy makes CPU parameters alias the file's mapping", "[load]") {
+  sdtest::TinyResNet net;
+  const auto r = statedict::load(net, fixture("resnet_plain.pt"), LoadOptions{}.zero_copy());
+  REQUIRE(r.ok());
+  const auto ck = statedict::read(fixture("resnet_plain.pt"));
+  CHECK(module_listing(*net) == sdtest::expected_listing("resnet_plain.pt")["tensors"]);
+  // The parameter's storage is the checkpoint tensor's (aliasing the mapping), so no copy was made.
+  const auto again = statedict::read(fixture("resnet_plain.pt"));
+  CHECK(net->conv1->weight.data_ptr() != again.at("conv1.weight").tensor().data_ptr());  // a separate read maps anew
+  net->conv1->weight.data().add_(1.0);  // copy-on-write: allowed, and the file is untouched
+  CHECK(statedict::read(fixture("resnet_plain.pt")).at("conv1.weight").tensor().equal(ck.at("conv1.weight").tensor()));
+}

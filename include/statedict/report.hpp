@@ -173,8 +173,10 @@ inline std::vector<std::string> group_keys(const std::vector<std::string>& keys)
 
 inline std::string quoted_list(const std::vector<std::string>& keys, bool group) {
   const auto shown = group && keys.size() > 8 ? group_keys(keys) : keys;
+  constexpr std::size_t max_shown = 24;  // the report keeps every key; the printout stays readable
   std::string s;
-  for (std::size_t i = 0; i < shown.size(); ++i) s += (i ? ", \"" : "\"") + shown[i] + "\"";
+  for (std::size_t i = 0; i < shown.size() && i < max_shown; ++i) s += (i ? ", \"" : "\"") + shown[i] + "\"";
+  if (shown.size() > max_shown) s += ", ... (" + std::to_string(keys.size()) + " keys in all)";
   return s;
 }
 

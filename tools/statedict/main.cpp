@@ -107,6 +107,52 @@ int run_inspect(const std::string& file, const std::string& select, bool json, b
   return exit_ok;
 }
 
+/// Key-rule flags shared by diff and convert, kept in the order they were given.
+struct KeyFlags {
+  std::vector<std::string> strip, add, rename;
+  CLI::Option *strip_opt = nullptr, *add_opt = nullptr, *rename_opt = nullptr;
+
+  void add_to(CLI::App* cmd) {
+    strip_opt = cmd->add_option("--strip-prefix", strip, "Remove this prefix from checkpoint keys that have it (repeatable)");
+    add_opt = cmd->add_option("--add-prefix", add, "Put this prefix in front of every checkpoint key (repeatable)");
+    rename_opt = cmd->add_option("--rename", rename, "REGEX=REPLACEMENT applied to checkpoint keys (ECMAScript regex, repeatable)");
+  }
+  /// Applies the flags to options in command-line order.
+  void apply(const CLI::App& app, statedict::LoadOptions& o) const {
+    std::size_t is = 0, ia = 0, ir = 0;
+    for (const CLI::Option* opt : app.parse_order()) {
+      if (opt == strip_opt) o.strip_prefix(strip.at(is++));
+      else if (opt == add_opt) o.add_prefix(add.at(ia++));
+      else if (opt == rename_opt) {
+        const std::string& r = rename.at(ir++);
+        const auto eq = r.rfind('=');
+        if (eq == std::string::npos) throw statedict::Error("options.bad_rename", "", "--rename " + r, "expected REGEX=REPLACEMENT");
+        o.rename(r.substr(0, eq), r.substr(eq + 1));
+      }
+    }
+  }
+};
+
+int run_diff(const CLI::App& cmd, const std::string& target_path, const std::string& source_path, const std::string& select, bool auto_,
+             bool lenient, bool json, const KeyFlags& keys) {
+  const statedict::Checkpoint target = statedict::read(target_path);  // unreadable target: exit 2 via the handler
+  statedict::LoadOptions o;
+  if (!select.empty()) o.select(select);
+  if (auto_) o.auto_select().auto_prefix();
+  if (lenient) o.lenient();
+  keys.apply(cmd, o);
+  statedict::LoadReport r;
+  try {
+    r = statedict::diff(target, statedict::read(source_path, o.read_options()), o);
+  } catch (const statedict::Error& e) {
+    if (json) std::cout << nlohmann::json{{"ok", false}, {"error", {{"id", e.id()}, {"message", e.what()}}}}.dump(1) << "\n";
+    throw;
+  }
+  if (json) std::cout << r.to_json().dump(1) << "\n";
+  else std::cout << r;
+  return r.ok() ? exit_ok : exit_not_ok;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -122,6 +168,18 @@ int main(int argc, char** argv) {
   inspect->add_flag("--json", json, "Machine-readable output: {file, format, tensors: [{key, dtype, shape, sha256}]}");
   inspect->add_flag("--hash", hash, "Add the SHA-256 of each tensor's contiguous little-endian bytes");
 
+  std::string target, source;
+  bool auto_ = false, lenient = false;
+  KeyFlags diff_keys;
+  auto* diff = app.add_subcommand("diff", "Report what loading SOURCE into a model whose state dict is TARGET would do (exit 0 ok, 1 not, 2 unreadable)");
+  diff->add_option("TARGET", target, "Checkpoint standing for the model (its tensors are the model's keys, shapes and dtypes)")->required();
+  diff->add_option("SOURCE", source, "Checkpoint to load")->required();
+  diff->add_option("--select", select, "Take SOURCE's tensors under this dotted path");
+  diff->add_flag("--auto", auto_, "auto_select + auto_prefix: find the sub-tree and the prefix difference");
+  diff->add_flag("--lenient", lenient, "Missing, unexpected and mis-shaped tensors are reported, not errors");
+  diff->add_flag("--json", json, "Print the report as JSON");
+  diff_keys.add_to(diff);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -129,6 +187,10 @@ int main(int argc, char** argv) {
   }
   try {
     if (*inspect) return run_inspect(file, select, json, hash);
+    if (*diff) {
+      file = source;
+      return run_diff(*diff, target, source, select, auto_, lenient, json, diff_keys);
+    }
     return exit_error;
   } catch (const statedict::Error& e) {
     std::cerr << "statedict: error: " << e.what() << "\n";

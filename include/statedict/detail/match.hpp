@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <regex>
 #include <tuple>
 #include <unordered_map>
@@ -167,6 +168,38 @@ inline std::string module_display_name(std::string name) {
   return name;
 }
 
+/// Applies LoadOptions' key rules (strip_prefix, add_prefix, rename) in order.
+class KeyRewriter {
+public:
+  explicit KeyRewriter(const std::vector<KeyRule>& rules) : rules_(rules) {
+    for (const auto& rule : rules_) {
+      if (rule.kind != KeyRule::Kind::rename) { regexes_.emplace_back(); continue; }
+      try {
+        regexes_.emplace_back(rule.pattern, std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        throw Error("options.bad_regex", "", "rename(\"" + rule.pattern + "\")", std::string("not a valid regular expression: ") + e.what());
+      }
+    }
+  }
+  /// The rewritten key; `used` (if given) receives the rules that changed it, joined by '.'.
+  std::string apply(const std::string& key, std::string* used = nullptr) const {
+    std::string k = key;
+    for (std::size_t j = 0; j < rules_.size(); ++j) {
+      const KeyRule& rule = rules_[j];
+      const std::string before = k;
+      if (rule.kind == KeyRule::Kind::strip_prefix && starts_with(k, rule.pattern)) k = k.substr(rule.pattern.size());
+      else if (rule.kind == KeyRule::Kind::add_prefix) k = rule.pattern + k;
+      else if (rule.kind == KeyRule::Kind::rename) k = std::regex_replace(k, regexes_[j], rule.replacement);
+      if (used != nullptr && k != before) *used += (used->empty() ? "" : ".") + rule.text();
+    }
+    return k;
+  }
+
+private:
+  std::vector<KeyRule> rules_;
+  std::vector<std::regex> regexes_;
+};
+
 struct Candidate {
   std::string path;
   std::size_t score = 0;
@@ -257,8 +290,8 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       std::string text = "select(\"" + opts.select() + "\") does not exist; the top-level keys are " +
                          join_quoted(top_level_keys(ck.root()), 12);
       if (best.score > 0) {
-        text += ". The tensors under '" + best.path + "' fit the module (" + std::to_string(best.score) + " of " +
-                std::to_string(targets.size()) + " keys match)";
+        text += ". The tensors under '" + best.path + "' fit the model (" + std::to_string(best.score) + " of " +
+                std::to_string(targets.size()) + " keys match): use select(\"" + best.path + "\") (CLI: --select " + best.path + ")";
         r.suggestions.push_back({text, "select(\"" + best.path + "\")", "--select " + best.path});
       } else {
         r.suggestions.push_back({text, "", ""});
@@ -282,30 +315,16 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
   const std::vector<NamedTensor> sources = source_root.tensors();
 
   // 2. Key rules, in the order given.
-  std::vector<std::regex> regexes;
-  for (const auto& rule : opts.rules()) {
-    if (rule.kind != KeyRule::Kind::rename) { regexes.emplace_back(); continue; }
-    try {
-      regexes.emplace_back(rule.pattern, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      r.error = "rename pattern '" + rule.pattern + "' is not a valid regular expression: " + e.what();
-      r.error_id = "options.bad_regex";
-      return copies;
-    }
+  std::optional<KeyRewriter> rewriter;
+  try {
+    rewriter.emplace(opts.rules());
+  } catch (const Error& e) {
+    r.error = e.what();
+    r.error_id = e.id();
+    return copies;
   }
   std::vector<std::string> keys(sources.size()), rules_used(sources.size());
-  for (std::size_t i = 0; i < sources.size(); ++i) {
-    std::string k = sources[i].key;
-    for (std::size_t j = 0; j < opts.rules().size(); ++j) {
-      const KeyRule& rule = opts.rules()[j];
-      std::string before = k;
-      if (rule.kind == KeyRule::Kind::strip_prefix && starts_with(k, rule.pattern)) k = k.substr(rule.pattern.size());
-      else if (rule.kind == KeyRule::Kind::add_prefix) k = rule.pattern + k;
-      else if (rule.kind == KeyRule::Kind::rename) k = std::regex_replace(k, regexes[j], rule.replacement);
-      if (k != before) rules_used[i] += (rules_used[i].empty() ? "" : ".") + rule.text();
-    }
-    keys[i] = k;
-  }
+  for (std::size_t i = 0; i < sources.size(); ++i) keys[i] = rewriter->apply(sources[i].key, &rules_used[i]);
   // 3. Prefix reconciliation.
   if (opts.auto_prefix()) {
     const PrefixFix fix = best_prefix_fix(keys, target_set, target_list);

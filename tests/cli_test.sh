@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The statedict CLI as a user meets it: exit codes, the first lines of output, error lines.
+# Usage: cli_test.sh STATEDICT_BINARY FIXTURE_DIR
+set -u
+bin=$1
+fx=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+
+check() {  # check NAME EXPECTED_EXIT PATTERN -- command...
+  local name=$1 want=$2 pattern=$3
+  shift 4
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local got=$?
+  if [ "$got" != "$want" ]; then
+    echo "FAIL $name: exit $got, expected $want"; sed 's/^/  | /' "$tmp/err" | head -5; failed=$((failed + 1)); return
+  fi
+  if [ -n "$pattern" ] && ! grep -qE -- "$pattern" "$tmp/out" "$tmp/err"; then
+    echo "FAIL $name: output lacks /$pattern/"; head -5 "$tmp/out" "$tmp/err" | sed 's/^/  | /'; failed=$((failed + 1)); return
+  fi
+  passed=$((passed + 1))
+}
+
+check version 0 '^statedict [0-9]+\.[0-9]+\.[0-9]+$' -- "$bin" --version
+check help-inspect 0 'FILE' -- "$bin" inspect --help
+check help-diff 0 'TARGET' -- "$bin" diff --help
+check no-command 2 '' -- "$bin"
+check inspect-top 0 'model +dict of 122: 122 tensors' -- "$bin" inspect "$fx/training.pt"
+check inspect-table 0 '^model\.conv1\.weight +float32 +\[4, 3, 7, 7\]' -- "$bin" inspect "$fx/training.pt"
+check inspect-select 0 '"key": "conv1.weight"' -- "$bin" inspect "$fx/training.pt" --select model --json
+check inspect-hash 0 '"sha256": "[0-9a-f]{64}"' -- "$bin" inspect "$fx/resnet.safetensors" --json --hash
+check inspect-module 0 'whole pickled module __main__.TinyResNet' -- "$bin" inspect "$fx/resnet_module.pt"
+check inspect-missing 2 '^statedict: error: .*nope\.pt: cannot open' -- "$bin" inspect "$fx/nope.pt"
+check inspect-bad-select 2 "no key 'model_state_dict'.*'model'" -- "$bin" inspect "$fx/training.pt" --select model_state_dict
+check inspect-evil 2 'statedict: error: .*evil_os_system\.pt.*posix\.system' -- "$bin" inspect "$fx/evil_os_system.pt"
+printf 'garbage that is no checkpoint' >"$tmp/garbage.pt"
+check inspect-garbage 2 'garbage\.pt: offset 0: not a recognised checkpoint format' -- "$bin" inspect "$tmp/garbage.pt"
+: >"$tmp/empty.pt"
+check inspect-empty 2 'empty\.pt: file is empty' -- "$bin" inspect "$tmp/empty.pt"
+head -c 3000 "$fx/resnet_plain.pt" >"$tmp/truncated.pt"
+check inspect-truncated 2 'truncated\.pt' -- "$bin" inspect "$tmp/truncated.pt"
+check diff-ok 0 '^Would load 122 of 122 tensors' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_legacy.pt"
+check diff-dp 1 "strip_prefix\(\"module\.\"\)" -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_dataparallel.pt"
+check diff-dp-fixed 0 'Would load 122' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_dataparallel.pt" --strip-prefix module.
+check diff-auto 0 "Would load 122 .*auto_select 'state_dict'" -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_lightning.pt" --auto
+check diff-order 0 'Would load 122' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_wrapper.pt" --add-prefix x. --strip-prefix x.model.
+check diff-rename 0 'Would load 122' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_compiled.pt" --rename '^_orig_mod\.='
+check diff-head 1 'size mismatch for fc.weight: copying a param with shape \[5, 8\] from checkpoint, the shape in current model is \[10, 8\]' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_head5.pt"
+check diff-lenient 0 'skipped 2 tensor' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_head5.pt" --lenient
+check diff-json 1 '"source_shape": \[' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_head5.pt" --json
+check diff-select-wrong 1 'select\("model"\)' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/training.pt" --select model_state_dict
+check diff-unreadable 2 'statedict: error: .*nope\.pt' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/nope.pt"
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

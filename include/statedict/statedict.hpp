@@ -9,3 +9,4 @@
 #include <statedict/options.hpp>
 #include <statedict/report.hpp>
 #include <statedict/load.hpp>
+#include <statedict/save.hpp>

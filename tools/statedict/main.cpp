@@ -5,6 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <optional>
+
+#include <unistd.h>
 #include <iostream>
 #include <map>
 
@@ -153,6 +156,43 @@ int run_diff(const CLI::App& cmd, const std::string& target_path, const std::str
   return r.ok() ? exit_ok : exit_not_ok;
 }
 
+int run_convert(const CLI::App& cmd, const std::string& in, const std::string& out, const std::string& select, const std::string& dtype,
+                std::uint64_t max_shard, const KeyFlags& keys) {
+  const statedict::Checkpoint ck = statedict::read(in);
+  const statedict::Value root = select.empty() ? ck.root() : ck.at(select);
+  statedict::LoadOptions o;
+  keys.apply(cmd, o);
+  const statedict::detail::KeyRewriter rewrite(o.rules());
+  std::optional<c10::ScalarType> to;
+  if (!dtype.empty()) {
+    to = statedict::detail::dtype_from_torch(dtype);
+    if (!to || !c10::isFloatingType(*to))
+      throw statedict::Error("options.bad_dtype", "", "--dtype " + dtype, "expected float16, bfloat16, float32 or float64");
+  }
+  std::vector<statedict::NamedTensor> tensors;
+  std::uint64_t total = 0;
+  for (auto& t : root.tensors()) {
+    at::Tensor x = t.tensor;
+    if (to && x.is_floating_point()) x = x.to(*to);
+    total += static_cast<std::uint64_t>(x.numel()) * x.element_size();
+    tensors.push_back({rewrite.apply(t.key), x});
+  }
+  statedict::SaveOptions so;
+  so.max_shard_size(max_shard);
+  for (const auto& [k, v] : ck.metadata()) so.metadata(k, v);
+  // A progress bar on stderr for large files when a person is watching.
+  if (::isatty(2) && total > (64u << 20))
+    so.progress([](std::uint64_t done, std::uint64_t all) {
+      const int pct = all ? static_cast<int>(done * 100 / all) : 100;
+      std::fprintf(stderr, "\r[%-40s] %3d%%", std::string(static_cast<std::size_t>(pct * 40 / 100), '#').c_str(), pct);
+      if (done >= all) std::fprintf(stderr, "\n");
+    });
+  statedict::save(tensors, out, so);
+  std::cout << "wrote " << tensors.size() << " tensors (" << statedict::bytes_text(total) << ") to " << out
+            << (max_shard && total > max_shard ? " (sharded, see " + out + ".index.json)" : std::string()) << "\n";
+  return exit_ok;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -180,6 +220,17 @@ int main(int argc, char** argv) {
   diff->add_flag("--json", json, "Print the report as JSON");
   diff_keys.add_to(diff);
 
+  std::string in, out_path, dtype;
+  std::uint64_t max_shard = 0;
+  KeyFlags convert_keys;
+  auto* convert = app.add_subcommand("convert", "Rewrite a checkpoint as a torch.save zip or safetensors (by OUT's extension), fixing keys and dtypes on the way");
+  convert->add_option("IN", in, "Any checkpoint statedict reads")->required();
+  convert->add_option("OUT", out_path, "Output: *.safetensors, or anything else for a torch.save zip")->required();
+  convert->add_option("--select", select, "Only the tensors under this dotted path");
+  convert->add_option("--dtype", dtype, "Cast floating-point tensors: float16, bfloat16, float32 or float64");
+  convert->add_option("--max-shard-size", max_shard, "Shard into files of at most this many bytes, with OUT.index.json");
+  convert_keys.add_to(convert);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -190,6 +241,10 @@ int main(int argc, char** argv) {
     if (*diff) {
       file = source;
       return run_diff(*diff, target, source, select, auto_, lenient, json, diff_keys);
+    }
+    if (*convert) {
+      file = in;
+      return run_convert(*convert, in, out_path, select, dtype, max_shard, convert_keys);
     }
     return exit_error;
   } catch (const statedict::Error& e) {

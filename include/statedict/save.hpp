@@ -1,0 +1,283 @@
+#pragma once
+// statedict::save: tensors to a torch.save zip that Python reads with torch.load(weights_only=True),
+// or to safetensors; optionally sharded with an index; always written atomically.
+#include <statedict/checkpoint.hpp>
+#include <statedict/detail/dtypes.hpp>
+#include <statedict/detail/writer.hpp>
+#include <statedict/error.hpp>
+#include <statedict/load.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace statedict {
+
+/// Options for statedict::save, in LibTorch's fluent style.
+class SaveOptions {
+public:
+  enum class Format { from_extension, torch, safetensors };
+  /// torch zip or safetensors; by default ".safetensors" picks safetensors, anything else torch.
+  SaveOptions& format(Format f) { format_ = f; return *this; }
+  /// safetensors __metadata__ entry (ignored for torch files).
+  SaveOptions& metadata(const std::string& key, const std::string& value) { metadata_[key] = value; return *this; }
+  /// Split into shards of at most this many bytes (a larger tensor gets a shard of its own) plus a
+  /// PATH.index.json naming the shard of every tensor; 0 (the default) writes one file.
+  SaveOptions& max_shard_size(std::uint64_t bytes) { max_shard_ = bytes; return *this; }
+  /// Called as bytes are written: (done, total).
+  SaveOptions& progress(std::function<void(std::uint64_t, std::uint64_t)> f) { progress_ = std::move(f); return *this; }
+
+  Format format() const { return format_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  std::uint64_t max_shard_size() const { return max_shard_; }
+  const std::function<void(std::uint64_t, std::uint64_t)>& progress() const { return progress_; }
+
+private:
+  Format format_ = Format::from_extension;
+  std::map<std::string, std::string> metadata_;
+  std::uint64_t max_shard_ = 0;
+  std::function<void(std::uint64_t, std::uint64_t)> progress_;
+};
+
+namespace detail {
+
+/// A protocol-2 pickle of OrderedDict{key: _rebuild_tensor_v2(...)} with _metadata, as torch.save
+/// writes for a state dict.
+class StateDictPickler {
+public:
+  std::string out;
+
+  void proto() { out += "\x80\x02"; }
+  void global(const std::string& module, const std::string& name) {
+    auto it = memo_.find(module + "." + name);
+    if (it != memo_.end()) { get(it->second); return; }
+    out += 'c';
+    out += module + "\n" + name + "\n";
+    put(module + "." + name);
+  }
+  void text(const std::string& s, bool memoize = false) {
+    if (memoize) {
+      auto it = memo_.find("str:" + s);
+      if (it != memo_.end()) { get(it->second); return; }
+    }
+    out += 'X';
+    put32(out, static_cast<std::uint32_t>(s.size()));
+    out += s;
+    if (memoize) put("str:" + s);
+  }
+  void integer(std::int64_t v) {
+    if (v >= 0 && v < 256) { out += 'K'; out += static_cast<char>(v); }
+    else if (v >= 0 && v < 65536) { out += 'M'; put16(out, static_cast<std::uint16_t>(v)); }
+    else if (v >= INT32_MIN && v <= INT32_MAX) { out += 'J'; put32(out, static_cast<std::uint32_t>(static_cast<std::int32_t>(v))); }
+    else { out += "\x8a\x08"; put64(out, static_cast<std::uint64_t>(v)); }
+  }
+  void int_tuple(at::IntArrayRef v) {
+    if (v.empty()) { out += ')'; return; }
+    if (v.size() > 3) out += '(';
+    for (auto x : v) integer(x);
+    out += v.size() == 1 ? "\x85" : v.size() == 2 ? "\x86" : v.size() == 3 ? "\x87" : "t";
+  }
+  void empty_ordered_dict() {
+    global("collections", "OrderedDict");
+    out += ")R";
+  }
+
+private:
+  void put(const std::string& key) {
+    const auto idx = static_cast<std::uint32_t>(memo_.size());
+    memo_[key] = idx;
+    if (idx < 256) { out += 'q'; out += static_cast<char>(idx); }
+    else { out += 'r'; put32(out, idx); }
+  }
+  void get(std::uint32_t idx) {
+    if (idx < 256) { out += 'h'; out += static_cast<char>(idx); }
+    else { out += 'j'; put32(out, idx); }
+  }
+  std::map<std::string, std::uint32_t> memo_;
+};
+
+inline std::uint64_t tensor_bytes(const at::Tensor& t) { return static_cast<std::uint64_t>(t.numel()) * t.element_size(); }
+
+inline std::vector<NamedTensor> to_cpu(const std::vector<NamedTensor>& tensors) {
+  std::vector<NamedTensor> r;
+  r.reserve(tensors.size());
+  std::set<std::string> seen;
+  for (const auto& t : tensors) {
+    if (!t.tensor.defined()) throw Error("save.undefined", "", t.key, "tensor is undefined");
+    if (!seen.insert(t.key).second) throw Error("save.duplicate", "", t.key, "two tensors have this name");
+    if (!find_dtype(t.tensor.scalar_type()))
+      throw Error("format.unsupported_dtype", "", t.key, "dtype " + std::string(c10::toString(t.tensor.scalar_type())) + " cannot be saved");
+    at::Tensor c = t.tensor.detach();
+    if (!c.device().is_cpu()) c = c.cpu();
+    if (c.is_sparse() || c.is_quantized() || c.is_mkldnn()) throw Error("save.layout", "", t.key, "only dense strided tensors can be saved");
+    r.push_back({t.key, c});
+  }
+  return r;
+}
+
+inline void write_torch_zip(const std::string& path, const std::vector<NamedTensor>& tensors, const SaveOptions& opts) {
+  // Storages: one record per distinct storage, so tensors that share one still share it in Python.
+  struct StorageRec {
+    const void* impl;
+    c10::ScalarType dtype;
+    at::Storage storage;
+    std::string key;
+  };
+  std::vector<StorageRec> storages;
+  std::map<std::pair<const void*, int>, std::size_t> index;
+  StateDictPickler p;
+  p.proto();
+  p.empty_ordered_dict();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (i % 1000 == 0) p.out += '(';
+    const at::Tensor& t = tensors[i].tensor;
+    const void* impl = t.storage().unsafeGetStorageImpl();
+    auto [it, fresh] = index.emplace(std::make_pair(impl, static_cast<int>(t.scalar_type())), storages.size());
+    if (fresh) storages.push_back({impl, t.scalar_type(), t.storage(), std::to_string(storages.size())});
+    const StorageRec& s = storages[it->second];
+    p.text(tensors[i].key);
+    p.global("torch._utils", "_rebuild_tensor_v2");
+    p.out += "((";
+    p.text("storage", true);
+    p.global("torch", find_dtype(t.scalar_type())->storage);
+    p.text(s.key);
+    p.text("cpu", true);
+    p.integer(static_cast<std::int64_t>(s.storage.nbytes() / t.element_size()));
+    p.out += "tQ";
+    p.integer(t.storage_offset());
+    p.int_tuple(t.sizes());
+    p.int_tuple(t.strides());
+    p.out += '\x89';  // requires_grad False
+    p.empty_ordered_dict();  // backward hooks
+    p.out += "tR";
+    if (i % 1000 == 999 || i + 1 == tensors.size()) p.out += 'u';
+  }
+  p.out += '}';
+  p.text("_metadata");
+  p.empty_ordered_dict();
+  p.out += "sb.";
+
+  std::string top = std::filesystem::path(path).stem().string();
+  for (char& c : top)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) c = '_';
+  if (top.empty()) top = "archive";
+  std::uint64_t total = p.out.size(), done = 0;
+  for (const auto& s : storages) total += s.storage.nbytes();
+  AtomicFile f(path);
+  ZipWriter z(f);
+  z.add(top + "/data.pkl", p.out.data(), p.out.size());
+  for (const auto& s : storages) {
+    z.add(top + "/data/" + s.key, s.storage.data(), s.storage.nbytes());
+    done += s.storage.nbytes();
+    if (opts.progress()) opts.progress()(done, total);
+  }
+  z.add(top + "/version", "3\n", 2);
+  z.add(top + "/byteorder", "little", 6);
+  z.finish();
+  f.commit();
+}
+
+inline void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors, const SaveOptions& opts) {
+  static const std::set<std::string> spec = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL", "C64"};
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!opts.metadata().empty()) header["__metadata__"] = opts.metadata();
+  std::vector<at::Tensor> data;
+  std::uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    if (t.key == "__metadata__") throw Error("save.name", path, t.key, "a tensor cannot be named __metadata__ in safetensors");
+    const std::string dt = safetensors_name(t.tensor.scalar_type());
+    if (spec.count(dt) == 0) throw Error("format.unsupported_dtype", path, t.key, "safetensors has no " + dtype_name(t.tensor.scalar_type()));
+    at::Tensor c = t.tensor.contiguous();
+    const std::uint64_t n = tensor_bytes(c);
+    header[t.key] = {{"dtype", dt}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + n}}};
+    offset += n;
+    data.push_back(c);
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  AtomicFile f(path);
+  std::string len;
+  put64(len, text.size());
+  f.write(len);
+  f.write(text);
+  std::uint64_t done = 0;
+  for (const auto& c : data) {
+    f.write(c.data_ptr(), static_cast<std::size_t>(tensor_bytes(c)));
+    done += tensor_bytes(c);
+    if (opts.progress()) opts.progress()(done, offset);
+  }
+  f.commit();
+}
+
+inline bool wants_safetensors(const std::string& path, const SaveOptions& opts) {
+  if (opts.format() != SaveOptions::Format::from_extension) return opts.format() == SaveOptions::Format::safetensors;
+  return path.size() >= 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
+}
+
+inline void write_one(const std::string& path, const std::vector<NamedTensor>& tensors, const SaveOptions& opts) {
+  if (wants_safetensors(path, opts)) write_safetensors(path, tensors, opts);
+  else write_torch_zip(path, tensors, opts);
+}
+
+} // namespace detail
+
+/// Saves named tensors (in order) to `path`: safetensors for ".safetensors", otherwise a torch.save
+/// zip that PyTorch 1.13 and newer read with torch.load(path, weights_only=True) as an OrderedDict.
+/// With max_shard_size, writes shards and PATH.index.json instead. Throws statedict::Error.
+inline void save(const std::vector<NamedTensor>& tensors, const std::string& path, const SaveOptions& options = {}) {
+  try {
+    const std::vector<NamedTensor> cpu = detail::to_cpu(tensors);
+    std::uint64_t total = 0;
+    for (const auto& t : cpu) total += detail::tensor_bytes(t.tensor);
+    if (options.max_shard_size() == 0 || total <= options.max_shard_size()) {
+      detail::write_one(path, cpu, options);
+      return;
+    }
+    std::vector<std::vector<NamedTensor>> shards(1);
+    std::uint64_t in_shard = 0;
+    for (const auto& t : cpu) {
+      const std::uint64_t n = detail::tensor_bytes(t.tensor);
+      if (!shards.back().empty() && in_shard + n > options.max_shard_size()) {
+        shards.emplace_back();
+        in_shard = 0;
+      }
+      shards.back().push_back(t);
+      in_shard += n;
+    }
+    const std::filesystem::path p(path);
+    const std::string stem = p.stem().string(), ext = p.extension().string();
+    nlohmann::ordered_json index;
+    index["metadata"] = {{"total_size", total}};
+    index["weight_map"] = nlohmann::ordered_json::object();
+    char num[64];
+    for (std::size_t i = 0; i < shards.size(); ++i) {
+      std::snprintf(num, sizeof num, "-%05zu-of-%05zu", i + 1, shards.size());
+      const std::string name = stem + num + ext;
+      SaveOptions shard_opts = options;
+      if (options.format() == SaveOptions::Format::from_extension)
+        shard_opts.format(detail::wants_safetensors(path, options) ? SaveOptions::Format::safetensors : SaveOptions::Format::torch);
+      detail::write_one((p.parent_path() / name).string(), shards[i], shard_opts);
+      for (const auto& t : shards[i]) index["weight_map"][t.key] = name;
+    }
+    detail::AtomicFile f(path + ".index.json");
+    f.write(index.dump(2) + "\n");
+    f.commit();
+  } catch (const Error& e) {
+    if (!e.file().empty()) throw;
+    throw Error(e.id(), path, e.where(), e.reason());
+  }
+}
+
+/// Saves a module's parameters and buffers (its state dict).
+template <class M, class = decltype(detail::as_module(std::declval<M&>()))>
+void save(M&& module, const std::string& path, const SaveOptions& options = {}) {
+  std::vector<NamedTensor> tensors;
+  for (auto& t : detail::module_targets(detail::as_module(module))) tensors.push_back({t.key, t.tensor});
+  save(tensors, path, options);
+}
+
+} // namespace statedict

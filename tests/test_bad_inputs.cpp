@@ -1,0 +1,321 @@
+// Every malformed or hostile input of shared/notes/bad-inputs.md: a statedict::Error that names the
+// file and the place, never a crash, a hang or an allocation the file does not justify.
+#include "helpers.hpp"
+
+#include <statedict/detail/writer.hpp>
+
+using sdtest::fixture;
+using namespace std::string_literals;
+
+namespace {
+
+// ---- builders ------------------------------------------------------------------------------------
+std::string u32le(std::uint32_t v) { std::string s; statedict::detail::put32(s, v); return s; }
+std::string u64le(std::uint64_t v) { std::string s; statedict::detail::put64(s, v); return s; }
+std::string uni(const std::string& s) { return "X" + u32le(static_cast<std::uint32_t>(s.size())) + s; }
+std::string glob(const std::string& m, const std::string& n) { return "c" + m + "\n" + n + "\n"; }
+std::string i1(int v) { return std::string("K") + static_cast<char>(v); }
+const std::string PROTO = "\x80\x02";
+
+/// A persistent id for a float storage: ('storage', torch.FloatStorage, key, 'cpu', numel).
+std::string pid(const std::string& key, const std::string& numel_op, const std::string& type = "FloatStorage") {
+  return "(" + uni("storage") + glob("torch", type) + uni(key) + uni("cpu") + numel_op + "tQ";
+}
+/// {'w': _rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())}
+std::string one_tensor(const std::string& storage, const std::string& offset, const std::string& size, const std::string& stride) {
+  return PROTO + "}" + uni("w") + glob("torch._utils", "_rebuild_tensor_v2") + "(" + storage + offset + size + stride + "\x89" +
+         glob("collections", "OrderedDict") + ")RtRs.";
+}
+
+struct Entry {
+  std::string name, data;
+  std::uint16_t method = 0;
+};
+
+/// A zip written by statedict's own writer (valid container) from entries under "archive/".
+std::string torch_zip(const std::string& file, const std::string& pickle, std::vector<Entry> extra = {}, bool with_pickle = true) {
+  const std::string path = sdtest::temp_path(file);
+  statedict::detail::AtomicFile f(path);
+  statedict::detail::ZipWriter z(f);
+  if (with_pickle) z.add("archive/data.pkl", pickle.data(), pickle.size());
+  for (const auto& e : extra) z.add(e.name, e.data.data(), e.data.size());
+  z.finish();
+  f.commit();
+  return path;
+}
+
+/// A hand-made zip with full control over fields a writer would never get wrong.
+struct RawEntry {
+  std::string name, data;
+  std::uint16_t method = 0;
+  std::uint32_t usize_override = 0, csize_override = 0;
+  std::string cd_extra;
+};
+std::string raw_zip(const std::vector<RawEntry>& entries, std::uint32_t cd_size_override = 0, std::uint32_t cd_off_override = 0) {
+  using statedict::detail::put16;
+  using statedict::detail::put32;
+  std::string out, cd;
+  for (const auto& e : entries) {
+    const auto off = static_cast<std::uint32_t>(out.size());
+    put32(out, 0x04034b50u);
+    put16(out, 20); put16(out, 0); put16(out, e.method); put16(out, 0); put16(out, 0);
+    put32(out, 0);
+    put32(out, static_cast<std::uint32_t>(e.data.size()));
+    put32(out, static_cast<std::uint32_t>(e.data.size()));
+    put16(out, static_cast<std::uint16_t>(e.name.size()));
+    put16(out, 0);
+    out += e.name + e.data;
+    put32(cd, 0x02014b50u);
+    put16(cd, 20); put16(cd, 20); put16(cd, 0); put16(cd, e.method); put16(cd, 0); put16(cd, 0);
+    put32(cd, 0);
+    put32(cd, e.csize_override ? e.csize_override : static_cast<std::uint32_t>(e.data.size()));
+    put32(cd, e.usize_override ? e.usize_override : static_cast<std::uint32_t>(e.data.size()));
+    put16(cd, static_cast<std::uint16_t>(e.name.size()));
+    put16(cd, static_cast<std::uint16_t>(e.cd_extra.size()));
+    put16(cd, 0); put16(cd, 0); put16(cd, 0); put32(cd, 0);
+    put32(cd, off);
+    cd += e.name + e.cd_extra;
+  }
+  const auto cd_off = static_cast<std::uint32_t>(out.size());
+  out += cd;
+  put32(out, 0x06054b50u);
+  put16(out, 0); put16(out, 0);
+  put16(out, static_cast<std::uint16_t>(entries.size()));
+  put16(out, static_cast<std::uint16_t>(entries.size()));
+  put32(out, cd_size_override ? cd_size_override : static_cast<std::uint32_t>(cd.size()));
+  put32(out, cd_off_override ? cd_off_override : cd_off);
+  put16(out, 0);
+  return out;
+}
+
+/// read() must fail with this id, naming the file in what().
+void refuses(const std::string& path, const std::string& id) {
+  INFO(path << " should fail with " << id);
+  try {
+    statedict::read(path);
+    FAIL("read succeeded");
+  } catch (const statedict::Error& e) {
+    INFO(e.what());
+    CHECK(e.id() == id);
+    CHECK(std::string(e.what()).find(std::filesystem::path(path).filename().string()) != std::string::npos);
+  }
+}
+void refuses_bytes(const std::string& name, const std::string& bytes, const std::string& id) { refuses(sdtest::write_temp(name, bytes), id); }
+void refuses_pickle(const std::string& name, const std::string& pickle, const std::string& id, std::vector<Entry> extra = {}) {
+  refuses(torch_zip(name, pickle, std::move(extra)), id);
+}
+std::string floats(std::size_t n) { return std::string(n * 4, '\0'); }
+
+} // namespace
+
+TEST_CASE("zip containers that are broken are refused with the place named", "[bad][zip]") {
+  refuses_bytes("empty.pt", "", "format.empty");
+  const std::string good = sdtest::read_bytes(fixture("resnet_plain.pt"));
+  for (std::size_t cut = 4; cut < good.size(); cut += 997) {
+    INFO("cut at " << cut);
+    CHECK_THROWS_AS(statedict::read(sdtest::write_temp("cut.pt", good.substr(0, cut))), statedict::Error);
+  }
+  const std::string pkl = one_tensor(pid("0", i1(2)), i1(0), std::string("K\x02\x85", 3), std::string("K\x01\x85", 3));
+  RawEntry p{"archive/data.pkl", pkl, 0, 0, 0, {}};
+  RawEntry d{"archive/data/0", floats(2), 0, 0, 0, {}};
+  CHECK(statedict::read(sdtest::write_temp("raw_ok.pt", raw_zip({p, d}))).at("w").tensor().numel() == 2);
+  refuses_bytes("cd_past_end.pt", raw_zip({p, d}, 0, 0x7FFFFFF0u), "zip.bad_directory");
+  refuses_bytes("cd_size_huge.pt", raw_zip({p, d}, 0xFFFFFFFFu), "zip.bad_directory");
+  RawEntry big = d;
+  big.usize_override = big.csize_override = 0xFFFFFFFFu;
+  big.cd_extra = "\x01\x00\x10\x00"s + u64le(std::uint64_t{1} << 63) + u64le(std::uint64_t{1} << 63);
+  refuses_bytes("zip64_huge.pt", raw_zip({p, big}), "zip.truncated");
+  RawEntry deflated = p;
+  deflated.method = 8;
+  refuses_bytes("deflated.pt", raw_zip({deflated, d}), "zip.compressed");
+  refuses_bytes("duplicate.pt", raw_zip({p, d, d}), "zip.duplicate");
+  refuses_bytes("two_tops.pt", raw_zip({p, RawEntry{"other/data/0", floats(2), 0, 0, 0, {}}}), "zip.bad_layout");
+  refuses_bytes("dotdot.pt", raw_zip({p, RawEntry{"archive/../data/0", floats(2), 0, 0, 0, {}}}), "zip.bad_name");
+  // Local header lengths that run past the end: cut a valid file inside a local header.
+  std::string lh = raw_zip({p, d});
+  lh[28] = '\xff';  // extra length of the first local header
+  lh[29] = '\xff';
+  refuses_bytes("local_extra.pt", lh, "zip.truncated");
+  refuses_bytes("pytorch1.pt", "PYTORCH1" + std::string(64, '\0'), "format.unsupported");
+}
+
+TEST_CASE("torch.save records that disagree with the pickle are refused", "[bad][zip]") {
+  const std::string pkl = one_tensor(pid("0", i1(2)), i1(0), std::string("K\x02\x85", 3), std::string("K\x01\x85", 3));
+  refuses_pickle("short_record.pt", pkl, "format.storage_size", {{"archive/data/0", floats(1)}});
+  refuses_pickle("long_record.pt", pkl, "format.storage_size", {{"archive/data/0", floats(3)}});
+  refuses_pickle("no_record.pt", pkl, "format.missing_record");
+  refuses_pickle("version_abc.pt", pkl, "format.version", {{"archive/data/0", floats(2)}, {"archive/version", "abc\n"}});
+  refuses_pickle("version_99.pt", pkl, "format.version", {{"archive/data/0", floats(2)}, {"archive/version", "99\n"}});
+  refuses_pickle("byteorder.pt", pkl, "format.byteorder", {{"archive/data/0", floats(2)}, {"archive/byteorder", "middle"}});
+  CHECK(sdtest::error_id([] {
+          statedict::detail::read_torch_zip(statedict::detail::MappedFile::open(fixture("resnet_script.pt")), {});
+        }) == "format.torchscript");
+  // Through the front door a TorchScript archive is read with LibTorch's own reader.
+  CHECK(statedict::read(fixture("resnet_script.pt")).format() == statedict::Format::torchscript);
+}
+
+TEST_CASE("hostile and malformed pickles are refused cleanly", "[bad][pickle]") {
+  const std::string d2 = "archive/data/0";
+  refuses_pickle("no_proto.pt", "}.", "pickle.no_proto");
+  refuses_pickle("proto4.pt", "\x80\x04}.", "pickle.protocol");
+  refuses_pickle("system.pt", PROTO + glob("posix", "system") + uni("touch /tmp/x") + "\x85R.", "pickle.forbidden_global");
+  refuses_pickle("eval.pt", PROTO + glob("builtins", "eval") + uni("1") + "\x85R.", "pickle.forbidden_global");
+  refuses_pickle("getattr.pt", PROTO + glob("builtins", "getattr") + ".", "pickle.forbidden_global");
+  refuses_pickle("long_global.pt", PROTO + "c" + std::string(1 << 20, 'a'), "pickle.bad_global");
+  refuses_pickle("stack_global.pt", PROTO + uni("os") + uni("system") + "\x93.", "pickle.opcode");
+  refuses_pickle("inst.pt", PROTO + "(iposix\nsystem\n.", "pickle.opcode");
+  refuses_pickle("tuple3_empty.pt", PROTO + "\x87.", "pickle.stack");
+  refuses_pickle("setitem_empty.pt", PROTO + "s.", "pickle.stack");
+  refuses_pickle("reduce_empty.pt", PROTO + "R.", "pickle.stack");
+  refuses_pickle("build_empty.pt", PROTO + "b.", "pickle.stack");
+  refuses_pickle("mark_open.pt", PROTO + "}(.", "pickle.unclosed_mark");
+  refuses_pickle("tuple_no_mark.pt", PROTO + "t.", "pickle.no_mark");
+  refuses_pickle("setitems_odd.pt", PROTO + "}(" + i1(1) + "u.", "pickle.setitems");
+  refuses_pickle("setitem_list.pt", PROTO + "]" + i1(1) + i1(2) + "s.", "pickle.type");
+  refuses_pickle("append_dict.pt", PROTO + "}" + i1(1) + "a.", "pickle.type");
+  refuses_pickle("binget.pt", PROTO + "h\x07.", "pickle.memo");
+  refuses_pickle("unicode_4g.pt", PROTO + "X\xff\xff\xff\xff" + "abc", "pickle.truncated");
+  refuses_pickle("bad_utf8.pt", PROTO + "X\x02\x00\x00\x00\xc3\x28."s, "pickle.utf8");
+  refuses_pickle("marks.pt", PROTO + std::string(1000000, '(') + "}.", "pickle.unclosed_mark");
+  refuses_pickle("pid_not_tuple.pt", PROTO + uni("x") + "Q.", "pickle.bad_persistent_id");
+  refuses_pickle("pid_tag.pt", PROTO + "(" + uni("module") + uni("x") + "tQ.", "pickle.bad_persistent_id");
+  refuses_pickle("key_dotdot.pt", PROTO + pid("../x", i1(2)) + ".", "pickle.bad_persistent_id");
+  refuses_pickle("key_minus.pt", PROTO + pid("-1", i1(2)) + ".", "pickle.bad_persistent_id");
+  refuses_pickle("numel_negative.pt", PROTO + pid("0", "J\xff\xff\xff\xff") + ".", "pickle.bad_persistent_id");
+  refuses_pickle("numel_overflow.pt", PROTO + pid("0", "\x8a\x08" + u64le(std::uint64_t{1} << 62), "DoubleStorage") + ".",
+                 "pickle.bad_persistent_id");
+  refuses_pickle("storage_twice.pt", PROTO + "(" + pid("0", i1(2)) + pid("0", i1(3)) + "t.", "pickle.storage_conflict");
+  refuses_pickle("quantized.pt", PROTO + pid("0", i1(2), "QInt8Storage") + ".", "format.unsupported_dtype");
+  const std::string s = pid("0", i1(2));
+  const std::string sz2 = std::string("K\x02\x85", 3), st1 = std::string("K\x01\x85", 3);
+  refuses_pickle("neg_offset.pt", one_tensor(s, "J\xff\xff\xff\xff", sz2, st1), "pickle.bad_tensor", {{d2, floats(2)}});
+  refuses_pickle("neg_size.pt", one_tensor(s, i1(0), "J\xff\xff\xff\xff\x85", st1), "pickle.bad_tensor", {{d2, floats(2)}});
+  refuses_pickle("neg_stride.pt", one_tensor(s, i1(0), sz2, "J\xff\xff\xff\xff\x85"), "pickle.bad_tensor", {{d2, floats(2)}});
+  refuses_pickle("rank_mismatch.pt", one_tensor(s, i1(0), sz2, i1(1) + i1(1) + "\x86"), "pickle.bad_tensor", {{d2, floats(2)}});
+  refuses_pickle("view_past_end.pt", one_tensor(s, i1(1), sz2, st1), "pickle.bad_tensor", {{d2, floats(2)}});
+  refuses_pickle("empty_huge_offset.pt", one_tensor(s, "J\x00\x00\x00\x40"s, "K\x00\x85"s, st1), "pickle.bad_tensor", {{d2, floats(2)}});
+  refuses_pickle("few_args.pt", PROTO + glob("torch._utils", "_rebuild_tensor_v2") + "(" + s + i1(0) + "tR.", "pickle.bad_tensor");
+}
+
+TEST_CASE("odd but harmless pickles read: inert classes, big ints, huge memo indices, non-string keys", "[bad][pickle]") {
+  auto read_pickle = [](const std::string& name, const std::string& pkl) { return statedict::read(torch_zip(name, pkl)); };
+  const auto ns = read_pickle("namespace.pt", PROTO + "}" + uni("args") + glob("argparse", "Namespace") + ")\x81}" + uni("lr") + i1(3) + "sbs.");
+  CHECK(ns.at("args").class_name() == "argparse.Namespace");
+  CHECK(ns.at("args.lr").as_int() == 3);
+  const auto five = read_pickle("long5.pt", PROTO + "\x8a\x05\x00\x00\x00\x00\x01."s);
+  CHECK(five.root().as_int() == std::int64_t{1} << 32);
+  const auto neg = read_pickle("long_neg.pt", PROTO + "\x8a\x02\x00\xff."s);
+  CHECK(neg.root().as_int() == -256);
+  const auto long200 = read_pickle("long200.pt", PROTO + "\x8a\xc8" + std::string(199, '\0') + "\x01.");
+  CHECK(long200.root().kind() == statedict::Kind::integer);
+  CHECK(long200.root().as_string().size() == 2 + 400);
+  const auto memo = read_pickle("memo.pt", PROTO + "}r\xff\xff\xff\xff" + "j\xff\xff\xff\xff" + "0.");
+  CHECK(memo.root().is_dict());
+  const auto keys = read_pickle("int_keys.pt", PROTO + "}" + i1(7) + uni("x") + "s.");
+  CHECK(keys.root().keys() == std::vector<std::string>{"7"});
+  CHECK(keys.at("7").as_string() == "x");
+  // A top level that is not a dict reads; loading it into a module says why it cannot.
+  const std::string list_path = torch_zip("list.pt", PROTO + "]" + i1(1) + "a.");
+  CHECK(statedict::read(list_path).root().size() == 1);
+  // Deep nesting reads (nothing recursive runs) but flattening refuses past max_depth.
+  const std::string deep = PROTO + std::string(100000, ']') + std::string(99999, 'a') + ".";
+  const auto d = read_pickle("deep.pt", deep);
+  CHECK(sdtest::error_id([&] { d.tensors(); }) == "limit.depth");
+  // A list that contains itself: flattening skips the cycle.
+  const auto cyc = read_pickle("cycle.pt", PROTO + "]q\x00h\x00"s + "a.");
+  CHECK(cyc.tensors().empty());
+  // Limits are options.
+  CHECK(sdtest::error_id([&] { statedict::read(fixture("resnet_plain.pt"), statedict::ReadOptions{}.max_pickle_bytes(100)); }) ==
+        "limit.pickle_size");
+  CHECK(sdtest::error_id([&] { statedict::read(fixture("resnet_plain.pt"), statedict::ReadOptions{}.max_tensors(10)); }) == "limit.tensors");
+}
+
+namespace {
+std::string legacy_file(const std::string& main_pickle, const std::string& keys_pickle, const std::string& storages,
+                        int protocol = 1001) {
+  const std::string magic = PROTO + std::string("\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 13);
+  const std::string proto = PROTO + "M" + std::string(1, static_cast<char>(protocol & 0xff)) + std::string(1, static_cast<char>(protocol >> 8)) + ".";
+  const std::string sys = PROTO + "}" + uni("little_endian") + "\x88s.";
+  return magic + proto + sys + main_pickle + keys_pickle + storages;
+}
+std::string legacy_pid(const std::string& key, int numel) { return "(" + uni("storage") + glob("torch", "FloatStorage") + uni(key) + uni("cpu") + i1(numel) + "NtQ"; }
+std::string legacy_main(const std::string& key) {
+  return PROTO + "}" + uni("w") + glob("torch._utils", "_rebuild_tensor_v2") + "(" + legacy_pid(key, 2) + i1(0) + "K\x02\x85" + "K\x01\x85" +
+         "\x89" + glob("collections", "OrderedDict") + ")RtRs.";
+}
+} // namespace
+
+TEST_CASE("legacy files that are inconsistent are refused", "[bad][legacy]") {
+  const std::string keys = PROTO + "]" + uni("7") + "a.";
+  const std::string data = u64le(2) + floats(2);
+  const std::string ok = legacy_file(legacy_main("7"), keys, data);
+  CHECK(statedict::read(sdtest::write_temp("legacy_ok.pt", ok)).at("w").tensor().numel() == 2);
+  refuses_bytes("legacy_proto.pt", legacy_file(legacy_main("7"), keys, data, 1002), "legacy.protocol");
+  refuses_bytes("legacy_unknown_key.pt", legacy_file(legacy_main("7"), PROTO + "]" + uni("8") + "a.", data), "legacy.keys");
+  refuses_bytes("legacy_count.pt", legacy_file(legacy_main("7"), keys, u64le(3) + floats(3)), "legacy.count");
+  refuses_bytes("legacy_truncated.pt", legacy_file(legacy_main("7"), keys, u64le(2) + floats(1)), "legacy.truncated");
+  refuses_bytes("legacy_missing.pt", legacy_file(legacy_main("7"), PROTO + "].", ""), "legacy.keys");
+  const std::string module_pid = PROTO + "(" + uni("module") + uni("x") + "tQ.";
+  refuses_bytes("legacy_module.pt", legacy_file(module_pid, keys, data), "pickle.bad_persistent_id");
+  std::string wrong_magic = ok;
+  wrong_magic[5] = 'x';
+  refuses_bytes("legacy_magic.pt", wrong_magic, "format.unknown");
+}
+
+namespace {
+std::string st_file(const std::string& header, const std::string& data) { return u64le(header.size()) + header + data; }
+} // namespace
+
+TEST_CASE("safetensors files are validated like the reference reader does", "[bad][safetensors]") {
+  const std::string ok_header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  CHECK(statedict::read(sdtest::write_temp("ok.safetensors", st_file(ok_header, floats(2)))).at("a").tensor().numel() == 2);
+  refuses_bytes("short.safetensors", "abc", "safetensors.truncated");
+  refuses_bytes("n_past_end.safetensors", u64le(1000) + "{}", "safetensors.header_size");
+  refuses_bytes("n_huge.safetensors", u64le(200'000'000) + "{}", "safetensors.header_size");
+  refuses_bytes("n_max.safetensors", u64le(~std::uint64_t{0}) + "{}", "safetensors.header_size");
+  refuses_bytes("utf8.safetensors", st_file("{\"\xc3\x28\":1}", ""), "json.utf8");
+  refuses_bytes("json.safetensors", st_file("{not json", ""), "json.parse");
+  refuses_bytes("deep.safetensors", st_file(std::string(100000, '[') + std::string(100000, ']'), ""), "limit.depth");
+  refuses_bytes("dup.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", floats(2)),
+                "json.duplicate");
+  refuses_bytes("meta.safetensors", st_file(R"({"__metadata__":{"k":1}})", ""), "safetensors.metadata");
+  refuses_bytes("no_dtype.safetensors", st_file(R"({"a":{"shape":[2],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
+  refuses_bytes("dtype.safetensors", st_file(R"({"a":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", "ab"), "format.unsupported_dtype");
+  refuses_bytes("float_shape.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
+  refuses_bytes("neg_shape.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
+  refuses_bytes("offsets3.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,8]}})", floats(2)), "safetensors.entry");
+  refuses_bytes("end_lt_begin.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", floats(2)), "safetensors.entry");
+  refuses_bytes("gap.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", floats(2)), "safetensors.layout");
+  refuses_bytes("overlap.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", floats(2)),
+                "safetensors.layout");
+  refuses_bytes("trailing.safetensors", st_file(ok_header, floats(3)), "safetensors.layout");
+  refuses_bytes("overflow.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
+  refuses_bytes("wrap0.safetensors", st_file(R"({"a":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}})", ""), "safetensors.entry");
+  refuses_bytes("bytes.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
+  // Misaligned data is copied, not aliased: the header length 3 puts the F32 payload at offset 11.
+  const auto mis = statedict::read(sdtest::write_temp("misaligned.safetensors", st_file(R"({})", "") + ""));
+  CHECK(mis.tensors().empty());
+  const std::string odd = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}} )";  // 57 bytes: data at 65
+  std::string payload(8, '\0');
+  const float vals[2] = {1.5f, -2.0f};
+  std::memcpy(payload.data(), vals, 8);
+  const auto m = statedict::read(sdtest::write_temp("odd.safetensors", st_file(odd, payload)));
+  CHECK(m.at("a").tensor().equal(at::tensor({1.5f, -2.0f})));
+}
+
+TEST_CASE("sharded indexes that point outside, at nothing, or disagree with the shards are refused", "[bad][sharded]") {
+  const auto dir = std::filesystem::path(sdtest::temp_path("shards"));
+  std::filesystem::create_directories(dir);
+  const std::string shard = st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", floats(2));
+  sdtest::write_temp("shards/s1.safetensors", shard);
+  sdtest::write_temp("shards/s2.safetensors", shard);
+  auto index = [&](const std::string& name, const std::string& map) {
+    return sdtest::write_temp("shards/" + name, R"({"metadata":{},"weight_map":)" + map + "}");
+  };
+  CHECK(statedict::read(index("ok.index.json", R"({"a":"s1.safetensors"})")).at("a").tensor().numel() == 2);
+  refuses(index("escape.index.json", R"({"a":"../x.safetensors"})"), "index.bad_shard");
+  refuses(index("missing.index.json", R"({"a":"nope.safetensors"})"), "index.missing_shard");
+  refuses(index("absent.index.json", R"({"a":"s1.safetensors","b":"s1.safetensors"})"), "index.mismatch");
+  refuses(index("dup.index.json", R"({"a":"s1.safetensors","c":"s2.safetensors"})"), "index.mismatch");
+  refuses(index("nomap.index.json", R"([])"), "index.bad");
+}

@@ -10,6 +10,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <cerrno>
 #include <memory>
 #include <type_traits>
 
@@ -38,17 +39,50 @@ inline std::vector<Target> module_targets(torch::nn::Module& m) {
   return out;
 }
 
-/// Writes the planned copies. Runs only after every check passed.
-inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy) {
+/// The mapped file a tensor aliases, if it came from statedict::read's mapping.
+inline const MappedFile* mapped_file_of(const at::Tensor& t) {
+  const c10::DataPtr& dp = t.storage().data_ptr();
+  if (dp.get_deleter() != &delete_file_ref) return nullptr;
+  return static_cast<std::shared_ptr<MappedFile>*>(dp.get_context())->get();
+}
+
+/// pread straight into the destination: one copy, from the page cache, without touching the mapping.
+inline bool pread_into(const MappedFile& f, const at::Tensor& src, at::Tensor& dst) {
+  auto* out = static_cast<char*>(dst.data_ptr());
+  std::size_t left = static_cast<std::size_t>(dst.numel()) * dst.element_size();
+  auto offset = static_cast<off_t>(static_cast<const std::uint8_t*>(src.data_ptr()) - f.data());
+  while (left > 0) {
+    const ssize_t n = ::pread(f.fd(), out, left, offset);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return false;
+    }
+    out += n;
+    offset += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+/// Writes the planned copies. Runs only after every check passed. `owns_source`: the checkpoint was
+/// read by this load and nobody else holds it, so its bytes are the file's and may be read with
+/// pread, and its mapping released as it is consumed.
+inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy, bool owns_source) {
   torch::NoGradGuard no_grad;
   for (const auto& c : copies) {
     at::Tensor dst = targets[c.target].tensor;
-    if (zero_copy && dst.device().is_cpu() && c.source.scalar_type() == dst.scalar_type() && c.source.is_contiguous() &&
-        c.source.sizes().equals(dst.sizes())) {
+    const bool same_layout = dst.device().is_cpu() && c.source.scalar_type() == dst.scalar_type() && c.source.is_contiguous() &&
+                             c.source.sizes().equals(dst.sizes());
+    if (zero_copy && same_layout) {
       dst.set_data(c.source);
-    } else {
-      dst.copy_(c.source);
+      continue;
     }
+    const MappedFile* file = owns_source ? mapped_file_of(c.source) : nullptr;
+    if (file != nullptr && same_layout && dst.is_contiguous() && pread_into(*file, c.source, dst)) continue;
+    dst.copy_(c.source);
+    if (file != nullptr)
+      file->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(c.source.data_ptr()) - file->data()),
+                    static_cast<std::size_t>(c.source.numel()) * c.source.element_size());
   }
 }
 
@@ -78,7 +112,7 @@ inline LoadReport run(torch::nn::Module& m, const Checkpoint* ck, const std::str
     return r;
   }
   if (r.ok() && !dry_run) {
-    apply(targets, copies, opts.zero_copy());
+    apply(targets, copies, opts.zero_copy(), owned.has_value());
     r.applied = true;
   }
   return r;

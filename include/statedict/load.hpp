@@ -73,7 +73,8 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
     at::Tensor dst = targets[c.target].tensor;
     const bool same_layout = dst.device().is_cpu() && c.source.scalar_type() == dst.scalar_type() && c.source.is_contiguous() &&
                              c.source.sizes().equals(dst.sizes());
-    if (zero_copy && same_layout) {
+    const bool aligned = reinterpret_cast<std::uintptr_t>(c.source.data_ptr()) % std::min<std::size_t>(c.source.element_size(), 16) == 0;
+    if (zero_copy && same_layout && aligned) {
       dst.set_data(c.source);
       continue;
     }
@@ -94,7 +95,9 @@ inline LoadReport run(torch::nn::Module& m, const Checkpoint* ck, const std::str
   std::optional<Checkpoint> owned;
   if (ck == nullptr) {
     try {
-      owned = statedict::read(path, opts.read_options());
+      ReadOptions ro = opts.read_options();
+      ro.alias_misaligned(true);  // its bytes are read with pread below, never through a misaligned pointer
+      owned = statedict::read(path, ro);
       ck = &*owned;
     } catch (const Error& e) {
       r.error = e.what();

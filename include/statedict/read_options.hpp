@@ -17,16 +17,24 @@ struct ReadOptions {
   /// default); off, every tensor owns a copy of its bytes.
   ReadOptions& map_tensors(bool v) { map_tensors_ = v; return *this; }
 
+  /// Let tensors alias file bytes that are not aligned to their element size (legacy files,
+  /// some safetensors) instead of copying them. x86-64 and AArch64 tolerate such access; off by
+  /// default. statedict::load turns it on for checkpoints it reads itself, as it reads their bytes
+  /// with pread rather than through the mapping.
+  ReadOptions& alias_misaligned(bool v) { alias_misaligned_ = v; return *this; }
+
   std::uint64_t max_pickle_bytes() const { return max_pickle_bytes_; }
   std::size_t max_depth() const { return max_depth_; }
   std::uint64_t max_tensors() const { return max_tensors_; }
   bool map_tensors() const { return map_tensors_; }
+  bool alias_misaligned() const { return alias_misaligned_; }
 
 private:
   std::uint64_t max_pickle_bytes_ = std::uint64_t{1} << 30;
   std::size_t max_depth_ = 1000;
   std::uint64_t max_tensors_ = 10'000'000;
   bool map_tensors_ = true;
+  bool alias_misaligned_ = false;
 };
 
 } // namespace statedict

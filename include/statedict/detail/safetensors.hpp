@@ -176,7 +176,7 @@ inline std::shared_ptr<CheckpointData> read_safetensors(const std::shared_ptr<Ma
     Node t;
     t.kind = Kind::tensor;
     const std::size_t es = c10::elementSize(e.dtype);
-    at::Storage s = storage_from_file(f, h.data_offset + e.begin, e.end - e.begin, es, 1, opts.map_tensors());
+    at::Storage s = storage_from_file(f, h.data_offset + e.begin, e.end - e.begin, es, 1, opts);
     t.tensor = at::empty({0}, at::TensorOptions().dtype(e.dtype)).set_(s, 0, e.shape, contiguous_strides(e.shape));
     const auto ki = cd->tree.add(std::move(k));
     root.kv.emplace_back(ki, cd->tree.add(std::move(t)));

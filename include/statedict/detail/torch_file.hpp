@@ -26,9 +26,10 @@ inline std::size_t swap_unit(c10::ScalarType t, bool big) {
 /// Bytes [offset, offset+nbytes) of the file as a storage: an alias of the mapping when `map` is set,
 /// no byte swap is needed and the address suits the element type; otherwise a copy.
 inline at::Storage storage_from_file(const std::shared_ptr<MappedFile>& f, std::uint64_t offset, std::uint64_t nbytes,
-                                     std::size_t elem_size, std::size_t swap, bool map) {
+                                     std::size_t elem_size, std::size_t swap, const ReadOptions& opts) {
+  const bool map = opts.map_tensors();
   std::uint8_t* p = f->mutable_data() + offset;
-  const bool aligned = reinterpret_cast<std::uintptr_t>(p) % std::min<std::size_t>(elem_size, 16) == 0;
+  const bool aligned = opts.alias_misaligned() || reinterpret_cast<std::uintptr_t>(p) % std::min<std::size_t>(elem_size, 16) == 0;
   if (map && nbytes > 0 && swap <= 1 && aligned) {
     auto* ref = new std::shared_ptr<MappedFile>(f);
     c10::DataPtr dp(p, ref, &delete_file_ref, c10::Device(c10::kCPU));
@@ -188,7 +189,7 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const std::shared_ptr<Mapp
       throw Error("format.storage_size", path, rec->name, "record has " + std::to_string(rec->size) + " bytes, the storage needs " +
                                                              std::to_string(want) + " (" + std::to_string(ss.numel) + " x " + std::to_string(es) + ")");
     z.payload(*rec);  // refuses a compressed record
-    ss.storage = storage_from_file(f, rec->offset, rec->size, es, ss.untyped ? 1 : swap_unit(ss.dtype, big_endian), opts.map_tensors());
+    ss.storage = storage_from_file(f, rec->offset, rec->size, es, ss.untyped ? 1 : swap_unit(ss.dtype, big_endian), opts);
   }
   // Untyped storages carry their dtype on the tensor; byte-swapping them is done per tensor dtype.
   if (big_endian)
@@ -248,7 +249,7 @@ inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedF
     const std::uint64_t bytes = ss.numel * es;
     if (bytes > n - pos)
       throw Error("legacy.truncated", path, where, "storage needs " + std::to_string(bytes) + " bytes, " + std::to_string(n - pos) + " left");
-    ss.storage = storage_from_file(f, pos, bytes, es, swap_unit(ss.dtype, big_endian), opts.map_tensors());
+    ss.storage = storage_from_file(f, pos, bytes, es, swap_unit(ss.dtype, big_endian), opts);
     pos += static_cast<std::size_t>(bytes);
   }
   for (std::size_t i = 0; i < st.storages.size(); ++i)

@@ -1,0 +1,255 @@
+// Side-by-side load benchmark. Every figure is measured in this run, on this machine, each
+// measurement in a fresh child process (so peak RSS is its own), and reported as a median.
+//
+//   bench WORKDIR [--runs N] [--quick]
+//
+// WORKDIR holds the checkpoints benchmarks/make_checkpoints.py wrote (benchmarks/run.sh does both).
+#include <statedict/statedict.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Sample {
+  double seconds = 0;
+  double peak_mib = 0;  // peak RSS above the model, MiB
+  bool ok = true;
+};
+
+long status_kib(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::strlen(field) + 1));
+  return 0;
+}
+void reset_peak() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+/// Runs `body` in a child: body prepares (untimed), then calls `timed` around the measured part.
+Sample in_child(const std::function<bool(const std::function<void(const std::function<void()>&)>&)>& body) {
+  int fds[2];
+  if (::pipe(fds) != 0) return {0, 0, false};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    Sample s;
+    s.ok = body([&](const std::function<void()>& fn) {
+      reset_peak();
+      const long base = status_kib("VmRSS:");
+      const auto t0 = Clock::now();
+      fn();
+      s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      s.peak_mib = static_cast<double>(status_kib("VmHWM:") - base) / 1024.0;
+    });
+    if (::write(fds[1], &s, sizeof s) != static_cast<ssize_t>(sizeof s)) ::_exit(3);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  Sample s{0, 0, false};
+  if (::read(fds[0], &s, sizeof s) != static_cast<ssize_t>(sizeof s)) s.ok = false;
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return s;
+}
+
+Sample median(std::vector<Sample> v) {
+  std::sort(v.begin(), v.end(), [](const Sample& a, const Sample& b) { return a.seconds < b.seconds; });
+  return v[v.size() / 2];
+}
+
+std::uint64_t file_size(const std::string& p) { return std::filesystem::file_size(p); }
+
+/// 16 x Linear(4096, 4096) and friends: n_layers Linear(width, width) in a Sequential, as in Python.
+torch::nn::Sequential make_mlp(int layers, int width) {
+  torch::NoGradGuard g;
+  torch::nn::Sequential s;
+  for (int i = 0; i < layers; ++i) s->push_back(torch::nn::Linear(width, width));
+  return s;
+}
+
+/// n small parameters named p0..p{n-1}, for the key-count rows.
+std::shared_ptr<torch::nn::Module> make_many(int n) {
+  auto m = std::make_shared<torch::nn::Module>();
+  for (int i = 0; i < n; ++i) m->register_parameter("p" + std::to_string(i), torch::zeros({64}));
+  return m;
+}
+
+Sample pread_limit(const std::string& path) {
+  return in_child([&](auto timed) {
+    std::vector<char> buf(file_size(path));
+    std::fill(buf.begin(), buf.end(), 0);  // the destination exists before the clock starts, as a model does
+    int fd = ::open(path.c_str(), O_RDONLY);
+    timed([&] {
+      std::size_t off = 0;
+      while (off < buf.size()) {
+        const ssize_t n = ::pread(fd, buf.data() + off, std::min<std::size_t>(buf.size() - off, 64u << 20), static_cast<off_t>(off));
+        if (n <= 0) break;
+        off += static_cast<std::size_t>(n);
+      }
+    });
+    ::close(fd);
+    return true;
+  });
+}
+
+Sample statedict_load(const std::function<std::shared_ptr<torch::nn::Module>()>& make, const std::string& path, bool zero_copy) {
+  return in_child([&](auto timed) {
+    auto m = make();
+    bool ok = false;
+    timed([&] { ok = statedict::load(m, path, statedict::LoadOptions{}.zero_copy(zero_copy)).ok(); });
+    return ok;
+  });
+}
+
+Sample libtorch_load(const std::function<std::shared_ptr<torch::nn::Module>()>& make, const std::string& plain_dict_path) {
+  return in_child([&](auto timed) {
+    auto m = make();
+    bool ok = true;
+    timed([&] {
+      std::ifstream in(plain_dict_path, std::ios::binary);
+      std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      auto dict = torch::pickle_load(bytes).toGenericDict();
+      torch::NoGradGuard g;
+      for (auto& p : m->named_parameters()) p.value().copy_(dict.at(p.key()).toTensor());
+    });
+    return ok;
+  });
+}
+
+Sample python_load(const std::string& path, int layers, int width, int runs) {
+  // Python measures itself the same way: model first, then clock and peak RSS around the load.
+  std::ostringstream script;
+  script << "import time,torch,statistics\n"
+            "def kib(f):\n"
+            "  return int([l for l in open('/proc/self/status') if l.startswith(f)][0].split()[1])\n"
+            "torch.set_num_threads(2)\n"
+            "m=torch.nn.Sequential(*[torch.nn.Linear("
+         << width << "," << width << ") for _ in range(" << layers
+         << ")])\n"
+            "open('/proc/self/clear_refs','w').write('5')\n"
+            "base=kib('VmRSS:')\n"
+            "t=time.perf_counter()\n"
+            "m.load_state_dict(torch.load('"
+         << path
+         << "'))\n"
+            "print(time.perf_counter()-t, (kib('VmHWM:')-base)/1024)\n";
+  std::vector<Sample> v;
+  for (int r = 0; r < runs; ++r) {
+    const std::string cmd = "/usr/bin/python3 -c \"" + script.str() + "\"";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    Sample s{0, 0, false};
+    if (p != nullptr) {
+      s.ok = std::fscanf(p, "%lf %lf", &s.seconds, &s.peak_mib) == 2;
+      ::pclose(p);
+    }
+    v.push_back(s);
+  }
+  return median(v);
+}
+
+void row(const std::string& what, const Sample& s, double base_seconds, const char* base_name) {
+  char buf[256];
+  if (!s.ok) {
+    std::snprintf(buf, sizeof buf, "| %-44s | %9s | %9s | %s |", what.c_str(), "failed", "", "");
+  } else {
+    std::snprintf(buf, sizeof buf, "| %-44s | %8.3f s | %6.0f MiB | %6.2fx %s |", what.c_str(), s.seconds, s.peak_mib,
+                  base_seconds > 0 ? s.seconds / base_seconds : 0.0, base_name);
+  }
+  std::cout << buf << std::endl;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << "usage: bench WORKDIR [--runs N] [--quick]\n";
+    return 2;
+  }
+  const std::string dir = argv[1];
+  int runs = 3;
+  bool quick = false;
+  for (int i = 2; i < argc; ++i) {
+    if (std::string(argv[i]) == "--runs" && i + 1 < argc) runs = std::stoi(argv[++i]);
+    if (std::string(argv[i]) == "--quick") quick = true;
+  }
+  torch::set_num_threads(2);
+  auto med = [&](const std::function<Sample()>& f) {
+    std::vector<Sample> v;
+    for (int r = 0; r < runs; ++r) v.push_back(f());
+    return median(v);
+  };
+  std::cout << "| measurement | time (median of " << runs << ") | peak RSS above model | ratio |\n|---|---|---|---|\n";
+
+  // The headline: 16 x Linear(4096, 4096), fp32, 1 GiB.
+  const int layers = quick ? 4 : 16, width = 4096;
+  auto mlp = [&] { return make_mlp(layers, width).ptr(); };
+  const std::string zip = dir + "/mlp" + std::to_string(layers) + ".pt";
+  const Sample pread = med([&] { return pread_limit(zip); });
+  row("pread of the file (the limit)", pread, pread.seconds, "pread");
+  const Sample copy = med([&] { return statedict_load(mlp, zip, false); });
+  row("statedict copy-load, torch zip", copy, pread.seconds, "pread");
+  const Sample zc = med([&] { return statedict_load(mlp, zip, true); });
+  row("statedict zero-copy load, torch zip", zc, pread.seconds, "pread");
+  const std::string st = dir + "/mlp" + std::to_string(layers) + ".safetensors";
+  row("statedict copy-load, safetensors", med([&] { return statedict_load(mlp, st, false); }), pread.seconds, "pread");
+  row("statedict zero-copy load, safetensors", med([&] { return statedict_load(mlp, st, true); }), pread.seconds, "pread");
+  row("statedict copy-load, legacy format", med([&] { return statedict_load(mlp, dir + "/mlp" + std::to_string(layers) + "_legacy.pt", false); }),
+      pread.seconds, "pread");
+  row("statedict copy-load, fp16 file into fp32", med([&] { return statedict_load(mlp, dir + "/mlp" + std::to_string(layers) + "_fp16.pt", false); }),
+      pread.seconds, "pread");
+  const Sample py = python_load(zip, layers, width, runs);
+  row("Python torch.load + load_state_dict", py, pread.seconds, "pread");
+  const Sample lt = med([&] { return libtorch_load(mlp, dir + "/mlp" + std::to_string(layers) + "_plaindict.pt"); });
+  row("LibTorch pickle_load + copy_ (plain dict)", lt, pread.seconds, "pread");
+  std::printf("\nstatedict copy-load is %.1fx faster than Python and %.1fx faster than LibTorch.\n\n", py.seconds / copy.seconds,
+              lt.seconds / copy.seconds);
+
+  std::cout << "| scaling | time | peak RSS above model | per unit |\n|---|---|---|---|\n";
+  for (int n : quick ? std::vector<int>{1, 4} : std::vector<int>{1, 4, 16, 32}) {
+    const std::string p = dir + "/mlp" + std::to_string(n) + ".pt";
+    if (!std::filesystem::exists(p)) continue;
+    const Sample s = med([&] { return statedict_load([&] { return make_mlp(n, width).ptr(); }, p, false); });
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "| copy-load %5.0f MiB | %8.3f s | %6.0f MiB | %.3f s/GiB |", static_cast<double>(file_size(p)) / (1 << 20), s.seconds,
+                  s.peak_mib, s.seconds / (static_cast<double>(file_size(p)) / (1 << 30)));
+    std::cout << buf << std::endl;
+  }
+  for (int n : quick ? std::vector<int>{1000, 10000} : std::vector<int>{1000, 10000, 100000}) {
+    const std::string p = dir + "/many" + std::to_string(n) + ".pt";
+    if (!std::filesystem::exists(p)) continue;
+    const Sample s = med([&] { return statedict_load([&] { return make_many(n); }, p, false); });
+    const Sample match = med([&] {
+      return in_child([&](auto timed) {
+        auto m = make_many(n);
+        const auto ck = statedict::read(p);
+        bool ok = false;
+        timed([&] { ok = statedict::diff(m, ck).ok(); });
+        return ok;
+      });
+    });
+    char buf[240];
+    std::snprintf(buf, sizeof buf, "| %6d tensors: read + match + copy | %8.3f s | %6.0f MiB | %.2f us/tensor |", n, s.seconds, s.peak_mib,
+                  s.seconds / n * 1e6);
+    std::cout << buf << std::endl;
+    std::snprintf(buf, sizeof buf, "| %6d tensors: matching only (diff) | %8.3f s | %6.0f MiB | %.2f us/tensor |", n, match.seconds, match.peak_mib,
+                  match.seconds / n * 1e6);
+    std::cout << buf << std::endl;
+  }
+  return 0;
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/python3
+"""Checkpoints for the benchmark, written by real PyTorch: n x Linear(4096, 4096) state dicts as
+torch zip, plain dict (LibTorch's pickle_load cannot read an OrderedDict), legacy, fp16 and
+safetensors; and state dicts of 1k to 100k small tensors. Reuses files already there.
+Usage: make_checkpoints.py OUTDIR [--quick]"""
+import collections
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
+from generate import save_safetensors  # noqa: E402
+
+out = sys.argv[1]
+quick = "--quick" in sys.argv
+os.makedirs(out, exist_ok=True)
+
+
+def write(name, fn):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        fn(path + ".tmp")
+        os.rename(path + ".tmp", path)
+
+
+torch.manual_seed(0)
+headline = 4 if quick else 16
+for n in ([1, 4] if quick else [1, 4, 16, 32]):
+    sd = None
+
+    def state():
+        global sd
+        if sd is None:
+            sd = torch.nn.Sequential(*[torch.nn.Linear(4096, 4096) for _ in range(n)]).state_dict()
+        return sd
+
+    write(f"mlp{n}.pt", lambda p: torch.save(state(), p))
+    if n == headline:
+        write(f"mlp{n}_plaindict.pt", lambda p: torch.save(dict(state()), p))
+        write(f"mlp{n}_legacy.pt", lambda p: torch.save(state(), p, _use_new_zipfile_serialization=False))
+        write(f"mlp{n}_fp16.pt", lambda p: torch.save({k: v.half() for k, v in state().items()}, p))
+        write(f"mlp{n}.safetensors", lambda p: save_safetensors(state(), p))
+for n in ([1000, 10000] if quick else [1000, 10000, 100000]):
+    write(f"many{n}.pt", lambda p: torch.save(collections.OrderedDict((f"p{i}", torch.randn(64)) for i in range(n)), p))
+print(f"checkpoints ready in {out}")

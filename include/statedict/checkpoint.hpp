@@ -147,6 +147,12 @@ public:
     if (kind() == Kind::integer && !n().big) return std::to_string(n().i);
     return repr(60);
   }
+  /// key_text() of another node of the same tree, without making a handle (hot in flatten).
+  std::string key_text_of(std::uint32_t id) const {
+    const detail::Node& k = data_->tree.nodes[id];
+    if (k.kind == Kind::string) return k.s;
+    return child(id).key_text();
+  }
   /// Python-like one-line rendering, cut at max_len characters.
   std::string repr(std::size_t max_len = 80) const {
     std::string out;
@@ -191,7 +197,7 @@ private:
     switch (nd.kind) {
     case Kind::tensor: out.push_back({prefix, nd.tensor}); break;
     case Kind::dict:
-      for (const auto& kv : nd.kv) flatten(kv.second, join(child(kv.first).key_text()), out, on_path, depth + 1);
+      for (const auto& kv : nd.kv) flatten(kv.second, join(key_text_of(kv.first)), out, on_path, depth + 1);
       break;
     case Kind::list:
     case Kind::tuple:
@@ -200,7 +206,7 @@ private:
       break;
     case Kind::object:
       if (nd.state != detail::npos) flatten(nd.state, prefix, out, on_path, depth + 1);
-      for (const auto& kv : nd.kv) flatten(kv.second, join(child(kv.first).key_text()), out, on_path, depth + 1);
+      for (const auto& kv : nd.kv) flatten(kv.second, join(key_text_of(kv.first)), out, on_path, depth + 1);
       for (std::size_t i = 0; i < nd.items.size(); ++i) flatten(nd.items[i], join(std::to_string(i)), out, on_path, depth + 1);
       break;
     default: break;

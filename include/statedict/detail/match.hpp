@@ -268,12 +268,9 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
   r.module_tensors = targets.size();
   r.file = ck.path();
   r.format = format_name(ck.format());
-  std::unordered_map<std::string, std::size_t> target_index;
   std::vector<std::string> target_list;
-  for (std::size_t i = 0; i < targets.size(); ++i) {
-    target_index.emplace(targets[i].key, i);
-    target_list.push_back(targets[i].key);
-  }
+  target_list.reserve(targets.size());
+  for (const auto& t : targets) target_list.push_back(t.key);
   const std::unordered_set<std::string> target_set(target_list.begin(), target_list.end());
 
   // 1. The sub-tree.
@@ -338,6 +335,9 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
   }
   // 4. Pairing.
   std::unordered_map<std::string, std::size_t> by_key;
+  by_key.reserve(sources.size());
+  r.matched.reserve(targets.size());
+  copies.reserve(targets.size());
   std::vector<char> used(sources.size(), 0);
   for (std::size_t i = 0; i < sources.size(); ++i) {
     auto [it, fresh] = by_key.emplace(keys[i], i);

@@ -118,9 +118,12 @@ public:
 
   /// Runs to STOP; returns the root node. consumed() then tells how many bytes the pickle took.
   std::uint32_t run() {
-    if (n_ > opts_.max_pickle_bytes())
-      fail("limit.pickle_size", 0, "pickle of " + std::to_string(n_) + " bytes exceeds max_pickle_bytes (" +
-                                     std::to_string(opts_.max_pickle_bytes()) + ")");
+    // The span may run past the pickle (legacy files: the rest of the file); only the bytes the
+    // pickle really uses count against the limit.
+    if (n_ > opts_.max_pickle_bytes()) {
+      n_ = static_cast<std::size_t>(opts_.max_pickle_bytes());
+      limited_ = true;
+    }
     if (n_ < 2 || d_[0] != 0x80) fail("pickle.no_proto", 0, "pickle does not start with PROTO (not a protocol-2 pickle)");
     while (true) {
       op_at_ = p_;
@@ -228,6 +231,8 @@ private:
 
   // ---- input ----
   const std::uint8_t* take(std::uint64_t k) {
+    if (k > n_ - p_ && limited_)
+      fail("limit.pickle_size", op_at_, "pickle longer than max_pickle_bytes (" + std::to_string(opts_.max_pickle_bytes()) + ")");
     if (k > n_ - p_) fail("pickle.truncated", op_at_, "pickle ends inside an opcode (needs " + std::to_string(k) + " more bytes, " + std::to_string(n_ - p_) + " left)");
     const std::uint8_t* r = d_ + p_;
     p_ += static_cast<std::size_t>(k);
@@ -826,6 +831,7 @@ private:
   std::uint64_t base_;
   bool legacy_;
   std::size_t p_ = 0, op_at_ = 0;
+  bool limited_ = false;
   int call_depth_ = 0;
   std::vector<std::uint32_t> stack_;
   std::vector<std::size_t> marks_;

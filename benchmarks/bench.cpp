@@ -174,7 +174,7 @@ void row(const std::string& what, const Sample& s, double base_seconds, const ch
   std::cout << buf << std::endl;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -209,10 +209,10 @@ int main(int argc, char** argv) {
   const std::string st = dir + "/mlp" + std::to_string(layers) + ".safetensors";
   row("statedict copy-load, safetensors", med([&] { return statedict_load(mlp, st, false); }), pread.seconds, "pread");
   row("statedict zero-copy load, safetensors", med([&] { return statedict_load(mlp, st, true); }), pread.seconds, "pread");
-  row("statedict copy-load, legacy format", med([&] { return statedict_load(mlp, dir + "/mlp" + std::to_string(layers) + "_legacy.pt", false); }),
-      pread.seconds, "pread");
-  row("statedict copy-load, fp16 file into fp32", med([&] { return statedict_load(mlp, dir + "/mlp" + std::to_string(layers) + "_fp16.pt", false); }),
-      pread.seconds, "pread");
+  row("statedict copy-load, legacy format",
+      med([&] { return statedict_load(mlp, dir + "/mlp" + std::to_string(layers) + "_legacy.pt", false); }), pread.seconds, "pread");
+  row("statedict copy-load, fp16 file into fp32",
+      med([&] { return statedict_load(mlp, dir + "/mlp" + std::to_string(layers) + "_fp16.pt", false); }), pread.seconds, "pread");
   const Sample py = python_load(zip, layers, width, runs);
   row("Python torch.load + load_state_dict", py, pread.seconds, "pread");
   const Sample lt = med([&] { return libtorch_load(mlp, dir + "/mlp" + std::to_string(layers) + "_plaindict.pt"); });
@@ -226,8 +226,9 @@ int main(int argc, char** argv) {
     if (!std::filesystem::exists(p)) continue;
     const Sample s = med([&] { return statedict_load([&] { return make_mlp(n, width).ptr(); }, p, false); });
     char buf[200];
-    std::snprintf(buf, sizeof buf, "| copy-load %5.0f MiB | %8.3f s | %6.0f MiB | %.3f s/GiB |", static_cast<double>(file_size(p)) / (1 << 20), s.seconds,
-                  s.peak_mib, s.seconds / (static_cast<double>(file_size(p)) / (1 << 30)));
+    std::snprintf(buf, sizeof buf, "| copy-load %5.0f MiB | %8.3f s | %6.0f MiB | %.3f s/GiB |",
+                  static_cast<double>(file_size(p)) / (1 << 20), s.seconds, s.peak_mib,
+                  s.seconds / (static_cast<double>(file_size(p)) / (1 << 30)));
     std::cout << buf << std::endl;
   }
   for (int n : quick ? std::vector<int>{1000, 10000} : std::vector<int>{1000, 10000, 100000}) {
@@ -247,8 +248,8 @@ int main(int argc, char** argv) {
     std::snprintf(buf, sizeof buf, "| %6d tensors: read + match + copy | %8.3f s | %6.0f MiB | %.2f us/tensor |", n, s.seconds, s.peak_mib,
                   s.seconds / n * 1e6);
     std::cout << buf << std::endl;
-    std::snprintf(buf, sizeof buf, "| %6d tensors: matching only (diff) | %8.3f s | %6.0f MiB | %.2f us/tensor |", n, match.seconds, match.peak_mib,
-                  match.seconds / n * 1e6);
+    std::snprintf(buf, sizeof buf, "| %6d tensors: matching only (diff) | %8.3f s | %6.0f MiB | %.2f us/tensor |", n, match.seconds,
+                  match.peak_mib, match.seconds / n * 1e6);
     std::cout << buf << std::endl;
   }
   return 0;

@@ -2,7 +2,7 @@
 # Installs the Debian packages statedict builds and tests with, when any is missing.
 # Usage: scripts/deps.sh [extra-package ...]
 set -euo pipefail
-packages=(cmake ninja-build g++ ccache libtorch-dev catch2 nlohmann-json3-dev libcli11-dev
+packages=(cmake ninja-build g++ ccache clang-format libtorch-dev catch2 nlohmann-json3-dev libcli11-dev
           python3-torch python3-torchvision "$@")
 missing=()
 for p in "${packages[@]}"; do

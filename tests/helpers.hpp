@@ -55,10 +55,8 @@ inline std::string write_temp(const std::string& name, const std::string& bytes)
 template <class F> std::string error_id(F&& f) {
   try {
     f();
-  } catch (const statedict::Error& e) {
-    return e.id();
-  }
+  } catch (const statedict::Error& e) { return e.id(); }
   return "";
 }
 
-} // namespace sdtest
+}  // namespace sdtest

@@ -6,14 +6,16 @@ namespace sdtest {
 
 struct BasicBlockImpl : torch::nn::Module {
   BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride, bool with_downsample, bool track_stats = true) {
-    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(inplanes, planes, 3).stride(stride).padding(1).bias(false)));
+    conv1 =
+        register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(inplanes, planes, 3).stride(stride).padding(1).bias(false)));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(planes).track_running_stats(track_stats)));
     conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(planes, planes, 3).padding(1).bias(false)));
     bn2 = register_module("bn2", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(planes).track_running_stats(track_stats)));
     if (with_downsample)
       downsample = register_module(
-          "downsample", torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(inplanes, planes, 1).stride(stride).bias(false)),
-                                              torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(planes).track_running_stats(track_stats))));
+          "downsample",
+          torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(inplanes, planes, 1).stride(stride).bias(false)),
+                                torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(planes).track_running_stats(track_stats))));
   }
   torch::Tensor forward(torch::Tensor x) {
     auto out = torch::relu(bn1(conv1(x)));
@@ -98,4 +100,4 @@ struct BertClassifierImpl : torch::nn::Module {
 };
 TORCH_MODULE(BertClassifier);
 
-} // namespace sdtest
+}  // namespace sdtest

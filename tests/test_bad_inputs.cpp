@@ -10,8 +10,16 @@ using namespace std::string_literals;
 namespace {
 
 // ---- builders ------------------------------------------------------------------------------------
-std::string u32le(std::uint32_t v) { std::string s; statedict::detail::put32(s, v); return s; }
-std::string u64le(std::uint64_t v) { std::string s; statedict::detail::put64(s, v); return s; }
+std::string u32le(std::uint32_t v) {
+  std::string s;
+  statedict::detail::put32(s, v);
+  return s;
+}
+std::string u64le(std::uint64_t v) {
+  std::string s;
+  statedict::detail::put64(s, v);
+  return s;
+}
 std::string uni(const std::string& s) { return "X" + u32le(static_cast<std::uint32_t>(s.size())) + s; }
 std::string glob(const std::string& m, const std::string& n) { return "c" + m + "\n" + n + "\n"; }
 std::string i1(int v) { return std::string("K") + static_cast<char>(v); }
@@ -58,7 +66,11 @@ std::string raw_zip(const std::vector<RawEntry>& entries, std::uint32_t cd_size_
   for (const auto& e : entries) {
     const auto off = static_cast<std::uint32_t>(out.size());
     put32(out, 0x04034b50u);
-    put16(out, 20); put16(out, 0); put16(out, e.method); put16(out, 0); put16(out, 0);
+    put16(out, 20);
+    put16(out, 0);
+    put16(out, e.method);
+    put16(out, 0);
+    put16(out, 0);
     put32(out, 0);
     put32(out, static_cast<std::uint32_t>(e.data.size()));
     put32(out, static_cast<std::uint32_t>(e.data.size()));
@@ -66,20 +78,29 @@ std::string raw_zip(const std::vector<RawEntry>& entries, std::uint32_t cd_size_
     put16(out, 0);
     out += e.name + e.data;
     put32(cd, 0x02014b50u);
-    put16(cd, 20); put16(cd, 20); put16(cd, 0); put16(cd, e.method); put16(cd, 0); put16(cd, 0);
+    put16(cd, 20);
+    put16(cd, 20);
+    put16(cd, 0);
+    put16(cd, e.method);
+    put16(cd, 0);
+    put16(cd, 0);
     put32(cd, 0);
     put32(cd, e.csize_override ? e.csize_override : static_cast<std::uint32_t>(e.data.size()));
     put32(cd, e.usize_override ? e.usize_override : static_cast<std::uint32_t>(e.data.size()));
     put16(cd, static_cast<std::uint16_t>(e.name.size()));
     put16(cd, static_cast<std::uint16_t>(e.cd_extra.size()));
-    put16(cd, 0); put16(cd, 0); put16(cd, 0); put32(cd, 0);
+    put16(cd, 0);
+    put16(cd, 0);
+    put16(cd, 0);
+    put32(cd, 0);
     put32(cd, off);
     cd += e.name + e.cd_extra;
   }
   const auto cd_off = static_cast<std::uint32_t>(out.size());
   out += cd;
   put32(out, 0x06054b50u);
-  put16(out, 0); put16(out, 0);
+  put16(out, 0);
+  put16(out, 0);
   put16(out, static_cast<std::uint16_t>(entries.size()));
   put16(out, static_cast<std::uint16_t>(entries.size()));
   put32(out, cd_size_override ? cd_size_override : static_cast<std::uint32_t>(cd.size()));
@@ -100,13 +121,15 @@ void refuses(const std::string& path, const std::string& id) {
     CHECK(std::string(e.what()).find(std::filesystem::path(path).filename().string()) != std::string::npos);
   }
 }
-void refuses_bytes(const std::string& name, const std::string& bytes, const std::string& id) { refuses(sdtest::write_temp(name, bytes), id); }
+void refuses_bytes(const std::string& name, const std::string& bytes, const std::string& id) {
+  refuses(sdtest::write_temp(name, bytes), id);
+}
 void refuses_pickle(const std::string& name, const std::string& pickle, const std::string& id, std::vector<Entry> extra = {}) {
   refuses(torch_zip(name, pickle, std::move(extra)), id);
 }
 std::string floats(std::size_t n) { return std::string(n * 4, '\0'); }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("zip containers that are broken are refused with the place named", "[bad][zip]") {
   refuses_bytes("empty.pt", "", "format.empty");
@@ -147,9 +170,8 @@ TEST_CASE("torch.save records that disagree with the pickle are refused", "[bad]
   refuses_pickle("version_abc.pt", pkl, "format.version", {{"archive/data/0", floats(2)}, {"archive/version", "abc\n"}});
   refuses_pickle("version_99.pt", pkl, "format.version", {{"archive/data/0", floats(2)}, {"archive/version", "99\n"}});
   refuses_pickle("byteorder.pt", pkl, "format.byteorder", {{"archive/data/0", floats(2)}, {"archive/byteorder", "middle"}});
-  CHECK(sdtest::error_id([] {
-          statedict::detail::read_torch_zip(statedict::detail::MappedFile::open(fixture("resnet_script.pt")), {});
-        }) == "format.torchscript");
+  CHECK(sdtest::error_id([] { statedict::detail::read_torch_zip(statedict::detail::MappedFile::open(fixture("resnet_script.pt")), {}); }) ==
+        "format.torchscript");
   // Through the front door a TorchScript archive is read with LibTorch's own reader.
   CHECK(statedict::read(fixture("resnet_script.pt")).format() == statedict::Format::torchscript);
 }
@@ -199,7 +221,8 @@ TEST_CASE("hostile and malformed pickles are refused cleanly", "[bad][pickle]") 
 
 TEST_CASE("odd but harmless pickles read: inert classes, big ints, huge memo indices, non-string keys", "[bad][pickle]") {
   auto read_pickle = [](const std::string& name, const std::string& pkl) { return statedict::read(torch_zip(name, pkl)); };
-  const auto ns = read_pickle("namespace.pt", PROTO + "}" + uni("args") + glob("argparse", "Namespace") + ")\x81}" + uni("lr") + i1(3) + "sbs.");
+  const auto ns =
+      read_pickle("namespace.pt", PROTO + "}" + uni("args") + glob("argparse", "Namespace") + ")\x81}" + uni("lr") + i1(3) + "sbs.");
   CHECK(ns.at("args").class_name() == "argparse.Namespace");
   CHECK(ns.at("args.lr").as_int() == 3);
   const auto five = read_pickle("long5.pt", PROTO + "\x8a\x05\x00\x00\x00\x00\x01."s);
@@ -227,23 +250,26 @@ TEST_CASE("odd but harmless pickles read: inert classes, big ints, huge memo ind
   // Limits are options.
   CHECK(sdtest::error_id([&] { statedict::read(fixture("resnet_plain.pt"), statedict::ReadOptions{}.max_pickle_bytes(100)); }) ==
         "limit.pickle_size");
-  CHECK(sdtest::error_id([&] { statedict::read(fixture("resnet_plain.pt"), statedict::ReadOptions{}.max_tensors(10)); }) == "limit.tensors");
+  CHECK(sdtest::error_id([&] { statedict::read(fixture("resnet_plain.pt"), statedict::ReadOptions{}.max_tensors(10)); }) ==
+        "limit.tensors");
 }
 
 namespace {
-std::string legacy_file(const std::string& main_pickle, const std::string& keys_pickle, const std::string& storages,
-                        int protocol = 1001) {
+std::string legacy_file(const std::string& main_pickle, const std::string& keys_pickle, const std::string& storages, int protocol = 1001) {
   const std::string magic = PROTO + std::string("\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 13);
-  const std::string proto = PROTO + "M" + std::string(1, static_cast<char>(protocol & 0xff)) + std::string(1, static_cast<char>(protocol >> 8)) + ".";
+  const std::string proto =
+      PROTO + "M" + std::string(1, static_cast<char>(protocol & 0xff)) + std::string(1, static_cast<char>(protocol >> 8)) + ".";
   const std::string sys = PROTO + "}" + uni("little_endian") + "\x88s.";
   return magic + proto + sys + main_pickle + keys_pickle + storages;
 }
-std::string legacy_pid(const std::string& key, int numel) { return "(" + uni("storage") + glob("torch", "FloatStorage") + uni(key) + uni("cpu") + i1(numel) + "NtQ"; }
-std::string legacy_main(const std::string& key) {
-  return PROTO + "}" + uni("w") + glob("torch._utils", "_rebuild_tensor_v2") + "(" + legacy_pid(key, 2) + i1(0) + "K\x02\x85" + "K\x01\x85" +
-         "\x89" + glob("collections", "OrderedDict") + ")RtRs.";
+std::string legacy_pid(const std::string& key, int numel) {
+  return "(" + uni("storage") + glob("torch", "FloatStorage") + uni(key) + uni("cpu") + i1(numel) + "NtQ";
 }
-} // namespace
+std::string legacy_main(const std::string& key) {
+  return PROTO + "}" + uni("w") + glob("torch._utils", "_rebuild_tensor_v2") + "(" + legacy_pid(key, 2) + i1(0) + "K\x02\x85" +
+         "K\x01\x85" + "\x89" + glob("collections", "OrderedDict") + ")RtRs.";
+}
+}  // namespace
 
 TEST_CASE("legacy files that are inconsistent are refused", "[bad][legacy]") {
   const std::string keys = PROTO + "]" + uni("7") + "a.";
@@ -264,7 +290,7 @@ TEST_CASE("legacy files that are inconsistent are refused", "[bad][legacy]") {
 
 namespace {
 std::string st_file(const std::string& header, const std::string& data) { return u64le(header.size()) + header + data; }
-} // namespace
+}  // namespace
 
 TEST_CASE("safetensors files are validated like the reference reader does", "[bad][safetensors]") {
   const std::string ok_header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
@@ -276,21 +302,32 @@ TEST_CASE("safetensors files are validated like the reference reader does", "[ba
   refuses_bytes("utf8.safetensors", st_file("{\"\xc3\x28\":1}", ""), "json.utf8");
   refuses_bytes("json.safetensors", st_file("{not json", ""), "json.parse");
   refuses_bytes("deep.safetensors", st_file(std::string(100000, '[') + std::string(100000, ']'), ""), "limit.depth");
-  refuses_bytes("dup.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", floats(2)),
-                "json.duplicate");
+  refuses_bytes(
+      "dup.safetensors",
+      st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", floats(2)),
+      "json.duplicate");
   refuses_bytes("meta.safetensors", st_file(R"({"__metadata__":{"k":1}})", ""), "safetensors.metadata");
   refuses_bytes("no_dtype.safetensors", st_file(R"({"a":{"shape":[2],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
-  refuses_bytes("dtype.safetensors", st_file(R"({"a":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", "ab"), "format.unsupported_dtype");
-  refuses_bytes("float_shape.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
-  refuses_bytes("neg_shape.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
-  refuses_bytes("offsets3.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,8]}})", floats(2)), "safetensors.entry");
-  refuses_bytes("end_lt_begin.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", floats(2)), "safetensors.entry");
+  refuses_bytes("dtype.safetensors", st_file(R"({"a":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", "ab"),
+                "format.unsupported_dtype");
+  refuses_bytes("float_shape.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", floats(2)),
+                "safetensors.entry");
+  refuses_bytes("neg_shape.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", floats(2)),
+                "safetensors.entry");
+  refuses_bytes("offsets3.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,8]}})", floats(2)),
+                "safetensors.entry");
+  refuses_bytes("end_lt_begin.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", floats(2)),
+                "safetensors.entry");
   refuses_bytes("gap.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", floats(2)), "safetensors.layout");
-  refuses_bytes("overlap.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", floats(2)),
-                "safetensors.layout");
+  refuses_bytes(
+      "overlap.safetensors",
+      st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", floats(2)),
+      "safetensors.layout");
   refuses_bytes("trailing.safetensors", st_file(ok_header, floats(3)), "safetensors.layout");
-  refuses_bytes("overflow.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
-  refuses_bytes("wrap0.safetensors", st_file(R"({"a":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}})", ""), "safetensors.entry");
+  refuses_bytes("overflow.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", floats(2)),
+                "safetensors.entry");
+  refuses_bytes("wrap0.safetensors", st_file(R"({"a":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}})", ""),
+                "safetensors.entry");
   refuses_bytes("bytes.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
   // Misaligned data is copied, not aliased: the header length 3 puts the F32 payload at offset 11.
   const auto mis = statedict::read(sdtest::write_temp("misaligned.safetensors", st_file(R"({})", "") + ""));

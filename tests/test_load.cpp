@@ -20,7 +20,9 @@ std::map<std::string, std::string> fingerprint(torch::nn::Module& m) {
 nlohmann::json module_listing(torch::nn::Module& m) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& t : statedict::detail::module_targets(m))
-    out.push_back({{"key", t.key}, {"dtype", statedict::dtype_name(t.tensor.scalar_type())}, {"shape", t.tensor.sizes().vec()},
+    out.push_back({{"key", t.key},
+                   {"dtype", statedict::dtype_name(t.tensor.scalar_type())},
+                   {"shape", t.tensor.sizes().vec()},
                    {"sha256", statedict::tensor_sha256(t.tensor)}});
   return out;
 }
@@ -37,7 +39,7 @@ bool has_suggestion(const statedict::LoadReport& r, const std::string& option) {
   return false;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("a plain state dict loads into the mirrored ResNet with Python's values bit for bit", "[load]") {
   sdtest::TinyResNet net;
@@ -238,7 +240,9 @@ TEST_CASE("running statistics the model lacks are explained", "[load]") {
   CHECK_FALSE(r.ok());
   CHECK(r.unexpected.size() == 60);
   CHECK(has_suggestion(r, "ignore_unexpected(\"*.running_*\").ignore_unexpected(\"*.num_batches_tracked\")"));
-  CHECK(statedict::load(net, fixture("resnet_plain.pt"), LoadOptions{}.ignore_unexpected("*.running_*").ignore_unexpected("*.num_batches_tracked")).ok());
+  CHECK(statedict::load(net, fixture("resnet_plain.pt"),
+                        LoadOptions{}.ignore_unexpected("*.running_*").ignore_unexpected("*.num_batches_tracked"))
+            .ok());
 }
 
 TEST_CASE("near misses are suggested as renames", "[load]") {

@@ -1,8 +1,8 @@
 // statedict::read against checkpoints written by real PyTorch (tests/fixtures/generate.py).
 #include "helpers.hpp"
 
-using statedict::Kind;
 using sdtest::fixture;
+using statedict::Kind;
 
 namespace {
 void check_against_pytorch(const std::string& name) {
@@ -20,14 +20,30 @@ void check_against_pytorch(const std::string& name) {
     CHECK(got[i]["sha256"] == expected["tensors"][i]["sha256"]);
   }
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("every fixture lists exactly the tensors, dtypes, shapes and bytes PyTorch lists", "[read]") {
-  for (const char* name :
-       {"resnet_plain.pt", "resnet_dataparallel.pt", "resnet_fp16.pt", "resnet_bf16.pt", "resnet_legacy.pt", "resnet_module.pt",
-        "resnet_compiled.pt", "resnet_wrapper.pt", "resnet_ema.pt", "resnet_lightning.pt", "resnet_bigendian.pt", "resnet_head5.pt",
-        "resnet_no_nbt.pt", "training.pt", "dtypes.pt", "dtypes_legacy.pt", "bert.pt", "resnet.safetensors", "sharded_st",
-        "sharded_bin", "resnet_script.pt"})
+  for (const char* name : {"resnet_plain.pt",
+                           "resnet_dataparallel.pt",
+                           "resnet_fp16.pt",
+                           "resnet_bf16.pt",
+                           "resnet_legacy.pt",
+                           "resnet_module.pt",
+                           "resnet_compiled.pt",
+                           "resnet_wrapper.pt",
+                           "resnet_ema.pt",
+                           "resnet_lightning.pt",
+                           "resnet_bigendian.pt",
+                           "resnet_head5.pt",
+                           "resnet_no_nbt.pt",
+                           "training.pt",
+                           "dtypes.pt",
+                           "dtypes_legacy.pt",
+                           "bert.pt",
+                           "resnet.safetensors",
+                           "sharded_st",
+                           "sharded_bin",
+                           "resnet_script.pt"})
     check_against_pytorch(name);
 }
 
@@ -47,7 +63,9 @@ TEST_CASE("a training checkpoint reads with its non-tensor values intact", "[rea
   CHECK(ck.at("classes").kind() == Kind::set);
   CHECK(ck.at("classes").size() == 2);
   CHECK(ck.at("history").class_name() == "collections.deque");
-  CHECK(ck.at("bytes").as_string() == std::string("\x00\xff" "ab", 4));
+  CHECK(ck.at("bytes").as_string() == std::string("\x00\xff"
+                                                  "ab",
+                                                  4));
   CHECK(ck.at("complex").kind() == Kind::complex);
   CHECK(ck.at("big").kind() == Kind::integer);
   CHECK(ck.at("big").as_string() == "0x400000000000000000");  // 2**70
@@ -130,8 +148,10 @@ TEST_CASE("tensors alias the file's copy-on-write mapping, and writing to them n
 TEST_CASE("hostile pickles are refused with the global named, and their payload never runs", "[read][security]") {
   const std::string marker = "/tmp/statedict_payload_ran";
   std::filesystem::remove(marker);
-  for (const auto& [name, global] : std::vector<std::pair<std::string, std::string>>{
-           {"evil_os_system.pt", "posix.system"}, {"evil_eval.pt", "eval"}, {"evil_nested.pt", ".call"}, {"evil_legacy.pt", "posix.system"}}) {
+  for (const auto& [name, global] : std::vector<std::pair<std::string, std::string>>{{"evil_os_system.pt", "posix.system"},
+                                                                                     {"evil_eval.pt", "eval"},
+                                                                                     {"evil_nested.pt", ".call"},
+                                                                                     {"evil_legacy.pt", "posix.system"}}) {
     INFO(name);
     try {
       statedict::read(fixture(name));

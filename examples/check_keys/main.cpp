@@ -16,8 +16,10 @@ int main(int argc, char** argv) {
   statedict::LoadOptions options = statedict::LoadOptions{}.lenient();
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--auto") options.auto_select().auto_prefix();
-    else if (a == "--select" && i + 1 < argc) options.select(argv[++i]);
+    if (a == "--auto")
+      options.auto_select().auto_prefix();
+    else if (a == "--select" && i + 1 < argc)
+      options.select(argv[++i]);
   }
   example::ResNet18 model;
   const statedict::LoadReport r = statedict::diff(model, argv[1], options);  // never touches the model

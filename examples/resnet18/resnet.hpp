@@ -6,13 +6,15 @@ namespace example {
 
 struct BasicBlockImpl : torch::nn::Module {
   BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride) {
-    conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(inplanes, planes, 3).stride(stride).padding(1).bias(false)));
+    conv1 =
+        register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(inplanes, planes, 3).stride(stride).padding(1).bias(false)));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
     conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(planes, planes, 3).padding(1).bias(false)));
     bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
     if (stride != 1 || inplanes != planes)
-      downsample = register_module("downsample", torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(inplanes, planes, 1).stride(stride).bias(false)),
-                                                                         torch::nn::BatchNorm2d(planes)));
+      downsample = register_module(
+          "downsample", torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(inplanes, planes, 1).stride(stride).bias(false)),
+                                              torch::nn::BatchNorm2d(planes)));
   }
   torch::Tensor forward(const torch::Tensor& x) {
     auto out = torch::relu(bn1(conv1(x)));
@@ -53,4 +55,4 @@ TORCH_MODULE(ResNet18);
 /// The input make_checkpoint.py feeds the Python model.
 inline torch::Tensor demo_input() { return torch::linspace(-1, 1, 3 * 64 * 64).reshape({1, 3, 64, 64}); }
 
-} // namespace example
+}  // namespace example

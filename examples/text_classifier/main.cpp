@@ -18,8 +18,7 @@
 struct TextClassifierImpl : torch::nn::Module {
   TextClassifierImpl(int64_t vocab_size, int64_t dim = 16, int64_t classes = 2)
       : embedding(register_module("embedding", torch::nn::Embedding(torch::nn::EmbeddingOptions(vocab_size, dim).padding_idx(0)))),
-        hidden(register_module("hidden", torch::nn::Linear(dim, dim))),
-        out(register_module("out", torch::nn::Linear(dim, classes))) {}
+        hidden(register_module("hidden", torch::nn::Linear(dim, dim))), out(register_module("out", torch::nn::Linear(dim, classes))) {}
 
   torch::Tensor forward(const torch::Tensor& ids) {
     auto mask = ids.ne(0).to(torch::kFloat).unsqueeze(-1);

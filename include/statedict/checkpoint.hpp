@@ -19,9 +19,9 @@ namespace statedict {
 
 /// The container a checkpoint came in.
 enum class Format {
-  torch_zip,            ///< torch.save, PyTorch >= 1.6
-  torch_legacy,         ///< torch.save before 1.6 or with _use_new_zipfile_serialization=False
-  torchscript,          ///< torch.jit.save archive (parameters and buffers only)
+  torch_zip,     ///< torch.save, PyTorch >= 1.6
+  torch_legacy,  ///< torch.save before 1.6 or with _use_new_zipfile_serialization=False
+  torchscript,   ///< torch.jit.save archive (parameters and buffers only)
   safetensors,
   sharded_safetensors,  ///< *.safetensors.index.json
   sharded_torch,        ///< pytorch_model.bin.index.json
@@ -31,12 +31,18 @@ enum class Format {
 /// "sharded_safetensors", "sharded_torch".
 inline const char* format_name(Format f) {
   switch (f) {
-  case Format::torch_zip: return "torch_zip";
-  case Format::torch_legacy: return "torch_legacy";
-  case Format::torchscript: return "torchscript";
-  case Format::safetensors: return "safetensors";
-  case Format::sharded_safetensors: return "sharded_safetensors";
-  case Format::sharded_torch: return "sharded_torch";
+  case Format::torch_zip:
+    return "torch_zip";
+  case Format::torch_legacy:
+    return "torch_legacy";
+  case Format::torchscript:
+    return "torchscript";
+  case Format::safetensors:
+    return "safetensors";
+  case Format::sharded_safetensors:
+    return "sharded_safetensors";
+  case Format::sharded_torch:
+    return "sharded_torch";
   }
   return "unknown";
 }
@@ -61,7 +67,7 @@ struct CheckpointData {
   std::size_t max_depth = 1000;
 };
 Checkpoint make_checkpoint(std::shared_ptr<const CheckpointData> data);
-} // namespace detail
+}  // namespace detail
 
 /// A read-only handle to one value in a checkpoint. Cheap to copy; keeps the checkpoint alive.
 class Value {
@@ -72,7 +78,10 @@ public:
   bool is_tensor() const { return kind() == Kind::tensor; }
   bool is_sequence() const { return kind() == Kind::list || kind() == Kind::tuple || kind() == Kind::set; }
 
-  bool as_bool() const { expect(Kind::boolean, "a bool"); return n().b; }
+  bool as_bool() const {
+    expect(Kind::boolean, "a bool");
+    return n().b;
+  }
   /// The integer; throws for ints wider than 64 bits (see as_string() for their hex digits).
   std::int64_t as_int() const {
     expect(Kind::integer, "an int");
@@ -90,7 +99,10 @@ public:
       fail("value.type", "expected a string, found " + type_name());
     return n().s;
   }
-  const at::Tensor& tensor() const { expect(Kind::tensor, "a tensor"); return n().tensor; }
+  const at::Tensor& tensor() const {
+    expect(Kind::tensor, "a tensor");
+    return n().tensor;
+  }
 
   /// Number of elements of a list, tuple, set or dict.
   std::size_t size() const {
@@ -101,7 +113,8 @@ public:
   /// i-th element of a list, tuple or set.
   Value operator[](std::size_t i) const {
     if (!is_sequence()) fail("value.type", "expected a list or tuple, found " + type_name());
-    if (i >= n().items.size()) fail("value.index", "index " + std::to_string(i) + " out of range (size " + std::to_string(n().items.size()) + ")");
+    if (i >= n().items.size())
+      fail("value.index", "index " + std::to_string(i) + " out of range (size " + std::to_string(n().items.size()) + ")");
     return child(n().items[i]);
   }
   /// The (key, value) pairs of a dict, in file order.
@@ -129,7 +142,10 @@ public:
   Value at(std::string_view path) const;
 
   /// Objects: the Python class ("argparse.Namespace"), the constructor arguments, the state.
-  const std::string& class_name() const { expect(Kind::object, "an object"); return n().s; }
+  const std::string& class_name() const {
+    expect(Kind::object, "an object");
+    return n().s;
+  }
   std::optional<Value> object_state() const {
     expect(Kind::object, "an object");
     if (n().state == detail::npos) return std::nullopt;
@@ -162,8 +178,8 @@ public:
   }
   /// "dict", "tensor", "argparse.Namespace", ...
   std::string type_name() const {
-    static const char* names[] = {"None", "bool", "int", "float", "complex", "str", "bytes", "list",
-                                  "tuple", "set", "dict", "tensor", "object"};
+    static const char* names[] = {"None", "bool",  "int", "float", "complex", "str",   "bytes",
+                                  "list", "tuple", "set", "dict",  "tensor",  "object"};
     if (kind() == Kind::object) return n().s;
     return names[static_cast<int>(kind())];
   }
@@ -195,7 +211,9 @@ private:
     auto join = [&](const std::string& k) { return prefix.empty() ? k : prefix + "." + k; };
     on_path[id] = 1;
     switch (nd.kind) {
-    case Kind::tensor: out.push_back({prefix, nd.tensor}); break;
+    case Kind::tensor:
+      out.push_back({prefix, nd.tensor});
+      break;
     case Kind::dict:
       for (const auto& kv : nd.kv) flatten(kv.second, join(key_text_of(kv.first)), out, on_path, depth + 1);
       break;
@@ -209,14 +227,18 @@ private:
       for (const auto& kv : nd.kv) flatten(kv.second, join(key_text_of(kv.first)), out, on_path, depth + 1);
       for (std::size_t i = 0; i < nd.items.size(); ++i) flatten(nd.items[i], join(std::to_string(i)), out, on_path, depth + 1);
       break;
-    default: break;
+    default:
+      break;
     }
     on_path[id] = 0;
   }
 
   void repr_into(std::string& out, std::size_t max_len, std::size_t depth) const {
     if (out.size() > max_len) return;
-    if (depth > 8) { out += "..."; return; }
+    if (depth > 8) {
+      out += "...";
+      return;
+    }
     const detail::Node& nd = n();
     auto seq = [&](const char* open, const char* close) {
       out += open;
@@ -228,16 +250,36 @@ private:
       out += close;
     };
     switch (nd.kind) {
-    case Kind::none: out += "None"; break;
-    case Kind::boolean: out += nd.b ? "True" : "False"; break;
-    case Kind::integer: out += nd.big ? nd.s : std::to_string(nd.i); break;
-    case Kind::floating: out += format_double(nd.f); break;
-    case Kind::complex: out += "(" + format_double(nd.f) + (nd.f_imag < 0 ? "" : "+") + format_double(nd.f_imag) + "j)"; break;
-    case Kind::string: out += "'" + nd.s + "'"; break;
-    case Kind::bytes: out += "b<" + std::to_string(nd.s.size()) + " bytes>"; break;
-    case Kind::list: seq("[", "]"); break;
-    case Kind::tuple: seq("(", ")"); break;
-    case Kind::set: seq("{", "}"); break;
+    case Kind::none:
+      out += "None";
+      break;
+    case Kind::boolean:
+      out += nd.b ? "True" : "False";
+      break;
+    case Kind::integer:
+      out += nd.big ? nd.s : std::to_string(nd.i);
+      break;
+    case Kind::floating:
+      out += format_double(nd.f);
+      break;
+    case Kind::complex:
+      out += "(" + format_double(nd.f) + (nd.f_imag < 0 ? "" : "+") + format_double(nd.f_imag) + "j)";
+      break;
+    case Kind::string:
+      out += "'" + nd.s + "'";
+      break;
+    case Kind::bytes:
+      out += "b<" + std::to_string(nd.s.size()) + " bytes>";
+      break;
+    case Kind::list:
+      seq("[", "]");
+      break;
+    case Kind::tuple:
+      seq("(", ")");
+      break;
+    case Kind::set:
+      seq("{", "}");
+      break;
     case Kind::dict: {
       out += "{";
       for (std::size_t i = 0; i < nd.kv.size() && out.size() <= max_len; ++i) {
@@ -260,9 +302,15 @@ private:
       if (nd.internal == detail::Internal::global) break;  // a class or function used as a value
       out += "(";
       bool first = true;
-      auto sep = [&] { if (!first) out += ", "; first = false; };
+      auto sep = [&] {
+        if (!first) out += ", ";
+        first = false;
+      };
       if (nd.args != detail::npos)
-        for (auto a : data_->tree.nodes[nd.args].items) { sep(); child(a).repr_into(out, max_len, depth + 1); }
+        for (auto a : data_->tree.nodes[nd.args].items) {
+          sep();
+          child(a).repr_into(out, max_len, depth + 1);
+        }
       if (!nd.items.empty()) {
         sep();
         out += "[";
@@ -272,7 +320,10 @@ private:
         }
         out += "]";
       }
-      if (nd.state != detail::npos) { sep(); child(nd.state).repr_into(out, max_len, depth + 1); }
+      if (nd.state != detail::npos) {
+        sep();
+        child(nd.state).repr_into(out, max_len, depth + 1);
+      }
       out += ")";
       break;
     }
@@ -285,7 +336,10 @@ private:
     for (int prec = 1; prec <= 17; ++prec) {
       char b2[32];
       std::snprintf(b2, sizeof b2, "%.*g", prec, v);
-      if (std::strtod(b2, nullptr) == v) { std::snprintf(buf, sizeof buf, "%s", b2); break; }
+      if (std::strtod(b2, nullptr) == v) {
+        std::snprintf(buf, sizeof buf, "%s", b2);
+        break;
+      }
     }
     std::string s = buf;
     if (s.find_first_of(".eni") == std::string::npos) s += ".0";
@@ -305,9 +359,7 @@ inline Value Value::at(std::string_view path) const {
     std::optional<Value> next;
     std::size_t used = 0;
     if (nd.kind == Kind::dict || (nd.kind == Kind::object && (!nd.kv.empty() || nd.state != detail::npos))) {
-      const auto& kvs = nd.kind == Kind::dict ? nd.kv
-                        : !nd.kv.empty()      ? nd.kv
-                        : data_->tree.nodes[nd.state].kv;
+      const auto& kvs = nd.kind == Kind::dict ? nd.kv : !nd.kv.empty() ? nd.kv : data_->tree.nodes[nd.state].kv;
       for (const auto& kv : kvs) {
         const std::string k = cur.child(kv.first).key_text();
         if (k.size() > used && (rest == k || (rest.size() > k.size() && rest.compare(0, k.size(), k) == 0 && rest[k.size()] == '.'))) {
@@ -365,6 +417,6 @@ private:
 
 namespace detail {
 inline Checkpoint make_checkpoint(std::shared_ptr<const CheckpointData> data) { return Checkpoint(std::move(data)); }
-} // namespace detail
+}  // namespace detail
 
-} // namespace statedict
+}  // namespace statedict

@@ -12,8 +12,8 @@ namespace statedict {
 class Error : public std::runtime_error {
 public:
   Error(std::string id, std::string file, std::string where, std::string reason)
-      : std::runtime_error(compose(id, file, where, reason)), id_(std::move(id)),
-        file_(std::move(file)), where_(std::move(where)), reason_(std::move(reason)) {}
+      : std::runtime_error(compose(id, file, where, reason)), id_(std::move(id)), file_(std::move(file)), where_(std::move(where)),
+        reason_(std::move(reason)) {}
 
   /// Stable identifier such as "zip.truncated" or "pickle.forbidden_global".
   const std::string& id() const noexcept { return id_; }
@@ -23,8 +23,7 @@ public:
   const std::string& reason() const noexcept { return reason_; }
 
 private:
-  static std::string compose(const std::string& id, const std::string& file,
-                             const std::string& where, const std::string& reason) {
+  static std::string compose(const std::string& id, const std::string& file, const std::string& where, const std::string& reason) {
     std::string s;
     if (!file.empty()) s += file + ": ";
     if (!where.empty()) s += where + ": ";
@@ -35,4 +34,4 @@ private:
   std::string id_, file_, where_, reason_;
 };
 
-} // namespace statedict
+}  // namespace statedict

@@ -33,10 +33,13 @@ inline std::string bytes_text(std::uint64_t n) {
   const char* units[] = {"B", "kB", "MB", "GB", "TB"};
   double v = static_cast<double>(n);
   int u = 0;
-  while (v >= 1000 && u < 4) { v /= 1000; ++u; }
+  while (v >= 1000 && u < 4) {
+    v /= 1000;
+    ++u;
+  }
   char buf[32];
   std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
   return buf;
 }
 
-} // namespace statedict
+}  // namespace statedict

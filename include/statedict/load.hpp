@@ -121,7 +121,7 @@ inline LoadReport run(torch::nn::Module& m, const Checkpoint* ck, const std::str
   return r;
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Loads a checkpoint file into a module: a torch::nn::Module&, a TORCH_MODULE holder or a
 /// std::shared_ptr to a module. Never throws for file, key, shape or dtype problems: the report says
@@ -165,4 +165,4 @@ inline LoadReport diff(const Checkpoint& target, const Checkpoint& source, const
   return r;
 }
 
-} // namespace statedict
+}  // namespace statedict

@@ -23,9 +23,12 @@ struct KeyRule {
   /// The option as a user writes it: strip_prefix("module."), rename("^fc\\.", "head.").
   std::string text() const {
     switch (kind) {
-    case Kind::strip_prefix: return "strip_prefix(\"" + pattern + "\")";
-    case Kind::add_prefix: return "add_prefix(\"" + pattern + "\")";
-    case Kind::rename: return "rename(\"" + pattern + "\", \"" + replacement + "\")";
+    case Kind::strip_prefix:
+      return "strip_prefix(\"" + pattern + "\")";
+    case Kind::add_prefix:
+      return "add_prefix(\"" + pattern + "\")";
+    case Kind::rename:
+      return "rename(\"" + pattern + "\", \"" + replacement + "\")";
     }
     return {};
   }
@@ -41,48 +44,103 @@ struct KeyRule {
 class LoadOptions {
 public:
   /// Take the tensors under this dotted path of the checkpoint ("model", "state_dict", "ema").
-  LoadOptions& select(std::string path) { select_ = std::move(path); return *this; }
+  LoadOptions& select(std::string path) {
+    select_ = std::move(path);
+    return *this;
+  }
   /// Pick the sub-tree whose tensor keys best fit the module; the report says which.
-  LoadOptions& auto_select(bool on = true) { auto_select_ = on; return *this; }
+  LoadOptions& auto_select(bool on = true) {
+    auto_select_ = on;
+    return *this;
+  }
   /// Remove a prefix from checkpoint keys that have it ("module.", "_orig_mod."). Repeatable.
-  LoadOptions& strip_prefix(std::string prefix) { rules_.push_back({KeyRule::Kind::strip_prefix, std::move(prefix), {}}); return *this; }
+  LoadOptions& strip_prefix(std::string prefix) {
+    rules_.push_back({KeyRule::Kind::strip_prefix, std::move(prefix), {}});
+    return *this;
+  }
   /// Put a prefix in front of every checkpoint key ("backbone."). Repeatable.
-  LoadOptions& add_prefix(std::string prefix) { rules_.push_back({KeyRule::Kind::add_prefix, std::move(prefix), {}}); return *this; }
+  LoadOptions& add_prefix(std::string prefix) {
+    rules_.push_back({KeyRule::Kind::add_prefix, std::move(prefix), {}});
+    return *this;
+  }
   /// std::regex_replace on checkpoint keys (ECMAScript syntax), in order with the prefix rules.
   LoadOptions& rename(std::string regex, std::string replacement) {
     rules_.push_back({KeyRule::Kind::rename, std::move(regex), std::move(replacement)});
     return *this;
   }
   /// Detect and reconcile a consistent prefix difference in either direction (strip, add or both).
-  LoadOptions& auto_prefix(bool on = true) { auto_prefix_ = on; return *this; }
+  LoadOptions& auto_prefix(bool on = true) {
+    auto_prefix_ = on;
+    return *this;
+  }
 
-  LoadOptions& missing(Policy p) { missing_ = p; return *this; }
-  LoadOptions& unexpected(Policy p) { unexpected_ = p; return *this; }
-  LoadOptions& shape_mismatch(Policy p) { shape_ = p; return *this; }
+  LoadOptions& missing(Policy p) {
+    missing_ = p;
+    return *this;
+  }
+  LoadOptions& unexpected(Policy p) {
+    unexpected_ = p;
+    return *this;
+  }
+  LoadOptions& shape_mismatch(Policy p) {
+    shape_ = p;
+    return *this;
+  }
   /// warn (default): cast to the module's dtype and report it; error: any dtype difference fails;
   /// ignore: cast silently.
-  LoadOptions& dtype_mismatch(Policy p) { dtype_ = p; return *this; }
+  LoadOptions& dtype_mismatch(Policy p) {
+    dtype_ = p;
+    return *this;
+  }
   /// Allow casts that lose information (float to int, out-of-range narrowing, complex to real).
-  LoadOptions& allow_lossy_cast(bool on = true) { lossy_ = on; return *this; }
+  LoadOptions& allow_lossy_cast(bool on = true) {
+    lossy_ = on;
+    return *this;
+  }
   /// Every difference fails the load (the default).
-  LoadOptions& strict() { missing_ = unexpected_ = shape_ = Policy::error; dtype_ = Policy::warn; return *this; }
+  LoadOptions& strict() {
+    missing_ = unexpected_ = shape_ = Policy::error;
+    dtype_ = Policy::warn;
+    return *this;
+  }
   /// Missing, unexpected and mis-shaped tensors are reported and skipped; the load still fails when
   /// nothing at all matches (see min_coverage).
-  LoadOptions& lenient() { missing_ = unexpected_ = shape_ = dtype_ = Policy::warn; return *this; }
+  LoadOptions& lenient() {
+    missing_ = unexpected_ = shape_ = dtype_ = Policy::warn;
+    return *this;
+  }
   /// Module keys matching this glob (`*` any run, `?` one character) may be missing.
-  LoadOptions& ignore_missing(std::string glob) { ignore_missing_.push_back(std::move(glob)); return *this; }
+  LoadOptions& ignore_missing(std::string glob) {
+    ignore_missing_.push_back(std::move(glob));
+    return *this;
+  }
   /// Checkpoint keys matching this glob may be left unused.
-  LoadOptions& ignore_unexpected(std::string glob) { ignore_unexpected_.push_back(std::move(glob)); return *this; }
+  LoadOptions& ignore_unexpected(std::string glob) {
+    ignore_unexpected_.push_back(std::move(glob));
+    return *this;
+  }
   /// Share of the module's tensors that must be loaded, 0 to 1. Whatever this says, a load that
   /// matches nothing fails.
-  LoadOptions& min_coverage(double fraction) { min_coverage_ = fraction; return *this; }
+  LoadOptions& min_coverage(double fraction) {
+    min_coverage_ = fraction;
+    return *this;
+  }
   /// Let a missing `num_batches_tracked` fail the load like any other missing key.
-  LoadOptions& require_num_batches_tracked(bool on = true) { require_nbt_ = on; return *this; }
+  LoadOptions& require_num_batches_tracked(bool on = true) {
+    require_nbt_ = on;
+    return *this;
+  }
   /// Make CPU parameters alias the file's copy-on-write mapping instead of copying, where dtype,
   /// layout and alignment allow (like PyTorch's mmap=True, assign=True).
-  LoadOptions& zero_copy(bool on = true) { zero_copy_ = on; return *this; }
+  LoadOptions& zero_copy(bool on = true) {
+    zero_copy_ = on;
+    return *this;
+  }
   /// Limits for reading the file.
-  LoadOptions& read_options(ReadOptions r) { read_ = r; return *this; }
+  LoadOptions& read_options(ReadOptions r) {
+    read_ = r;
+    return *this;
+  }
 
   const std::string& select() const { return select_; }
   bool auto_select() const { return auto_select_; }
@@ -114,4 +172,4 @@ private:
   ReadOptions read_;
 };
 
-} // namespace statedict
+}  // namespace statedict

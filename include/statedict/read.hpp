@@ -32,7 +32,8 @@ inline std::shared_ptr<CheckpointData> read_sharded(const std::string& index_pat
     if (!it.value().is_string()) throw Error("index.bad", index_path, "weight_map." + it.key(), "shard name is not a string");
     const std::string shard = it.value().get<std::string>();
     if (shard.empty() || shard.find('/') != std::string::npos || shard.find('\\') != std::string::npos || shard == "." || shard == "..")
-      throw Error("index.bad_shard", index_path, "weight_map." + it.key(), "shard '" + shard + "' is not a plain file name in the index's folder");
+      throw Error("index.bad_shard", index_path, "weight_map." + it.key(),
+                  "shard '" + shard + "' is not a plain file name in the index's folder");
     if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
   }
   std::sort(shards.begin(), shards.end());
@@ -53,7 +54,8 @@ inline std::shared_ptr<CheckpointData> read_sharded(const std::string& index_pat
       if (!wm.contains(nt.key))
         throw Error("index.mismatch", index_path, shard, "shard holds tensor '" + nt.key + "' that weight_map does not list");
       if (wm[nt.key].get<std::string>() != shard)
-        throw Error("index.mismatch", index_path, shard, "tensor '" + nt.key + "' is listed for shard '" + wm[nt.key].get<std::string>() + "'");
+        throw Error("index.mismatch", index_path, shard,
+                    "tensor '" + nt.key + "' is listed for shard '" + wm[nt.key].get<std::string>() + "'");
       if (!found.emplace(nt.key, shard).second)
         throw Error("index.duplicate", index_path, shard, "tensor '" + nt.key + "' appears in two shards");
       Node k;
@@ -69,7 +71,8 @@ inline std::shared_ptr<CheckpointData> read_sharded(const std::string& index_pat
   }
   for (auto it = wm.begin(); it != wm.end(); ++it)
     if (found.count(it.key()) == 0)
-      throw Error("index.mismatch", index_path, "weight_map." + it.key(), "tensor is listed for shard '" + it.value().get<std::string>() + "' but that shard does not hold it");
+      throw Error("index.mismatch", index_path, "weight_map." + it.key(),
+                  "tensor is listed for shard '" + it.value().get<std::string>() + "' but that shard does not hold it");
   cd->root = cd->tree.add(std::move(root));
   return cd;
 }
@@ -81,8 +84,8 @@ inline std::string find_index_in(const std::string& dir) {
   for (const auto& e : std::filesystem::directory_iterator(dir))
     if (ends_with(e.path().filename().string(), ".index.json")) found.push_back(e.path().string());
   if (found.size() == 1) return found[0];
-  throw Error("index.not_found", dir, "", found.empty() ? "folder holds no *.index.json of a sharded checkpoint"
-                                                        : "folder holds several *.index.json files; name one");
+  throw Error("index.not_found", dir, "",
+              found.empty() ? "folder holds no *.index.json of a sharded checkpoint" : "folder holds several *.index.json files; name one");
 }
 
 inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const ReadOptions& opts) {
@@ -105,10 +108,11 @@ inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const 
   if (looks_like_safetensors(*f)) return read_safetensors(f, opts);
   if (f->size() >= 2 && f->data()[0] == 0x80)
     throw Error("format.unknown", path, "offset 0", "a bare pickle, not a torch.save file (no zip container, no legacy magic number)");
-  throw Error("format.unknown", path, "offset 0", "not a recognised checkpoint format (torch.save zip or legacy, safetensors, TorchScript)");
+  throw Error("format.unknown", path, "offset 0",
+              "not a recognised checkpoint format (torch.save zip or legacy, safetensors, TorchScript)");
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Reads a checkpoint: a torch.save file (zip or legacy, state dicts, training checkpoints, whole
 /// pickled modules), a safetensors file, a sharded checkpoint (its *.index.json or folder), or a
@@ -117,4 +121,4 @@ inline Checkpoint read(const std::string& path, const ReadOptions& options = {})
   return detail::make_checkpoint(detail::read_file(path, options));
 }
 
-} // namespace statedict
+}  // namespace statedict

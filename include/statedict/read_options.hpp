@@ -8,20 +8,35 @@ namespace statedict {
 /// generous for any real checkpoint; each limit, when exceeded, fails the read with a clear message.
 struct ReadOptions {
   /// Largest pickle (data.pkl, a legacy pickle) accepted, in bytes.
-  ReadOptions& max_pickle_bytes(std::uint64_t v) { max_pickle_bytes_ = v; return *this; }
+  ReadOptions& max_pickle_bytes(std::uint64_t v) {
+    max_pickle_bytes_ = v;
+    return *this;
+  }
   /// Deepest nesting of containers accepted in a pickle or a JSON header.
-  ReadOptions& max_depth(std::size_t v) { max_depth_ = v; return *this; }
+  ReadOptions& max_depth(std::size_t v) {
+    max_depth_ = v;
+    return *this;
+  }
   /// Most tensors one file may hold.
-  ReadOptions& max_tensors(std::uint64_t v) { max_tensors_ = v; return *this; }
+  ReadOptions& max_tensors(std::uint64_t v) {
+    max_tensors_ = v;
+    return *this;
+  }
   /// Let tensors alias the file's copy-on-write mapping where alignment and byte order allow (the
   /// default); off, every tensor owns a copy of its bytes.
-  ReadOptions& map_tensors(bool v) { map_tensors_ = v; return *this; }
+  ReadOptions& map_tensors(bool v) {
+    map_tensors_ = v;
+    return *this;
+  }
 
   /// Let tensors alias file bytes that are not aligned to their element size (legacy files,
   /// some safetensors) instead of copying them. x86-64 and AArch64 tolerate such access; off by
   /// default. statedict::load turns it on for checkpoints it reads itself, as it reads their bytes
   /// with pread rather than through the mapping.
-  ReadOptions& alias_misaligned(bool v) { alias_misaligned_ = v; return *this; }
+  ReadOptions& alias_misaligned(bool v) {
+    alias_misaligned_ = v;
+    return *this;
+  }
 
   std::uint64_t max_pickle_bytes() const { return max_pickle_bytes_; }
   std::size_t max_depth() const { return max_depth_; }
@@ -37,4 +52,4 @@ private:
   bool alias_misaligned_ = false;
 };
 
-} // namespace statedict
+}  // namespace statedict

@@ -29,8 +29,8 @@ struct DtypeMismatch {
   std::string key;  ///< module key
   std::string source;
   std::string target_dtype, source_dtype;  ///< PyTorch names: float32, float16, ...
-  bool cast = false;   ///< the value was (or would be) cast to target_dtype
-  bool lossy = false;  ///< the cast loses information
+  bool cast = false;                       ///< the value was (or would be) cast to target_dtype
+  bool lossy = false;                      ///< the cast loses information
 };
 
 struct Suggestion {
@@ -52,22 +52,22 @@ public:
   std::string selected;     ///< the sub-tree used ("" = the whole checkpoint)
   std::string selected_by;  ///< "select", "auto_select" or ""
   bool dry_run = false;
-  bool applied = false;     ///< the module was changed (only when ok() and not a dry run)
+  bool applied = false;  ///< the module was changed (only when ok() and not a dry run)
   std::size_t module_tensors = 0;
-  std::size_t loaded = 0;   ///< tensors copied (or, for diff, that would be)
+  std::size_t loaded = 0;  ///< tensors copied (or, for diff, that would be)
 
   std::vector<MatchedKey> matched;
   std::vector<std::string> missing;     ///< module keys with no checkpoint tensor
   std::vector<std::string> unexpected;  ///< checkpoint keys nothing used
   std::vector<ShapeMismatch> shape_mismatch;
   std::vector<DtypeMismatch> dtype_mismatch;
-  std::vector<std::string> skipped;     ///< module keys left as they were despite a match
-  std::vector<std::string> tolerated;   ///< missing/unexpected keys an option or default allowed
+  std::vector<std::string> skipped;    ///< module keys left as they were despite a match
+  std::vector<std::string> tolerated;  ///< missing/unexpected keys an option or default allowed
   std::vector<Suggestion> suggestions;
-  std::vector<std::string> errors;      ///< why the load failed under the policies, PyTorch-style lines
+  std::vector<std::string> errors;  ///< why the load failed under the policies, PyTorch-style lines
   std::vector<std::string> warnings;
-  std::string error;                    ///< the file could not be read or the selection failed
-  std::string error_id;                 ///< statedict error id of `error`
+  std::string error;     ///< the file could not be read or the selection failed
+  std::string error_id;  ///< statedict error id of `error`
 
   /// Throws statedict::LoadError (a std::runtime_error carrying this report) unless ok().
   void throw_if_error() const;
@@ -89,11 +89,16 @@ public:
     j["unexpected"] = unexpected;
     j["shape_mismatch"] = nlohmann::json::array();
     for (const auto& s : shape_mismatch)
-      j["shape_mismatch"].push_back({{"key", s.key}, {"source", s.source}, {"target_shape", s.target_shape}, {"source_shape", s.source_shape}});
+      j["shape_mismatch"].push_back(
+          {{"key", s.key}, {"source", s.source}, {"target_shape", s.target_shape}, {"source_shape", s.source_shape}});
     j["dtype_mismatch"] = nlohmann::json::array();
     for (const auto& d : dtype_mismatch)
-      j["dtype_mismatch"].push_back({{"key", d.key}, {"source", d.source}, {"target_dtype", d.target_dtype}, {"source_dtype", d.source_dtype},
-                                     {"cast", d.cast}, {"lossy", d.lossy}});
+      j["dtype_mismatch"].push_back({{"key", d.key},
+                                     {"source", d.source},
+                                     {"target_dtype", d.target_dtype},
+                                     {"source_dtype", d.source_dtype},
+                                     {"cast", d.cast},
+                                     {"lossy", d.lossy}});
     j["skipped"] = skipped;
     j["tolerated"] = tolerated;
     j["suggestions"] = nlohmann::json::array();
@@ -146,9 +151,15 @@ inline std::vector<std::string> group_keys(const std::vector<std::string>& keys)
       if (g.parts.size() != parts.size()) continue;
       int diff = -1, count = 0;
       for (std::size_t i = 0; i < parts.size(); ++i)
-        if (parts[i] != g.parts[i]) { diff = static_cast<int>(i); ++count; }
+        if (parts[i] != g.parts[i]) {
+          diff = static_cast<int>(i);
+          ++count;
+        }
       if (count == 1 && (g.varying == -1 || g.varying == diff)) {
-        if (g.varying == -1) { g.varying = diff; g.alts.push_back(g.parts[static_cast<std::size_t>(diff)]); }
+        if (g.varying == -1) {
+          g.varying = diff;
+          g.alts.push_back(g.parts[static_cast<std::size_t>(diff)]);
+        }
         g.alts.push_back(parts[static_cast<std::size_t>(diff)]);
         merged = true;
       }
@@ -164,7 +175,8 @@ inline std::vector<std::string> group_keys(const std::vector<std::string>& keys)
         s += "{";
         for (std::size_t a = 0; a < g.alts.size(); ++a) s += (a ? "," : "") + g.alts[a];
         s += "}";
-      } else s += g.parts[i];
+      } else
+        s += g.parts[i];
     }
     out.push_back(s);
   }
@@ -186,7 +198,7 @@ inline std::string shape_str(const std::vector<std::int64_t>& v) {
   return s + "]";
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Prints the report. A failed load starts like PyTorch's message ("Error(s) in loading state_dict
 /// for Net:", "Missing key(s) in state_dict: ...", "size mismatch for ..."); long key lists are
@@ -219,4 +231,4 @@ inline void LoadReport::throw_if_error() const {
   throw LoadError(*this, os.str());
 }
 
-} // namespace statedict
+}  // namespace statedict

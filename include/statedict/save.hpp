@@ -22,14 +22,26 @@ class SaveOptions {
 public:
   enum class Format { from_extension, torch, safetensors };
   /// torch zip or safetensors; by default ".safetensors" picks safetensors, anything else torch.
-  SaveOptions& format(Format f) { format_ = f; return *this; }
+  SaveOptions& format(Format f) {
+    format_ = f;
+    return *this;
+  }
   /// safetensors __metadata__ entry (ignored for torch files).
-  SaveOptions& metadata(const std::string& key, const std::string& value) { metadata_[key] = value; return *this; }
+  SaveOptions& metadata(const std::string& key, const std::string& value) {
+    metadata_[key] = value;
+    return *this;
+  }
   /// Split into shards of at most this many bytes (a larger tensor gets a shard of its own) plus a
   /// PATH.index.json naming the shard of every tensor; 0 (the default) writes one file.
-  SaveOptions& max_shard_size(std::uint64_t bytes) { max_shard_ = bytes; return *this; }
+  SaveOptions& max_shard_size(std::uint64_t bytes) {
+    max_shard_ = bytes;
+    return *this;
+  }
   /// Called as bytes are written: (done, total).
-  SaveOptions& progress(std::function<void(std::uint64_t, std::uint64_t)> f) { progress_ = std::move(f); return *this; }
+  SaveOptions& progress(std::function<void(std::uint64_t, std::uint64_t)> f) {
+    progress_ = std::move(f);
+    return *this;
+  }
 
   Format format() const { return format_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -54,7 +66,10 @@ public:
   void proto() { out += "\x80\x02"; }
   void global(const std::string& module, const std::string& name) {
     auto it = memo_.find(module + "." + name);
-    if (it != memo_.end()) { get(it->second); return; }
+    if (it != memo_.end()) {
+      get(it->second);
+      return;
+    }
     out += 'c';
     out += module + "\n" + name + "\n";
     put(module + "." + name);
@@ -62,7 +77,10 @@ public:
   void text(const std::string& s, bool memoize = false) {
     if (memoize) {
       auto it = memo_.find("str:" + s);
-      if (it != memo_.end()) { get(it->second); return; }
+      if (it != memo_.end()) {
+        get(it->second);
+        return;
+      }
     }
     out += 'X';
     put32(out, static_cast<std::uint32_t>(s.size()));
@@ -70,13 +88,25 @@ public:
     if (memoize) put("str:" + s);
   }
   void integer(std::int64_t v) {
-    if (v >= 0 && v < 256) { out += 'K'; out += static_cast<char>(v); }
-    else if (v >= 0 && v < 65536) { out += 'M'; put16(out, static_cast<std::uint16_t>(v)); }
-    else if (v >= INT32_MIN && v <= INT32_MAX) { out += 'J'; put32(out, static_cast<std::uint32_t>(static_cast<std::int32_t>(v))); }
-    else { out += "\x8a\x08"; put64(out, static_cast<std::uint64_t>(v)); }
+    if (v >= 0 && v < 256) {
+      out += 'K';
+      out += static_cast<char>(v);
+    } else if (v >= 0 && v < 65536) {
+      out += 'M';
+      put16(out, static_cast<std::uint16_t>(v));
+    } else if (v >= INT32_MIN && v <= INT32_MAX) {
+      out += 'J';
+      put32(out, static_cast<std::uint32_t>(static_cast<std::int32_t>(v)));
+    } else {
+      out += "\x8a\x08";
+      put64(out, static_cast<std::uint64_t>(v));
+    }
   }
   void int_tuple(at::IntArrayRef v) {
-    if (v.empty()) { out += ')'; return; }
+    if (v.empty()) {
+      out += ')';
+      return;
+    }
     if (v.size() > 3) out += '(';
     for (auto x : v) integer(x);
     out += v.size() == 1 ? "\x85" : v.size() == 2 ? "\x86" : v.size() == 3 ? "\x87" : "t";
@@ -90,12 +120,22 @@ private:
   void put(const std::string& key) {
     const auto idx = static_cast<std::uint32_t>(memo_.size());
     memo_[key] = idx;
-    if (idx < 256) { out += 'q'; out += static_cast<char>(idx); }
-    else { out += 'r'; put32(out, idx); }
+    if (idx < 256) {
+      out += 'q';
+      out += static_cast<char>(idx);
+    } else {
+      out += 'r';
+      put32(out, idx);
+    }
   }
   void get(std::uint32_t idx) {
-    if (idx < 256) { out += 'h'; out += static_cast<char>(idx); }
-    else { out += 'j'; put32(out, idx); }
+    if (idx < 256) {
+      out += 'h';
+      out += static_cast<char>(idx);
+    } else {
+      out += 'j';
+      put32(out, idx);
+    }
   }
   std::map<std::string, std::uint32_t> memo_;
 };
@@ -110,10 +150,12 @@ inline std::vector<NamedTensor> to_cpu(const std::vector<NamedTensor>& tensors) 
     if (!t.tensor.defined()) throw Error("save.undefined", "", t.key, "tensor is undefined");
     if (!seen.insert(t.key).second) throw Error("save.duplicate", "", t.key, "two tensors have this name");
     if (!find_dtype(t.tensor.scalar_type()))
-      throw Error("format.unsupported_dtype", "", t.key, "dtype " + std::string(c10::toString(t.tensor.scalar_type())) + " cannot be saved");
+      throw Error("format.unsupported_dtype", "", t.key,
+                  "dtype " + std::string(c10::toString(t.tensor.scalar_type())) + " cannot be saved");
     at::Tensor c = t.tensor.detach();
     if (!c.device().is_cpu()) c = c.cpu();
-    if (c.is_sparse() || c.is_quantized() || c.is_mkldnn()) throw Error("save.layout", "", t.key, "only dense strided tensors can be saved");
+    if (c.is_sparse() || c.is_quantized() || c.is_mkldnn())
+      throw Error("save.layout", "", t.key, "only dense strided tensors can be saved");
     r.push_back({t.key, c});
   }
   return r;
@@ -151,7 +193,7 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
     p.integer(t.storage_offset());
     p.int_tuple(t.sizes());
     p.int_tuple(t.strides());
-    p.out += '\x89';  // requires_grad False
+    p.out += '\x89';         // requires_grad False
     p.empty_ordered_dict();  // backward hooks
     p.out += "tR";
     if (i % 1000 == 999 || i + 1 == tensors.size()) p.out += 'u';
@@ -190,7 +232,8 @@ inline void write_safetensors(const std::string& path, const std::vector<NamedTe
   for (const auto& t : tensors) {
     if (t.key == "__metadata__") throw Error("save.name", path, t.key, "a tensor cannot be named __metadata__ in safetensors");
     const std::string dt = safetensors_name(t.tensor.scalar_type());
-    if (spec.count(dt) == 0) throw Error("format.unsupported_dtype", path, t.key, "safetensors has no " + dtype_name(t.tensor.scalar_type()));
+    if (spec.count(dt) == 0)
+      throw Error("format.unsupported_dtype", path, t.key, "safetensors has no " + dtype_name(t.tensor.scalar_type()));
     at::Tensor c = t.tensor.contiguous();
     const std::uint64_t n = tensor_bytes(c);
     header[t.key] = {{"dtype", dt}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + n}}};
@@ -219,11 +262,13 @@ inline bool wants_safetensors(const std::string& path, const SaveOptions& opts) 
 }
 
 inline void write_one(const std::string& path, const std::vector<NamedTensor>& tensors, const SaveOptions& opts) {
-  if (wants_safetensors(path, opts)) write_safetensors(path, tensors, opts);
-  else write_torch_zip(path, tensors, opts);
+  if (wants_safetensors(path, opts))
+    write_safetensors(path, tensors, opts);
+  else
+    write_torch_zip(path, tensors, opts);
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Saves named tensors (in order) to `path`: safetensors for ".safetensors", otherwise a torch.save
 /// zip that PyTorch 1.13 and newer read with torch.load(path, weights_only=True) as an OrderedDict.
@@ -280,4 +325,4 @@ void save(M&& module, const std::string& path, const SaveOptions& options = {}) 
   save(tensors, path, options);
 }
 
-} // namespace statedict
+}  // namespace statedict

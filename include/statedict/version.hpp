@@ -8,10 +8,10 @@
 
 #define STATEDICT_STRINGIFY_DETAIL(x) #x
 #define STATEDICT_STRINGIFY(x) STATEDICT_STRINGIFY_DETAIL(x)
-#define STATEDICT_VERSION_STRING                                                                   \
-  STATEDICT_STRINGIFY(STATEDICT_VERSION_MAJOR)                                                     \
+#define STATEDICT_VERSION_STRING                                                                                                           \
+  STATEDICT_STRINGIFY(STATEDICT_VERSION_MAJOR)                                                                                             \
   "." STATEDICT_STRINGIFY(STATEDICT_VERSION_MINOR) "." STATEDICT_STRINGIFY(STATEDICT_VERSION_PATCH)
 
 namespace statedict {
 inline constexpr const char* version_string = STATEDICT_VERSION_STRING;
-} // namespace statedict
+}  // namespace statedict

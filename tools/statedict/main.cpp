@@ -34,7 +34,7 @@ std::string describe(const statedict::Value& v) {
   if (v.kind() == Kind::tensor)
     return "tensor " + statedict::dtype_name(v.tensor().scalar_type()) + " " + statedict::shape_text(v.tensor().sizes());
   const TreeSummary s = summarize(v);
-  std::string r = v.kind() == Kind::object ? v.type_name()
+  std::string r = v.kind() == Kind::object                    ? v.type_name()
                   : v.kind() == Kind::dict || v.is_sequence() ? v.type_name() + " of " + std::to_string(v.size())
                                                               : v.type_name();
   if (s.tensors > 0) return r + ": " + std::to_string(s.tensors) + " tensors, " + statedict::bytes_text(s.bytes);
@@ -57,7 +57,10 @@ void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, 
     std::size_t top_tensors = 0;
     std::vector<std::pair<std::string, std::string>> rows;
     for (const auto& [k, v] : root.items()) {
-      if (v.is_tensor()) { ++top_tensors; continue; }
+      if (v.is_tensor()) {
+        ++top_tensors;
+        continue;
+      }
       rows.emplace_back(k.key_text(), describe(v));
     }
     if (!rows.empty()) {
@@ -76,7 +79,8 @@ void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, 
     wk = std::max(wk, t.key.size());
     wd = std::max(wd, statedict::dtype_name(t.tensor.scalar_type()).size());
   }
-  std::cout << "\n" << "key" << std::string(wk - 1, ' ') << "dtype" << std::string(wd - 3, ' ') << "shape\n";
+  std::cout << "\n"
+            << "key" << std::string(wk - 1, ' ') << "dtype" << std::string(wd - 3, ' ') << "shape\n";
   for (const auto& t : tensors) {
     const std::string dt = statedict::dtype_name(t.tensor.scalar_type());
     std::cout << t.key << std::string(wk - t.key.size() + 2, ' ') << dt << std::string(wd - dt.size() + 2, ' ')
@@ -124,8 +128,10 @@ struct KeyFlags {
   void apply(const CLI::App& app, statedict::LoadOptions& o) const {
     std::size_t is = 0, ia = 0, ir = 0;
     for (const CLI::Option* opt : app.parse_order()) {
-      if (opt == strip_opt) o.strip_prefix(strip.at(is++));
-      else if (opt == add_opt) o.add_prefix(add.at(ia++));
+      if (opt == strip_opt)
+        o.strip_prefix(strip.at(is++));
+      else if (opt == add_opt)
+        o.add_prefix(add.at(ia++));
       else if (opt == rename_opt) {
         const std::string& r = rename.at(ir++);
         const auto eq = r.rfind('=');
@@ -151,8 +157,10 @@ int run_diff(const CLI::App& cmd, const std::string& target_path, const std::str
     if (json) std::cout << nlohmann::json{{"ok", false}, {"error", {{"id", e.id()}, {"message", e.what()}}}}.dump(1) << "\n";
     throw;
   }
-  if (json) std::cout << r.to_json().dump(1) << "\n";
-  else std::cout << r;
+  if (json)
+    std::cout << r.to_json().dump(1) << "\n";
+  else
+    std::cout << r;
   return r.ok() ? exit_ok : exit_not_ok;
 }
 
@@ -193,7 +201,7 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
   return exit_ok;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"statedict: inspect, diff and convert PyTorch checkpoints without Python"};
@@ -202,8 +210,10 @@ int main(int argc, char** argv) {
 
   std::string file, select;
   bool json = false, hash = false;
-  auto* inspect = app.add_subcommand("inspect", "Show what a checkpoint holds: the top of its tree, then key, dtype and shape of every tensor");
-  inspect->add_option("FILE", file, "Checkpoint file (torch.save zip or legacy, safetensors, TorchScript, sharded index or its folder)")->required();
+  auto* inspect =
+      app.add_subcommand("inspect", "Show what a checkpoint holds: the top of its tree, then key, dtype and shape of every tensor");
+  inspect->add_option("FILE", file, "Checkpoint file (torch.save zip or legacy, safetensors, TorchScript, sharded index or its folder)")
+      ->required();
   inspect->add_option("--select", select, "Only the sub-tree at this dotted path, e.g. model or state_dict");
   inspect->add_flag("--json", json, "Machine-readable output: {file, format, tensors: [{key, dtype, shape, sha256}]}");
   inspect->add_flag("--hash", hash, "Add the SHA-256 of each tensor's contiguous little-endian bytes");
@@ -211,7 +221,8 @@ int main(int argc, char** argv) {
   std::string target, source;
   bool auto_ = false, lenient = false;
   KeyFlags diff_keys;
-  auto* diff = app.add_subcommand("diff", "Report what loading SOURCE into a model whose state dict is TARGET would do (exit 0 ok, 1 not, 2 unreadable)");
+  auto* diff = app.add_subcommand(
+      "diff", "Report what loading SOURCE into a model whose state dict is TARGET would do (exit 0 ok, 1 not, 2 unreadable)");
   diff->add_option("TARGET", target, "Checkpoint standing for the model (its tensors are the model's keys, shapes and dtypes)")->required();
   diff->add_option("SOURCE", source, "Checkpoint to load")->required();
   diff->add_option("--select", select, "Take SOURCE's tensors under this dotted path");
@@ -223,7 +234,8 @@ int main(int argc, char** argv) {
   std::string in, out_path, dtype;
   std::uint64_t max_shard = 0;
   KeyFlags convert_keys;
-  auto* convert = app.add_subcommand("convert", "Rewrite a checkpoint as a torch.save zip or safetensors (by OUT's extension), fixing keys and dtypes on the way");
+  auto* convert = app.add_subcommand(
+      "convert", "Rewrite a checkpoint as a torch.save zip or safetensors (by OUT's extension), fixing keys and dtypes on the way");
   convert->add_option("IN", in, "Any checkpoint statedict reads")->required();
   convert->add_option("OUT", out_path, "Output: *.safetensors, or anything else for a torch.save zip")->required();
   convert->add_option("--select", select, "Only the tensors under this dotted path");
@@ -233,9 +245,7 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? exit_ok : exit_error;
-  }
+  } catch (const CLI::ParseError& e) { return app.exit(e) == 0 ? exit_ok : exit_error; }
   try {
     if (*inspect) return run_inspect(file, select, json, hash);
     if (*diff) {

@@ -46,7 +46,7 @@ inline std::optional<c10::ScalarType> dtype_from_torch(std::string_view name) {
   for (const auto& d : dtype_table)
     if (name == d.torch) return d.type;
   // Aliases PyTorch also accepts.
-  if (name == "float" ) return c10::ScalarType::Float;
+  if (name == "float") return c10::ScalarType::Float;
   if (name == "double") return c10::ScalarType::Double;
   if (name == "half") return c10::ScalarType::Half;
   if (name == "long") return c10::ScalarType::Long;
@@ -78,4 +78,4 @@ inline std::string safetensors_name(c10::ScalarType t) {
   return d != nullptr ? d->safetensors : std::string();
 }
 
-} // namespace statedict::detail
+}  // namespace statedict::detail

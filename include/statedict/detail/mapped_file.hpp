@@ -37,8 +37,7 @@ public:
     f->fd_ = fd;
     if (f->size_ > 0) {
       void* p = ::mmap(nullptr, f->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED)
-        throw Error("io.mmap", path, "", std::string("cannot map: ") + std::strerror(errno));
+      if (p == MAP_FAILED) throw Error("io.mmap", path, "", std::string("cannot map: ") + std::strerror(errno));
       f->data_ = static_cast<std::uint8_t*>(p);
     }
     return f;
@@ -76,22 +75,16 @@ private:
 };
 
 /// Overflow-checked arithmetic on sizes read from files.
-inline bool add_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t* out) {
-  return __builtin_add_overflow(a, b, out);
-}
-inline bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t* out) {
-  return __builtin_mul_overflow(a, b, out);
-}
+inline bool add_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t* out) { return __builtin_add_overflow(a, b, out); }
+inline bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
 
-inline std::uint16_t rd16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
-}
+inline std::uint16_t rd16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] | (p[1] << 8)); }
 inline std::uint32_t rd32(const std::uint8_t* p) {
-  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
-         (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) | (static_cast<std::uint32_t>(p[2]) << 16) |
+         (static_cast<std::uint32_t>(p[3]) << 24);
 }
 inline std::uint64_t rd64(const std::uint8_t* p) {
   return static_cast<std::uint64_t>(rd32(p)) | (static_cast<std::uint64_t>(rd32(p + 4)) << 32);
 }
 
-} // namespace statedict::detail
+}  // namespace statedict::detail

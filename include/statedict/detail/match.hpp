@@ -33,10 +33,17 @@ struct Copy {
 inline bool glob_match(const std::string& pat, const std::string& s) {
   std::size_t p = 0, i = 0, star = std::string::npos, mark = 0;
   while (i < s.size()) {
-    if (p < pat.size() && (pat[p] == '?' || pat[p] == s[i])) { ++p; ++i; }
-    else if (p < pat.size() && pat[p] == '*') { star = p++; mark = i; }
-    else if (star != std::string::npos) { p = star + 1; i = ++mark; }
-    else return false;
+    if (p < pat.size() && (pat[p] == '?' || pat[p] == s[i])) {
+      ++p;
+      ++i;
+    } else if (p < pat.size() && pat[p] == '*') {
+      star = p++;
+      mark = i;
+    } else if (star != std::string::npos) {
+      p = star + 1;
+      i = ++mark;
+    } else
+      return false;
   }
   while (p < pat.size() && pat[p] == '*') ++p;
   return p == pat.size();
@@ -51,9 +58,7 @@ struct PrefixFix {
   std::string strip, add;
   std::size_t matches = 0;
   bool identity() const { return strip.empty() && add.empty(); }
-  std::string apply(const std::string& k) const {
-    return add + (!strip.empty() && starts_with(k, strip) ? k.substr(strip.size()) : k);
-  }
+  std::string apply(const std::string& k) const { return add + (!strip.empty() && starts_with(k, strip) ? k.substr(strip.size()) : k); }
   std::string option() const {
     std::string o;
     if (!strip.empty()) o += "strip_prefix(\"" + strip + "\")";
@@ -173,11 +178,15 @@ class KeyRewriter {
 public:
   explicit KeyRewriter(const std::vector<KeyRule>& rules) : rules_(rules) {
     for (const auto& rule : rules_) {
-      if (rule.kind != KeyRule::Kind::rename) { regexes_.emplace_back(); continue; }
+      if (rule.kind != KeyRule::Kind::rename) {
+        regexes_.emplace_back();
+        continue;
+      }
       try {
         regexes_.emplace_back(rule.pattern, std::regex::ECMAScript);
       } catch (const std::regex_error& e) {
-        throw Error("options.bad_regex", "", "rename(\"" + rule.pattern + "\")", std::string("not a valid regular expression: ") + e.what());
+        throw Error("options.bad_regex", "", "rename(\"" + rule.pattern + "\")",
+                    std::string("not a valid regular expression: ") + e.what());
       }
     }
   }
@@ -187,9 +196,12 @@ public:
     for (std::size_t j = 0; j < rules_.size(); ++j) {
       const KeyRule& rule = rules_[j];
       const std::string before = k;
-      if (rule.kind == KeyRule::Kind::strip_prefix && starts_with(k, rule.pattern)) k = k.substr(rule.pattern.size());
-      else if (rule.kind == KeyRule::Kind::add_prefix) k = rule.pattern + k;
-      else if (rule.kind == KeyRule::Kind::rename) k = std::regex_replace(k, regexes_[j], rule.replacement);
+      if (rule.kind == KeyRule::Kind::strip_prefix && starts_with(k, rule.pattern))
+        k = k.substr(rule.pattern.size());
+      else if (rule.kind == KeyRule::Kind::add_prefix)
+        k = rule.pattern + k;
+      else if (rule.kind == KeyRule::Kind::rename)
+        k = std::regex_replace(k, regexes_[j], rule.replacement);
       if (used != nullptr && k != before) *used += (used->empty() ? "" : ".") + rule.text();
     }
     return k;
@@ -243,16 +255,18 @@ inline Candidate best_subtree(const Value& root, const std::unordered_set<std::s
     // rule, then to the deeper path.
     auto rank = [](const Candidate& x) {
       const int cost = (x.fix.strip.empty() ? 0 : 1) + (x.fix.add.empty() ? 0 : 1);
-      return std::make_tuple(x.score, -static_cast<long long>(x.keys), -cost, std::count(x.path.begin(), x.path.end(), '.') + (x.path.empty() ? 0 : 1));
+      return std::make_tuple(x.score, -static_cast<long long>(x.keys), -cost,
+                             std::count(x.path.begin(), x.path.end(), '.') + (x.path.empty() ? 0 : 1));
     };
-    if (first || rank(c) > rank(best)) { best = c; first = false; }
+    if (first || rank(c) > rank(best)) {
+      best = c;
+      first = false;
+    }
   }
   return best;
 }
 
-inline std::vector<std::string> top_level_keys(const Value& root) {
-  return root.is_dict() ? root.keys() : std::vector<std::string>{};
-}
+inline std::vector<std::string> top_level_keys(const Value& root) { return root.is_dict() ? root.keys() : std::vector<std::string>{}; }
 
 inline std::string join_quoted(const std::vector<std::string>& v, std::size_t max) {
   std::string s;
@@ -284,8 +298,8 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       r.error = e.what();
       r.error_id = e.id();
       const Candidate best = best_subtree(ck.root(), target_set, target_list, true);
-      std::string text = "select(\"" + opts.select() + "\") does not exist; the top-level keys are " +
-                         join_quoted(top_level_keys(ck.root()), 12);
+      std::string text =
+          "select(\"" + opts.select() + "\") does not exist; the top-level keys are " + join_quoted(top_level_keys(ck.root()), 12);
       if (best.score > 0) {
         text += ". The tensors under '" + best.path + "' fit the model (" + std::to_string(best.score) + " of " +
                 std::to_string(targets.size()) + " keys match): use select(\"" + best.path + "\") (CLI: --select " + best.path + ")";
@@ -352,8 +366,9 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     auto it = by_key.find(tg.key);
     if (it == by_key.end()) {
       r.missing.push_back(tg.key);
-      const bool nbt = !opts.require_num_batches_tracked() && (tg.key == "num_batches_tracked" ||
-                                                                (tg.key.size() > 20 && tg.key.compare(tg.key.size() - 20, 20, ".num_batches_tracked") == 0));
+      const bool nbt =
+          !opts.require_num_batches_tracked() &&
+          (tg.key == "num_batches_tracked" || (tg.key.size() > 20 && tg.key.compare(tg.key.size() - 20, 20, ".num_batches_tracked") == 0));
       const bool globbed = std::any_of(opts.ignore_missing().begin(), opts.ignore_missing().end(),
                                        [&](const std::string& g) { return glob_match(g, tg.key); });
       (nbt || globbed ? missing_soft : missing_hard).push_back(tg.key);
@@ -368,14 +383,16 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       if (opts.shape_mismatch() == Policy::error)
         r.errors.push_back("size mismatch for " + tg.key + ": copying a param with shape " + shape_str(src.sizes().vec()) +
                            " from checkpoint, the shape in current model is " + shape_str(tg.tensor.sizes().vec()) + ".");
-      else r.skipped.push_back(tg.key);
+      else
+        r.skipped.push_back(tg.key);
       continue;
     }
     if (src.scalar_type() != tg.tensor.scalar_type()) {
       DtypeMismatch d{tg.key, sources[s].key, dtype_name(tg.tensor.scalar_type()), dtype_name(src.scalar_type()), false, false};
       d.lossy = cast_is_lossy(src, tg.tensor.scalar_type());
       if (opts.dtype_mismatch() == Policy::error) {
-        r.errors.push_back("dtype mismatch for " + tg.key + ": the checkpoint has " + d.source_dtype + ", the model " + d.target_dtype + ".");
+        r.errors.push_back("dtype mismatch for " + tg.key + ": the checkpoint has " + d.source_dtype + ", the model " + d.target_dtype +
+                           ".");
       } else if (d.lossy && !opts.allow_lossy_cast()) {
         r.errors.push_back("lossy cast for " + tg.key + ": " + d.source_dtype + " to " + d.target_dtype +
                            " loses information (allow_lossy_cast() permits it).");
@@ -395,8 +412,10 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     r.unexpected.push_back(sources[i].key);
     const bool globbed = std::any_of(opts.ignore_unexpected().begin(), opts.ignore_unexpected().end(),
                                      [&](const std::string& g) { return glob_match(g, sources[i].key) || glob_match(g, keys[i]); });
-    if (globbed) r.tolerated.push_back(sources[i].key);
-    else unexpected_hard.push_back(sources[i].key);
+    if (globbed)
+      r.tolerated.push_back(sources[i].key);
+    else
+      unexpected_hard.push_back(sources[i].key);
   }
   for (const auto& k : missing_soft) r.tolerated.push_back(k);
 
@@ -416,10 +435,12 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     std::size_t nbt = 0;
     for (const auto& k : missing_soft) nbt += k.find("num_batches_tracked") != std::string::npos;
     if (nbt > 0)
-      r.warnings.push_back(std::to_string(nbt) + " num_batches_tracked buffer(s) missing from the checkpoint (PyTorch versions differ); left as they were.");
+      r.warnings.push_back(std::to_string(nbt) +
+                           " num_batches_tracked buffer(s) missing from the checkpoint (PyTorch versions differ); left as they were.");
   }
   if (opts.shape_mismatch() != Policy::error && !r.skipped.empty() && opts.shape_mismatch() == Policy::warn)
-    r.warnings.push_back("skipped " + std::to_string(r.skipped.size()) + " tensor(s) of another shape: " + quoted_list(r.skipped, true) + ".");
+    r.warnings.push_back("skipped " + std::to_string(r.skipped.size()) + " tensor(s) of another shape: " + quoted_list(r.skipped, true) +
+                         ".");
   if (opts.dtype_mismatch() == Policy::warn)
     for (const auto& [pair, n] : casts)
       r.warnings.push_back("cast " + std::to_string(n) + " tensor(s) from " + pair.first + " to " + pair.second + ".");
@@ -479,12 +500,16 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     for (const auto& u : unexpected_keys) {
       const bool suffix = u.size() > m.size() && u.compare(u.size() - m.size(), m.size(), m) == 0 && u[u.size() - m.size() - 1] == '.';
       const std::size_t d = suffix ? 1 : one_component_apart(m, u) ? 2 : edit_distance(m, u, cap);
-      if (d < best_d) { best_d = d; best_key = u; }
+      if (d < best_d) {
+        best_d = d;
+        best_key = u;
+      }
     }
     if (!best_key.empty()) {
       const std::string re = "^" + regex_escape(best_key) + "$";
       const std::string opt = "rename(\"" + cpp_escape(re) + "\", \"" + m + "\")";
-      r.suggestions.push_back({"missing \"" + m + "\" looks like checkpoint key \"" + best_key + "\": use " + opt, opt, "--rename '" + re + "=" + m + "'"});
+      r.suggestions.push_back(
+          {"missing \"" + m + "\" looks like checkpoint key \"" + best_key + "\": use " + opt, opt, "--rename '" + re + "=" + m + "'"});
       ++near;
     }
   }
@@ -495,7 +520,8 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     if (nt != ns) continue;
     std::vector<std::int64_t> rev(s.source_shape.rbegin(), s.source_shape.rend());
     r.suggestions.push_back({"\"" + s.key + "\" has " + shape_str(s.source_shape) + " in the checkpoint and " + shape_str(s.target_shape) +
-                                 " in the model: same number of elements" + (rev == s.target_shape && s.target_shape.size() == 2 ? ", transposed?" : ", reshaped?"),
+                                 " in the model: same number of elements" +
+                                 (rev == s.target_shape && s.target_shape.size() == 2 ? ", transposed?" : ", reshaped?"),
                              "", ""});
   }
   if (!r.shape_mismatch.empty() && opts.shape_mismatch() == Policy::error) {
@@ -525,4 +551,4 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
   return copies;
 }
 
-} // namespace statedict::detail
+}  // namespace statedict::detail

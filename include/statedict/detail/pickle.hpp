@@ -26,14 +26,14 @@ namespace statedict::detail {
 struct StorageSpec {
   std::string key;
   c10::ScalarType dtype = c10::ScalarType::Byte;
-  std::uint64_t numel = 0;   // elements of dtype (bytes when untyped)
+  std::uint64_t numel = 0;  // elements of dtype (bytes when untyped)
   bool untyped = false;
   std::string location;
   std::string declared_at;
   // Legacy view storages: a window of another storage.
   std::string view_of;
   std::uint64_t view_offset = 0;
-  at::Storage storage;       // filled by the format reader
+  at::Storage storage;  // filled by the format reader
 };
 
 /// A tensor waiting for its storage.
@@ -60,11 +60,21 @@ inline bool is_valid_utf8(const std::uint8_t* p, std::size_t n) {
     const std::uint8_t c = p[i];
     std::size_t len;
     std::uint32_t cp;
-    if (c < 0x80) { ++i; continue; }
-    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1Fu; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0Fu; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07u; }
-    else return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1Fu;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0Fu;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07u;
+    } else
+      return false;
     if (i + len > n) return false;
     for (std::size_t k = 1; k < len; ++k) {
       if ((p[i + k] & 0xC0) != 0x80) return false;
@@ -80,27 +90,83 @@ inline bool is_valid_utf8(const std::uint8_t* p, std::size_t n) {
 
 /// Globals whose only purpose in a pickle is to run code or reach the system.
 inline bool is_forbidden_global(const std::string& module, const std::string& name) {
-  static const std::set<std::string> modules = {
-      "os", "posix", "nt", "subprocess", "sys", "runpy", "importlib", "pickle", "_pickle", "cPickle",
-      "shutil", "socket", "ctypes", "pty", "code", "codeop", "commands", "webbrowser", "marshal",
-      "multiprocessing", "signal", "asyncio", "pdb", "_posixsubprocess", "io", "_io", "tempfile",
-      "glob", "urllib", "http", "ftplib", "smtplib", "telnetlib",
-      "requests", "timeit", "trace", "cProfile", "profile", "dill", "imp", "zipimport", "threading", "_thread", "gc", "inspect", "ssl", "select", "mmap",
-      "resource", "fcntl", "termios", "sqlite3", "shelve", "dbm", "site", "sysconfig", "distutils",
-      "setuptools", "pip", "torch.hub", "torch.load", "torch.jit", "torch.ops", "torch._C",
-      "torch.serialization", "torch.package"};
+  static const std::set<std::string> modules = {"os",
+                                                "posix",
+                                                "nt",
+                                                "subprocess",
+                                                "sys",
+                                                "runpy",
+                                                "importlib",
+                                                "pickle",
+                                                "_pickle",
+                                                "cPickle",
+                                                "shutil",
+                                                "socket",
+                                                "ctypes",
+                                                "pty",
+                                                "code",
+                                                "codeop",
+                                                "commands",
+                                                "webbrowser",
+                                                "marshal",
+                                                "multiprocessing",
+                                                "signal",
+                                                "asyncio",
+                                                "pdb",
+                                                "_posixsubprocess",
+                                                "io",
+                                                "_io",
+                                                "tempfile",
+                                                "glob",
+                                                "urllib",
+                                                "http",
+                                                "ftplib",
+                                                "smtplib",
+                                                "telnetlib",
+                                                "requests",
+                                                "timeit",
+                                                "trace",
+                                                "cProfile",
+                                                "profile",
+                                                "dill",
+                                                "imp",
+                                                "zipimport",
+                                                "threading",
+                                                "_thread",
+                                                "gc",
+                                                "inspect",
+                                                "ssl",
+                                                "select",
+                                                "mmap",
+                                                "resource",
+                                                "fcntl",
+                                                "termios",
+                                                "sqlite3",
+                                                "shelve",
+                                                "dbm",
+                                                "site",
+                                                "sysconfig",
+                                                "distutils",
+                                                "setuptools",
+                                                "pip",
+                                                "torch.hub",
+                                                "torch.load",
+                                                "torch.jit",
+                                                "torch.ops",
+                                                "torch._C",
+                                                "torch.serialization",
+                                                "torch.package"};
   std::string top = module.substr(0, module.find('.'));
   if (modules.count(top) != 0 || modules.count(module) != 0) return true;
   for (const auto& m : modules)
-    if (m.find('.') != std::string::npos && module.compare(0, m.size(), m) == 0 &&
-        (module.size() == m.size() || module[m.size()] == '.'))
+    if (m.find('.') != std::string::npos && module.compare(0, m.size(), m) == 0 && (module.size() == m.size() || module[m.size()] == '.'))
       return true;
   if (module == "builtins" || module == "__builtin__") {
-    static const std::set<std::string> names = {
-        "eval", "exec", "execfile", "compile", "__import__", "getattr", "setattr", "delattr",
-        "open", "input", "raw_input", "breakpoint", "globals", "locals", "vars", "apply", "file",
-        "reload", "help", "exit", "quit", "type", "super", "classmethod", "staticmethod",
-        "property", "hasattr", "print", "map", "filter", "__loader__", "__build_class__"};
+    static const std::set<std::string> names = {"eval",    "exec",   "execfile",    "compile",        "__import__", "getattr", "setattr",
+                                                "delattr", "open",   "input",       "raw_input",      "breakpoint", "globals", "locals",
+                                                "vars",    "apply",  "file",        "reload",         "help",       "exit",    "quit",
+                                                "type",    "super",  "classmethod", "staticmethod",   "property",   "hasattr", "print",
+                                                "map",     "filter", "__loader__",  "__build_class__"};
     return names.count(name) != 0;
   }
   if (module == "operator") return name == "attrgetter" || name == "methodcaller" || name == "itemgetter";
@@ -111,10 +177,10 @@ inline bool is_forbidden_global(const std::string& module, const std::string& na
 
 class Unpickler {
 public:
-  Unpickler(PickleState& st, const ReadOptions& opts, std::string file, std::string record,
-            const std::uint8_t* data, std::size_t size, std::uint64_t base_offset, bool legacy)
-      : st_(st), tree_(st.tree), opts_(opts), file_(std::move(file)), record_(std::move(record)),
-        d_(data), n_(size), base_(base_offset), legacy_(legacy) {}
+  Unpickler(PickleState& st, const ReadOptions& opts, std::string file, std::string record, const std::uint8_t* data, std::size_t size,
+            std::uint64_t base_offset, bool legacy)
+      : st_(st), tree_(st.tree), opts_(opts), file_(std::move(file)), record_(std::move(record)), d_(data), n_(size), base_(base_offset),
+        legacy_(legacy) {}
 
   /// Runs to STOP; returns the root node. consumed() then tells how many bytes the pickle took.
   std::uint32_t run() {
@@ -132,8 +198,7 @@ public:
       case 0x80: {  // PROTO
         const std::uint8_t v = byte();
         if (v < 2 || v > 3)
-          fail("pickle.protocol", op_at_, "pickle protocol " + std::to_string(v) +
-                                              " is not supported (torch.save writes protocol 2)");
+          fail("pickle.protocol", op_at_, "pickle protocol " + std::to_string(v) + " is not supported (torch.save writes protocol 2)");
         break;
       }
       case '.': {  // STOP
@@ -142,23 +207,59 @@ public:
           fail("pickle.stack", op_at_, "STOP with " + std::to_string(stack_.size()) + " values on the stack (expected 1)");
         return stack_.back();
       }
-      case '(': marks_.push_back(stack_.size()); break;
-      case '0': pop(); break;  // POP
-      case '1': pop_mark(); break;  // POP_MARK
-      case '2': { auto v = top(); stack_.push_back(v); break; }  // DUP
-      case 'c': op_global(); break;
-      case 'q': memo_put(byte()); break;
-      case 'r': memo_put(u32()); break;
-      case 'h': memo_get(byte()); break;
-      case 'j': memo_get(u32()); break;
-      case 'N': push(tree_.add(Kind::none)); break;
-      case 0x88: push_bool(true); break;
-      case 0x89: push_bool(false); break;
-      case 'K': push_int(byte()); break;
-      case 'M': push_int(u16()); break;
-      case 'J': push_int(static_cast<std::int32_t>(u32())); break;
-      case 0x8a: op_long(byte()); break;
-      case 0x8b: op_long(u32()); break;
+      case '(':
+        marks_.push_back(stack_.size());
+        break;
+      case '0':
+        pop();
+        break;  // POP
+      case '1':
+        pop_mark();
+        break;  // POP_MARK
+      case '2': {
+        auto v = top();
+        stack_.push_back(v);
+        break;
+      }  // DUP
+      case 'c':
+        op_global();
+        break;
+      case 'q':
+        memo_put(byte());
+        break;
+      case 'r':
+        memo_put(u32());
+        break;
+      case 'h':
+        memo_get(byte());
+        break;
+      case 'j':
+        memo_get(u32());
+        break;
+      case 'N':
+        push(tree_.add(Kind::none));
+        break;
+      case 0x88:
+        push_bool(true);
+        break;
+      case 0x89:
+        push_bool(false);
+        break;
+      case 'K':
+        push_int(byte());
+        break;
+      case 'M':
+        push_int(u16());
+        break;
+      case 'J':
+        push_int(static_cast<std::int32_t>(u32()));
+        break;
+      case 0x8a:
+        op_long(byte());
+        break;
+      case 0x8b:
+        op_long(u32());
+        break;
       case 'G': {
         const std::uint8_t* b = take(8);
         std::uint64_t bits = 0;
@@ -169,22 +270,71 @@ public:
         push(tree_.add(std::move(nd)));
         break;
       }
-      case 'X': op_unicode(u32()); break;
-      case 0x8c: op_unicode(byte()); break;  // SHORT_BINUNICODE
-      case 'U': op_binstring(byte()); break;
-      case 'T': op_binstring(u32()); break;
-      case 'C': op_bytes(byte()); break;
-      case 'B': op_bytes(u32()); break;
-      case ')': push(tree_.add(Kind::tuple)); break;
-      case 't': { auto items = pop_mark(); push(make_seq(Kind::tuple, std::move(items))); break; }
-      case 0x85: { auto a = pop(); push(make_seq(Kind::tuple, {a})); break; }
-      case 0x86: { auto b = pop(); auto a = pop(); push(make_seq(Kind::tuple, {a, b})); break; }
-      case 0x87: { auto c = pop(); auto b = pop(); auto a = pop(); push(make_seq(Kind::tuple, {a, b, c})); break; }
-      case ']': push(tree_.add(Kind::list)); break;
-      case 'l': { auto items = pop_mark(); push(make_seq(Kind::list, std::move(items))); break; }
-      case 'a': { auto v = pop(); append(top(), {v}); break; }
-      case 'e': { auto items = pop_mark(); append(top(), items); break; }
-      case '}': push(tree_.add(Kind::dict)); break;
+      case 'X':
+        op_unicode(u32());
+        break;
+      case 0x8c:
+        op_unicode(byte());
+        break;  // SHORT_BINUNICODE
+      case 'U':
+        op_binstring(byte());
+        break;
+      case 'T':
+        op_binstring(u32());
+        break;
+      case 'C':
+        op_bytes(byte());
+        break;
+      case 'B':
+        op_bytes(u32());
+        break;
+      case ')':
+        push(tree_.add(Kind::tuple));
+        break;
+      case 't': {
+        auto items = pop_mark();
+        push(make_seq(Kind::tuple, std::move(items)));
+        break;
+      }
+      case 0x85: {
+        auto a = pop();
+        push(make_seq(Kind::tuple, {a}));
+        break;
+      }
+      case 0x86: {
+        auto b = pop();
+        auto a = pop();
+        push(make_seq(Kind::tuple, {a, b}));
+        break;
+      }
+      case 0x87: {
+        auto c = pop();
+        auto b = pop();
+        auto a = pop();
+        push(make_seq(Kind::tuple, {a, b, c}));
+        break;
+      }
+      case ']':
+        push(tree_.add(Kind::list));
+        break;
+      case 'l': {
+        auto items = pop_mark();
+        push(make_seq(Kind::list, std::move(items)));
+        break;
+      }
+      case 'a': {
+        auto v = pop();
+        append(top(), {v});
+        break;
+      }
+      case 'e': {
+        auto items = pop_mark();
+        append(top(), items);
+        break;
+      }
+      case '}':
+        push(tree_.add(Kind::dict));
+        break;
       case 'd': {
         auto items = pop_mark();
         auto dnode = tree_.add(Kind::dict);
@@ -192,9 +342,20 @@ public:
         push(dnode);
         break;
       }
-      case 's': { auto v = pop(); auto k = pop(); setitems(top(), {k, v}); break; }
-      case 'u': { auto items = pop_mark(); setitems(top(), items); break; }
-      case 0x8f: push(tree_.add(Kind::set)); break;  // EMPTY_SET
+      case 's': {
+        auto v = pop();
+        auto k = pop();
+        setitems(top(), {k, v});
+        break;
+      }
+      case 'u': {
+        auto items = pop_mark();
+        setitems(top(), items);
+        break;
+      }
+      case 0x8f:
+        push(tree_.add(Kind::set));
+        break;      // EMPTY_SET
       case 0x90: {  // ADDITEMS
         auto items = pop_mark();
         auto t = top();
@@ -202,18 +363,40 @@ public:
         for (auto i : items) tree_.nodes[t].items.push_back(i);
         break;
       }
-      case 'R': { auto args = pop(); auto fn = pop(); push(reduce(fn, args)); break; }
-      case 0x81: { auto args = pop(); auto cls = pop(); push(newobj(cls, args)); break; }
-      case 'b': { auto state = pop(); build(top(), state); break; }
-      case 'Q': { auto pid = pop(); push(persistent(pid)); break; }
+      case 'R': {
+        auto args = pop();
+        auto fn = pop();
+        push(reduce(fn, args));
+        break;
+      }
+      case 0x81: {
+        auto args = pop();
+        auto cls = pop();
+        push(newobj(cls, args));
+        break;
+      }
+      case 'b': {
+        auto state = pop();
+        build(top(), state);
+        break;
+      }
+      case 'Q': {
+        auto pid = pop();
+        push(persistent(pid));
+        break;
+      }
       default: {
         char buf[8];
         std::snprintf(buf, sizeof buf, "0x%02x", op);
         std::string what = std::string("unsupported pickle opcode ") + buf;
-        if (op == 0x93) what += " (STACK_GLOBAL, protocol 4)";
-        else if (op == 'i') what += " (INST)";
-        else if (op == 'o') what += " (OBJ)";
-        else if (op == 0x95) what += " (FRAME, protocol 4)";
+        if (op == 0x93)
+          what += " (STACK_GLOBAL, protocol 4)";
+        else if (op == 'i')
+          what += " (INST)";
+        else if (op == 'o')
+          what += " (OBJ)";
+        else if (op == 0x95)
+          what += " (FRAME, protocol 4)";
         fail("pickle.opcode", op_at_, what);
       }
       }
@@ -233,7 +416,9 @@ private:
   const std::uint8_t* take(std::uint64_t k) {
     if (k > n_ - p_ && limited_)
       fail("limit.pickle_size", op_at_, "pickle longer than max_pickle_bytes (" + std::to_string(opts_.max_pickle_bytes()) + ")");
-    if (k > n_ - p_) fail("pickle.truncated", op_at_, "pickle ends inside an opcode (needs " + std::to_string(k) + " more bytes, " + std::to_string(n_ - p_) + " left)");
+    if (k > n_ - p_)
+      fail("pickle.truncated", op_at_,
+           "pickle ends inside an opcode (needs " + std::to_string(k) + " more bytes, " + std::to_string(n_ - p_) + " left)");
     const std::uint8_t* r = d_ + p_;
     p_ += static_cast<std::size_t>(k);
     return r;
@@ -297,12 +482,15 @@ private:
   std::string kind_name(std::uint32_t i) {
     const Node& nd = node(i);
     switch (nd.internal) {
-    case Internal::global: return "global " + nd.s;
-    case Internal::storage: return "storage";
-    default: break;
+    case Internal::global:
+      return "global " + nd.s;
+    case Internal::storage:
+      return "storage";
+    default:
+      break;
     }
-    static const char* names[] = {"None", "bool", "int", "float", "complex", "str", "bytes", "list",
-                                  "tuple", "set", "dict", "tensor", "object"};
+    static const char* names[] = {"None", "bool",  "int", "float", "complex", "str",   "bytes",
+                                  "list", "tuple", "set", "dict",  "tensor",  "object"};
     std::string r = names[static_cast<int>(nd.kind)];
     if (nd.kind == Kind::object) r += " " + nd.s;
     return r;
@@ -354,8 +542,10 @@ private:
     const std::uint8_t* b = take(len);
     Node nd;
     nd.kind = Kind::string;
-    if (is_valid_utf8(b, len)) nd.s.assign(reinterpret_cast<const char*>(b), len);
-    else nd.s = latin1_to_utf8(b, len);
+    if (is_valid_utf8(b, len))
+      nd.s.assign(reinterpret_cast<const char*>(b), len);
+    else
+      nd.s = latin1_to_utf8(b, len);
     push(tree_.add(std::move(nd)));
   }
   void op_bytes(std::uint32_t len) {
@@ -368,7 +558,8 @@ private:
   static std::string latin1_to_utf8(const std::uint8_t* b, std::size_t n) {
     std::string r;
     for (std::size_t k = 0; k < n; ++k) {
-      if (b[k] < 0x80) r += static_cast<char>(b[k]);
+      if (b[k] < 0x80)
+        r += static_cast<char>(b[k]);
       else {
         r += static_cast<char>(0xC0 | (b[k] >> 6));
         r += static_cast<char>(0x80 | (b[k] & 0x3F));
@@ -387,8 +578,8 @@ private:
     std::string module = line();
     std::string name = line();
     if (is_forbidden_global(module, name))
-      fail("pickle.forbidden_global", at, "the file tries to run code: it references " + module + "." + name +
-                                              ", which statedict refuses to load");
+      fail("pickle.forbidden_global", at,
+           "the file tries to run code: it references " + module + "." + name + ", which statedict refuses to load");
     Node nd;
     nd.internal = Internal::global;
     nd.kind = Kind::object;
@@ -398,12 +589,19 @@ private:
 
   // Dicts keep an index for str/int keys so that a repeated key overwrites, as in Python.
   static bool key_text(const Node& k, std::string* out) {
-    if (k.kind == Kind::string) { *out = "s" + k.s; return true; }
-    if (k.kind == Kind::integer && !k.big) { *out = "i" + std::to_string(k.i); return true; }
+    if (k.kind == Kind::string) {
+      *out = "s" + k.s;
+      return true;
+    }
+    if (k.kind == Kind::integer && !k.big) {
+      *out = "i" + std::to_string(k.i);
+      return true;
+    }
     return false;
   }
   void setitems(std::uint32_t target, const std::vector<std::uint32_t>& items) {
-    if (items.size() % 2 != 0) fail("pickle.setitems", op_at_, "SETITEMS with an odd number of values (" + std::to_string(items.size()) + ")");
+    if (items.size() % 2 != 0)
+      fail("pickle.setitems", op_at_, "SETITEMS with an odd number of values (" + std::to_string(items.size()) + ")");
     Node& t = node(target);
     if (!(t.kind == Kind::dict || (t.kind == Kind::object && t.internal == Internal::value)))
       fail("pickle.type", op_at_, "SETITEM on a " + kind_name(target) + " (needs a dict)");
@@ -412,7 +610,10 @@ private:
       std::string text;
       if (key_text(node(items[k]), &text)) {
         auto it = index.find(text);
-        if (it != index.end()) { node(target).kv[it->second].second = items[k + 1]; continue; }
+        if (it != index.end()) {
+          node(target).kv[it->second].second = items[k + 1];
+          continue;
+        }
         index.emplace(text, node(target).kv.size());
       }
       node(target).kv.emplace_back(items[k], items[k + 1]);
@@ -504,16 +705,20 @@ private:
       std::string enc = a.size() > 1 && arg(a, 1).kind == Kind::string ? arg(a, 1).s : "utf-8";
       Node nd;
       nd.kind = Kind::bytes;
-      if (enc == "latin1" || enc == "latin-1" || enc == "iso-8859-1") nd.s = utf8_to_latin1(arg(a, 0).s);
-      else if (enc == "utf-8" || enc == "utf8" || enc == "ascii") nd.s = arg(a, 0).s;
-      else fail("pickle.type", op_at_, "_codecs.encode with unsupported encoding '" + printable(enc) + "'");
+      if (enc == "latin1" || enc == "latin-1" || enc == "iso-8859-1")
+        nd.s = utf8_to_latin1(arg(a, 0).s);
+      else if (enc == "utf-8" || enc == "utf8" || enc == "ascii")
+        nd.s = arg(a, 0).s;
+      else
+        fail("pickle.type", op_at_, "_codecs.encode with unsupported encoding '" + printable(enc) + "'");
       return tree_.add(std::move(nd));
     }
     if (is({"builtins.set", "__builtin__.set", "builtins.frozenset", "__builtin__.frozenset"})) {
       auto s = tree_.add(Kind::set);
       if (!a.empty()) {
         const Node& src = arg(a, 0);
-        if (src.kind != Kind::list && src.kind != Kind::tuple && src.kind != Kind::set) fail("pickle.type", op_at_, fn + " of a " + kind_name(a[0]));
+        if (src.kind != Kind::list && src.kind != Kind::tuple && src.kind != Kind::set)
+          fail("pickle.type", op_at_, fn + " of a " + kind_name(a[0]));
         node(s).items = src.items;
       }
       return s;
@@ -530,8 +735,10 @@ private:
       nd.kind = Kind::bytes;
       if (!a.empty()) {
         const Node& src = arg(a, 0);
-        if (src.kind == Kind::bytes) nd.s = src.s;
-        else if (src.kind == Kind::string) nd.s = utf8_to_latin1(src.s);
+        if (src.kind == Kind::bytes)
+          nd.s = src.s;
+        else if (src.kind == Kind::string)
+          nd.s = utf8_to_latin1(src.s);
       }
       return tree_.add(std::move(nd));
     }
@@ -592,11 +799,13 @@ private:
     r.reserve(s.size());
     for (std::size_t k = 0; k < s.size(); ++k) {
       const auto c = static_cast<std::uint8_t>(s[k]);
-      if (c < 0x80) r += static_cast<char>(c);
+      if (c < 0x80)
+        r += static_cast<char>(c);
       else if ((c == 0xC2 || c == 0xC3) && k + 1 < s.size()) {
         r += static_cast<char>(((c & 0x03) << 6) | (static_cast<std::uint8_t>(s[k + 1]) & 0x3F));
         ++k;
-      } else fail("pickle.type", op_at_, "latin-1 encode of a character above U+00FF");
+      } else
+        fail("pickle.type", op_at_, "latin-1 encode of a character above U+00FF");
     }
     return r;
   }
@@ -617,10 +826,22 @@ private:
 
   void build(std::uint32_t target, std::uint32_t state) {
     Node& t = node(target);
-    if (t.internal == Internal::numpy_array) { build_numpy_array(target, state); return; }
-    if (t.internal == Internal::numpy_dtype) { node(target).state = state; return; }
-    if (t.kind == Kind::object && t.internal == Internal::value) { node(target).state = state; return; }
-    if (t.kind == Kind::dict) { node(target).state = state; return; }  // OrderedDict._metadata
+    if (t.internal == Internal::numpy_array) {
+      build_numpy_array(target, state);
+      return;
+    }
+    if (t.internal == Internal::numpy_dtype) {
+      node(target).state = state;
+      return;
+    }
+    if (t.kind == Kind::object && t.internal == Internal::value) {
+      node(target).state = state;
+      return;
+    }
+    if (t.kind == Kind::dict) {
+      node(target).state = state;
+      return;
+    }                                    // OrderedDict._metadata
     if (t.kind == Kind::tensor) return;  // Python attributes of a Parameter: not needed
     fail("pickle.type", op_at_, "BUILD on a " + kind_name(target));
   }
@@ -636,8 +857,7 @@ private:
     bool big = false;
     if (dt.state != npos) {
       const Node& s = node(dt.state);
-      if (s.kind == Kind::tuple && s.items.size() > 1 && node(s.items[1]).kind == Kind::string)
-        big = node(s.items[1]).s == ">";
+      if (s.kind == Kind::tuple && s.items.size() > 1 && node(s.items[1]).kind == Kind::string) big = node(s.items[1]).s == ">";
     }
     return std::make_pair(*type, big);
   }
@@ -650,7 +870,8 @@ private:
       if (mul_overflows(numel, static_cast<std::uint64_t>(s), &numel)) fail("pickle.bad_numpy", op_at_, "numpy array shape overflows");
     std::uint64_t bytes;
     if (mul_overflows(numel, es, &bytes) || bytes != raw.size())
-      fail("pickle.bad_numpy", op_at_, "numpy array data has " + std::to_string(raw.size()) + " bytes, shape and dtype need " + std::to_string(numel * es));
+      fail("pickle.bad_numpy", op_at_,
+           "numpy array data has " + std::to_string(raw.size()) + " bytes, shape and dtype need " + std::to_string(numel * es));
     at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dt->first));
     std::memcpy(t.data_ptr(), raw.data(), raw.size());
     if (dt->second && es > 1) {
@@ -688,14 +909,15 @@ private:
   std::uint32_t persistent(std::uint32_t pid) {
     const Node& t = node(pid);
     if (t.kind != Kind::tuple) fail("pickle.bad_persistent_id", op_at_, "persistent id is a " + kind_name(pid) + ", not a tuple");
-    if (t.items.empty() || node(t.items[0]).kind != Kind::string)
-      fail("pickle.bad_persistent_id", op_at_, "persistent id has no tag");
+    if (t.items.empty() || node(t.items[0]).kind != Kind::string) fail("pickle.bad_persistent_id", op_at_, "persistent id has no tag");
     const std::string tag = node(t.items[0]).s;
-    if (tag == "module") fail("pickle.bad_persistent_id", op_at_, "persistent id 'module' (source-code records of very old files) is not supported");
+    if (tag == "module")
+      fail("pickle.bad_persistent_id", op_at_, "persistent id 'module' (source-code records of very old files) is not supported");
     if (tag != "storage") fail("pickle.bad_persistent_id", op_at_, "persistent id tag '" + printable(tag) + "' (expected 'storage')");
     const std::size_t want = legacy_ ? 6 : 5;
     if (t.items.size() != want)
-      fail("pickle.bad_persistent_id", op_at_, "storage persistent id has " + std::to_string(t.items.size()) + " fields (expected " + std::to_string(want) + ")");
+      fail("pickle.bad_persistent_id", op_at_,
+           "storage persistent id has " + std::to_string(t.items.size()) + " fields (expected " + std::to_string(want) + ")");
     const Node& type = node(t.items[1]);
     const Node& key = node(t.items[2]);
     const Node& loc = node(t.items[3]);
@@ -703,11 +925,14 @@ private:
     if (type.internal != Internal::global) fail("pickle.bad_persistent_id", op_at_, "storage type is not a class");
     StorageSpec spec;
     const std::string tn = type.s.substr(type.s.rfind('.') + 1);
-    if (tn == "UntypedStorage" || tn == "_UntypedStorage") spec.untyped = true;
-    else if (auto dt = dtype_from_storage(tn)) spec.dtype = *dt;
+    if (tn == "UntypedStorage" || tn == "_UntypedStorage")
+      spec.untyped = true;
+    else if (auto dt = dtype_from_storage(tn))
+      spec.dtype = *dt;
     else if (tn.find("QInt") != std::string::npos || tn.find("QUInt") != std::string::npos)
       fail("format.unsupported_dtype", op_at_, "quantized storage " + type.s + " is not supported");
-    else fail("pickle.bad_persistent_id", op_at_, "unknown storage type " + type.s);
+    else
+      fail("pickle.bad_persistent_id", op_at_, "unknown storage type " + type.s);
     if (key.kind != Kind::string || key.s.empty() || key.s.size() > 64)
       fail("pickle.bad_persistent_id", op_at_, "storage key is not a short string");
     for (char c : key.s)
@@ -757,7 +982,8 @@ private:
     if (it != st_.storage_by_key.end()) {
       const StorageSpec& old = st_.storages[it->second];
       if (old.dtype != spec.dtype || old.numel != spec.numel || old.untyped != spec.untyped)
-        fail("pickle.storage_conflict", op_at_, "storage '" + spec.key + "' declared again with another type or size (first at " + old.declared_at + ")");
+        fail("pickle.storage_conflict", op_at_,
+             "storage '" + spec.key + "' declared again with another type or size (first at " + old.declared_at + ")");
       return it->second;
     }
     const auto idx = static_cast<std::uint32_t>(st_.storages.size());
@@ -770,7 +996,8 @@ private:
     const bool v3 = fn == "torch._utils._rebuild_tensor_v3";
     const std::size_t need = v3 ? 7 : 4;
     if (a.size() < need)
-      fail("pickle.bad_tensor", op_at_, fn + " with " + std::to_string(a.size()) + " arguments (needs at least " + std::to_string(need) + ")");
+      fail("pickle.bad_tensor", op_at_,
+           fn + " with " + std::to_string(a.size()) + " arguments (needs at least " + std::to_string(need) + ")");
     const Node& storage = arg(a, 0);
     if (storage.internal != Internal::storage) fail("pickle.bad_tensor", op_at_, fn + " without a storage");
     TensorSpec t;
@@ -782,7 +1009,8 @@ private:
     t.sizes = want_int_tuple(a[2], "size");
     t.strides = want_int_tuple(a[3], "stride");
     if (t.sizes.size() != t.strides.size())
-      fail("pickle.bad_tensor", op_at_, "size has " + std::to_string(t.sizes.size()) + " dims but stride has " + std::to_string(t.strides.size()));
+      fail("pickle.bad_tensor", op_at_,
+           "size has " + std::to_string(t.sizes.size()) + " dims but stride has " + std::to_string(t.strides.size()));
     if (t.sizes.size() > 64) fail("pickle.bad_tensor", op_at_, "tensor with more than 64 dimensions");
     if (a.size() > 4 && arg(a, 4).kind == Kind::boolean) t.requires_grad = arg(a, 4).b;
     t.dtype = ss.dtype;
@@ -807,8 +1035,9 @@ private:
             add_overflows(reach, tmp, &reach))
           fail("pickle.bad_tensor", op_at_, "tensor extent overflows");
       if (reach >= capacity)
-        fail("pickle.bad_tensor", op_at_, "tensor view reaches element " + std::to_string(reach) + " of storage '" + ss.key +
-                                              "' which holds " + std::to_string(capacity));
+        fail("pickle.bad_tensor", op_at_,
+             "tensor view reaches element " + std::to_string(reach) + " of storage '" + ss.key + "' which holds " +
+                 std::to_string(capacity));
     } else if (t.offset > capacity) {
       fail("pickle.bad_tensor", op_at_, "empty tensor at offset " + std::to_string(t.offset) + " past the end of storage '" + ss.key + "'");
     }
@@ -839,4 +1068,4 @@ private:
   std::unordered_map<std::uint32_t, std::unordered_map<std::string, std::size_t>> dict_index_;
 };
 
-} // namespace statedict::detail
+}  // namespace statedict::detail

@@ -28,11 +28,16 @@ inline std::size_t json_depth(const char* p, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) {
     const char c = p[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') in_string = true;
-    else if (c == '{' || c == '[') deepest = std::max(deepest, ++depth);
-    else if ((c == '}' || c == ']') && depth > 0) --depth;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"')
+      in_string = true;
+    else if (c == '{' || c == '[')
+      deepest = std::max(deepest, ++depth);
+    else if ((c == '}' || c == ']') && depth > 0)
+      --depth;
   }
   return deepest;
 }
@@ -47,19 +52,18 @@ inline nlohmann::json parse_json_header(const char* p, std::size_t n, const std:
   std::string duplicate;
   nlohmann::json::parser_callback_t cb = [&](int, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
     using E = nlohmann::json::parse_event_t;
-    if (ev == E::object_start) open_objects.emplace_back();
-    else if (ev == E::object_end && !open_objects.empty()) open_objects.pop_back();
-    else if (ev == E::key && !open_objects.empty() && !open_objects.back().insert(parsed.get<std::string>()).second &&
-             duplicate.empty())
+    if (ev == E::object_start)
+      open_objects.emplace_back();
+    else if (ev == E::object_end && !open_objects.empty())
+      open_objects.pop_back();
+    else if (ev == E::key && !open_objects.empty() && !open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty())
       duplicate = parsed.get<std::string>();
     return true;
   };
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(p, p + n, cb);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("json.parse", path, where, std::string("invalid JSON: ") + e.what());
-  }
+  } catch (const nlohmann::json::exception& e) { throw Error("json.parse", path, where, std::string("invalid JSON: ") + e.what()); }
   if (!duplicate.empty()) throw Error("json.duplicate", path, where, "key '" + duplicate + "' appears twice");
   return j;
 }
@@ -86,13 +90,17 @@ struct SafetensorsHeader {
 inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const ReadOptions& opts) {
   const std::string& path = f.path();
   const std::uint64_t size = f.size();
-  if (size < 8) throw Error("safetensors.truncated", path, "offset 0", "file of " + std::to_string(size) + " bytes is shorter than the 8-byte header length");
+  if (size < 8)
+    throw Error("safetensors.truncated", path, "offset 0",
+                "file of " + std::to_string(size) + " bytes is shorter than the 8-byte header length");
   const std::uint64_t n = rd64(f.data());
   if (n > safetensors_max_header)
     throw Error("safetensors.header_size", path, "offset 0", "header length " + std::to_string(n) + " exceeds the 100,000,000-byte limit");
   if (n > size - 8)
-    throw Error("safetensors.header_size", path, "offset 0", "header length " + std::to_string(n) + " runs past the end of the " + std::to_string(size) + "-byte file");
-  nlohmann::json j = parse_json_header(reinterpret_cast<const char*>(f.data() + 8), static_cast<std::size_t>(n), path, "header", opts.max_depth());
+    throw Error("safetensors.header_size", path, "offset 0",
+                "header length " + std::to_string(n) + " runs past the end of the " + std::to_string(size) + "-byte file");
+  nlohmann::json j =
+      parse_json_header(reinterpret_cast<const char*>(f.data() + 8), static_cast<std::size_t>(n), path, "header", opts.max_depth());
   if (!j.is_object()) throw Error("safetensors.header", path, "header", "header is not a JSON object");
   SafetensorsHeader h;
   h.data_offset = 8 + n;
@@ -117,7 +125,8 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
     e.name = name;
     const std::string dt = v["dtype"].get<std::string>();
     auto parsed = dtype_from_safetensors(dt);
-    if (!parsed) throw Error("format.unsupported_dtype", path, "tensor '" + name + "'", "dtype '" + dt + "' is not supported by LibTorch 1.13");
+    if (!parsed)
+      throw Error("format.unsupported_dtype", path, "tensor '" + name + "'", "dtype '" + dt + "' is not supported by LibTorch 1.13");
     e.dtype = *parsed;
     std::uint64_t numel = 1;
     for (const auto& s : v["shape"]) {
@@ -132,7 +141,9 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
     e.begin = off[0].get<std::uint64_t>();
     e.end = off[1].get<std::uint64_t>();
     if (e.end < e.begin) throw bad("data_offsets end before they begin");
-    if (e.end > buffer) throw bad("data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + ") run past the " + std::to_string(buffer) + "-byte data buffer");
+    if (e.end > buffer)
+      throw bad("data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + ") run past the " + std::to_string(buffer) +
+                "-byte data buffer");
     std::uint64_t bytes;
     if (mul_overflows(numel, c10::elementSize(e.dtype), &bytes)) throw bad("byte size overflows");
     if (bytes != e.end - e.begin)
@@ -147,8 +158,9 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
   for (auto* e : sorted) {
     if (e->begin != cursor)
       throw Error("safetensors.layout", path, "tensor '" + e->name + "'",
-                  e->begin > cursor ? "gap in the data buffer before this tensor (" + std::to_string(cursor) + " to " + std::to_string(e->begin) + ")"
-                                    : "overlaps the previous tensor");
+                  e->begin > cursor
+                      ? "gap in the data buffer before this tensor (" + std::to_string(cursor) + " to " + std::to_string(e->begin) + ")"
+                      : "overlaps the previous tensor");
     cursor = e->end;
   }
   if (cursor != buffer)
@@ -185,4 +197,4 @@ inline std::shared_ptr<CheckpointData> read_safetensors(const std::shared_ptr<Ma
   return cd;
 }
 
-} // namespace statedict::detail
+}  // namespace statedict::detail

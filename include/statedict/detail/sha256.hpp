@@ -19,7 +19,10 @@ public:
       fill_ += take;
       p += take;
       n -= take;
-      if (fill_ == 64) { block(buf_); fill_ = 0; }
+      if (fill_ == 64) {
+        block(buf_);
+        fill_ = 0;
+      }
     }
   }
   std::string hex() {
@@ -60,9 +63,23 @@ private:
     for (int i = 0; i < 64; ++i) {
       const std::uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
       const std::uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & bb) ^ (a & c) ^ (bb & c));
-      h = g; g = f; f = e; e = d + t1; d = c; c = bb; bb = a; a = t1 + t2;
+      h = g;
+      g = f;
+      f = e;
+      e = d + t1;
+      d = c;
+      c = bb;
+      bb = a;
+      a = t1 + t2;
     }
-    h_[0] += a; h_[1] += bb; h_[2] += c; h_[3] += d; h_[4] += e; h_[5] += f; h_[6] += g; h_[7] += h;
+    h_[0] += a;
+    h_[1] += bb;
+    h_[2] += c;
+    h_[3] += d;
+    h_[4] += e;
+    h_[5] += f;
+    h_[6] += g;
+    h_[7] += h;
   }
   std::uint32_t h_[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   std::uint8_t buf_[64] = {};
@@ -70,4 +87,4 @@ private:
   std::uint64_t total_ = 0;
 };
 
-} // namespace statedict::detail
+}  // namespace statedict::detail

@@ -56,7 +56,8 @@ inline void materialize_tensors(PickleState& st, const std::string& path) {
       offset += ss->view_offset;
       ss = &st.storages[st.storage_by_key.at(ss->view_of)];
     }
-    if (!ss->storage) throw Error("format.missing_storage", path, t.where, "tensor refers to storage '" + ss->key + "' whose bytes are missing");
+    if (!ss->storage)
+      throw Error("format.missing_storage", path, t.where, "tensor refers to storage '" + ss->key + "' whose bytes are missing");
     at::Tensor x = at::empty({0}, at::TensorOptions().dtype(t.dtype));
     x.set_(ss->storage, static_cast<std::int64_t>(offset), t.sizes, t.strides);
     nd.tensor = x;
@@ -67,9 +68,7 @@ inline void materialize_tensors(PickleState& st, const std::string& path) {
 /// Whole pickled modules: replaces every nn.Module object by the dict model.state_dict() would return.
 inline void modules_to_state_dicts(CheckpointData& cd) {
   Tree& tree = cd.tree;
-  auto str_key = [&](std::uint32_t k) -> const std::string* {
-    return tree.nodes[k].kind == Kind::string ? &tree.nodes[k].s : nullptr;
-  };
+  auto str_key = [&](std::uint32_t k) -> const std::string* { return tree.nodes[k].kind == Kind::string ? &tree.nodes[k].s : nullptr; };
   auto field = [&](std::uint32_t dict, const char* name) -> std::uint32_t {
     if (dict == npos || tree.nodes[dict].kind != Kind::dict) return npos;
     for (const auto& kv : tree.nodes[dict].kv)
@@ -135,8 +134,8 @@ inline void modules_to_state_dicts(CheckpointData& cd) {
   }
 }
 
-inline std::shared_ptr<CheckpointData> finish(PickleState& st, std::uint32_t root, Format format,
-                                              const std::string& path, const ReadOptions& opts) {
+inline std::shared_ptr<CheckpointData> finish(PickleState& st, std::uint32_t root, Format format, const std::string& path,
+                                              const ReadOptions& opts) {
   materialize_tensors(st, path);
   auto cd = std::make_shared<CheckpointData>();
   cd->tree = std::move(st.tree);
@@ -149,7 +148,8 @@ inline std::shared_ptr<CheckpointData> finish(PickleState& st, std::uint32_t roo
 }
 
 inline std::string record_text(const ZipArchive& z, const ZipEntry& e, std::size_t max) {
-  if (e.size > max) throw Error("format.bad_record", z.path(), e.name, "record is " + std::to_string(e.size) + " bytes, expected a short text");
+  if (e.size > max)
+    throw Error("format.bad_record", z.path(), e.name, "record is " + std::to_string(e.size) + " bytes, expected a short text");
   return std::string(reinterpret_cast<const char*>(z.payload(e)), static_cast<std::size_t>(e.size));
 }
 
@@ -158,7 +158,8 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const std::shared_ptr<Mapp
   const std::string& path = f->path();
   const ZipEntry* pkl = z.find("data.pkl");
   if (z.find("constants.pkl") != nullptr)
-    throw Error("format.torchscript", path, "", "this is a TorchScript archive (torch.jit.save); read it with statedict::read, not the pickle reader");
+    throw Error("format.torchscript", path, "",
+                "this is a TorchScript archive (torch.jit.save); read it with statedict::read, not the pickle reader");
   if (pkl == nullptr) throw Error("format.missing_record", path, z.top() + "/data.pkl", "archive has no data.pkl: not a torch.save file");
   // version: PyTorch writes 1-3 so far; refuse what no PyTorch wrote rather than guess.
   const ZipEntry* ver = z.find("version");
@@ -173,8 +174,10 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const std::shared_ptr<Mapp
   bool big_endian = false;
   if (const ZipEntry* bo = z.find("byteorder")) {
     const std::string v = record_text(z, *bo, 16);
-    if (v == "big") big_endian = true;
-    else if (v != "little") throw Error("format.byteorder", path, bo->name, "byteorder is '" + v + "', expected 'little' or 'big'");
+    if (v == "big")
+      big_endian = true;
+    else if (v != "little")
+      throw Error("format.byteorder", path, bo->name, "byteorder is '" + v + "', expected 'little' or 'big'");
   }
   PickleState st;
   Unpickler up(st, opts, path, pkl->name, z.payload(*pkl), static_cast<std::size_t>(pkl->size), pkl->offset, false);
@@ -186,8 +189,9 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const std::shared_ptr<Mapp
     const std::size_t es = ss.untyped ? 1 : c10::elementSize(ss.dtype);
     const std::uint64_t want = ss.numel * es;  // overflow already refused by the unpickler
     if (rec->size != want)
-      throw Error("format.storage_size", path, rec->name, "record has " + std::to_string(rec->size) + " bytes, the storage needs " +
-                                                             std::to_string(want) + " (" + std::to_string(ss.numel) + " x " + std::to_string(es) + ")");
+      throw Error("format.storage_size", path, rec->name,
+                  "record has " + std::to_string(rec->size) + " bytes, the storage needs " + std::to_string(want) + " (" +
+                      std::to_string(ss.numel) + " x " + std::to_string(es) + ")");
     z.payload(*rec);  // refuses a compressed record
     ss.storage = storage_from_file(f, rec->offset, rec->size, es, ss.untyped ? 1 : swap_unit(ss.dtype, big_endian), opts);
   }
@@ -223,7 +227,9 @@ inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedF
     throw Error("legacy.magic", path, "offset 0", "wrong magic number: not a legacy torch.save file");
   const Node& proto = st.tree.nodes[values[1]];
   if (proto.kind != Kind::integer || proto.i != 1001)
-    throw Error("legacy.protocol", path, "pickle 2", "legacy protocol version is " + (proto.kind == Kind::integer ? std::to_string(proto.i) : std::string("not an int")) + ", expected 1001");
+    throw Error("legacy.protocol", path, "pickle 2",
+                "legacy protocol version is " + (proto.kind == Kind::integer ? std::to_string(proto.i) : std::string("not an int")) +
+                    ", expected 1001");
   bool big_endian = false;
   const Node& sys = st.tree.nodes[values[2]];
   for (const auto& kv : sys.kv)
@@ -237,18 +243,21 @@ inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedF
     auto it = k.kind == Kind::string ? st.storage_by_key.find(k.s) : st.storage_by_key.end();
     if (it == st.storage_by_key.end() || !st.storages[it->second].view_of.empty())
       throw Error("legacy.keys", path, "storage list item " + std::to_string(i), "names a storage the data pickle never declared");
-    if (seen[it->second]++) throw Error("legacy.keys", path, "storage list item " + std::to_string(i), "storage '" + k.s + "' listed twice");
+    if (seen[it->second]++)
+      throw Error("legacy.keys", path, "storage list item " + std::to_string(i), "storage '" + k.s + "' listed twice");
     StorageSpec& ss = st.storages[it->second];
     const std::string where = "storage '" + ss.key + "' at offset " + std::to_string(pos);
     if (n - pos < 8) throw Error("legacy.truncated", path, where, "file ends before the storage's element count");
     const std::uint64_t count = rd64(d + pos);
     if (count != ss.numel)
-      throw Error("legacy.count", path, where, "element count " + std::to_string(count) + " differs from the declared " + std::to_string(ss.numel));
+      throw Error("legacy.count", path, where,
+                  "element count " + std::to_string(count) + " differs from the declared " + std::to_string(ss.numel));
     pos += 8;
     const std::size_t es = c10::elementSize(ss.dtype);
     const std::uint64_t bytes = ss.numel * es;
     if (bytes > n - pos)
-      throw Error("legacy.truncated", path, where, "storage needs " + std::to_string(bytes) + " bytes, " + std::to_string(n - pos) + " left");
+      throw Error("legacy.truncated", path, where,
+                  "storage needs " + std::to_string(bytes) + " bytes, " + std::to_string(n - pos) + " left");
     ss.storage = storage_from_file(f, pos, bytes, es, swap_unit(ss.dtype, big_endian), opts);
     pos += static_cast<std::size_t>(bytes);
   }
@@ -258,4 +267,4 @@ inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedF
   return finish(st, values[3], Format::torch_legacy, path, opts);
 }
 
-} // namespace statedict::detail
+}  // namespace statedict::detail

@@ -45,4 +45,4 @@ inline std::shared_ptr<CheckpointData> read_torchscript(const std::string& path,
   return cd;
 }
 
-} // namespace statedict::detail
+}  // namespace statedict::detail

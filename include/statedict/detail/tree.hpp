@@ -15,7 +15,7 @@ namespace statedict {
 enum class Kind {
   none,
   boolean,
-  integer,   // int64; larger Python ints keep their hex digits in as_string()
+  integer,  // int64; larger Python ints keep their hex digits in as_string()
   floating,
   complex,
   string,
@@ -23,9 +23,9 @@ enum class Kind {
   list,
   tuple,
   set,
-  dict,      // insertion-ordered; keys are any value (strings and ints in practice)
+  dict,  // insertion-ordered; keys are any value (strings and ints in practice)
   tensor,
-  object,    // an inert instance of a class statedict does not interpret (argparse.Namespace, ...)
+  object,  // an inert instance of a class statedict does not interpret (argparse.Namespace, ...)
 };
 
 namespace detail {
@@ -38,14 +38,14 @@ struct Node {
   Kind kind = Kind::none;
   Internal internal = Internal::value;
   bool b = false;
-  bool big = false;               // integer wider than 64 bits
+  bool big = false;  // integer wider than 64 bits
   std::int64_t i = 0;
   double f = 0.0, f_imag = 0.0;
-  std::string s;                  // string, bytes, big-int hex, object class / global "module.name"
-  std::vector<std::uint32_t> items;                           // list, tuple, set, object APPENDs
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> kv;    // dict, object SETITEMs
-  std::uint32_t args = npos, state = npos;                    // object
-  std::uint32_t pending = npos;   // tensor: index of its spec until materialized; storage: spec
+  std::string s;                                            // string, bytes, big-int hex, object class / global "module.name"
+  std::vector<std::uint32_t> items;                         // list, tuple, set, object APPENDs
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> kv;  // dict, object SETITEMs
+  std::uint32_t args = npos, state = npos;                  // object
+  std::uint32_t pending = npos;                             // tensor: index of its spec until materialized; storage: spec
   at::Tensor tensor;
 };
 
@@ -62,5 +62,5 @@ struct Tree {
   }
 };
 
-} // namespace detail
-} // namespace statedict
+}  // namespace detail
+}  // namespace statedict

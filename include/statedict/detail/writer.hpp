@@ -26,8 +26,8 @@ public:
     std::uint32_t c = ~crc_;
     while (n >= 8) {
       const std::uint32_t lo = rd32(p) ^ c, hi = rd32(p + 4);
-      c = tables[7][lo & 0xff] ^ tables[6][(lo >> 8) & 0xff] ^ tables[5][(lo >> 16) & 0xff] ^ tables[4][lo >> 24] ^
-          tables[3][hi & 0xff] ^ tables[2][(hi >> 8) & 0xff] ^ tables[1][(hi >> 16) & 0xff] ^ tables[0][hi >> 24];
+      c = tables[7][lo & 0xff] ^ tables[6][(lo >> 8) & 0xff] ^ tables[5][(lo >> 16) & 0xff] ^ tables[4][lo >> 24] ^ tables[3][hi & 0xff] ^
+          tables[2][(hi >> 8) & 0xff] ^ tables[1][(hi >> 16) & 0xff] ^ tables[0][hi >> 24];
       p += 8;
       n -= 8;
     }
@@ -90,7 +90,10 @@ public:
   void commit() {
     flush();
     if (::fsync(fd_) != 0) fail("fsync");
-    if (::close(fd_) != 0) { fd_ = -1; fail("close"); }
+    if (::close(fd_) != 0) {
+      fd_ = -1;
+      fail("close");
+    }
     fd_ = -1;
     if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail("rename");
     committed_ = true;
@@ -98,9 +101,7 @@ public:
   const std::string& path() const { return path_; }
 
 private:
-  [[noreturn]] void fail(const char* what) {
-    throw Error("io.write", path_, "", std::string(what) + " failed: " + std::strerror(errno));
-  }
+  [[noreturn]] void fail(const char* what) { throw Error("io.write", path_, "", std::string(what) + " failed: " + std::strerror(errno)); }
   void flush() {
     if (!buffer_.empty()) raw_write(buffer_.data(), buffer_.size());
     buffer_.clear();
@@ -123,9 +124,16 @@ private:
   std::vector<std::uint8_t> buffer_;
 };
 
-inline void put16(std::string& s, std::uint16_t v) { s += static_cast<char>(v & 0xff); s += static_cast<char>(v >> 8); }
-inline void put32(std::string& s, std::uint32_t v) { for (int i = 0; i < 4; ++i) s += static_cast<char>((v >> (8 * i)) & 0xff); }
-inline void put64(std::string& s, std::uint64_t v) { for (int i = 0; i < 8; ++i) s += static_cast<char>((v >> (8 * i)) & 0xff); }
+inline void put16(std::string& s, std::uint16_t v) {
+  s += static_cast<char>(v & 0xff);
+  s += static_cast<char>(v >> 8);
+}
+inline void put32(std::string& s, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) s += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+inline void put64(std::string& s, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) s += static_cast<char>((v >> (8 * i)) & 0xff);
+}
 
 /// Writes a zip of stored entries whose payloads start on 64-byte boundaries, as torch.save does.
 class ZipWriter {
@@ -140,10 +148,10 @@ public:
     std::string h;
     put32(h, 0x04034b50u);
     put16(h, big ? 45 : 20);
-    put16(h, 0);       // flags
-    put16(h, 0);       // stored
-    put16(h, 0);       // time
-    put16(h, 0x21);    // date: 1980-01-01
+    put16(h, 0);     // flags
+    put16(h, 0);     // stored
+    put16(h, 0);     // time
+    put16(h, 0x21);  // date: 1980-01-01
     put32(h, crc.value());
     put32(h, big ? 0xFFFFFFFFu : static_cast<std::uint32_t>(n));
     put32(h, big ? 0xFFFFFFFFu : static_cast<std::uint32_t>(n));
@@ -191,7 +199,10 @@ public:
       if (z64) {
         put16(extra, 0x0001);
         std::string fields;
-        if (e.size >= 0xFFFFFFFFu) { put64(fields, e.size); put64(fields, e.size); }
+        if (e.size >= 0xFFFFFFFFu) {
+          put64(fields, e.size);
+          put64(fields, e.size);
+        }
         if (e.offset >= 0xFFFFFFFFu) put64(fields, e.offset);
         put16(extra, static_cast<std::uint16_t>(fields.size()));
         extra += fields;
@@ -247,4 +258,4 @@ private:
   std::vector<Entry> entries_;
 };
 
-} // namespace statedict::detail
+}  // namespace statedict::detail

@@ -35,14 +35,13 @@ public:
   /// inflating is how zip bombs work).
   const std::uint8_t* payload(const ZipEntry& e) const {
     if (e.method != 0)
-      fail("zip.compressed", e.name, "entry is compressed (method " + std::to_string(e.method) + "); torch.save writes stored entries only");
+      fail("zip.compressed", e.name,
+           "entry is compressed (method " + std::to_string(e.method) + "); torch.save writes stored entries only");
     return file_->data() + e.offset;
   }
   const std::string& path() const noexcept { return file_->path(); }
 
-  static bool looks_like_zip(const MappedFile& f) {
-    return f.size() >= 4 && rd32(f.data()) == 0x04034b50u;
-  }
+  static bool looks_like_zip(const MappedFile& f) { return f.size() >= 4 && rd32(f.data()) == 0x04034b50u; }
 
 private:
   [[noreturn]] void fail(const std::string& id, const std::string& where, const std::string& why) const {
@@ -58,7 +57,10 @@ private:
     std::uint64_t eocd = UINT64_MAX;
     const std::uint64_t lowest = n >= 22 + 65535 ? n - 22 - 65535 : 0;
     for (std::uint64_t p = n - 22 + 1; p-- > lowest;) {
-      if (rd32(d + p) == 0x06054b50u) { eocd = p; break; }
+      if (rd32(d + p) == 0x06054b50u) {
+        eocd = p;
+        break;
+      }
     }
     if (eocd == UINT64_MAX) fail("zip.no_directory", "", "end of central directory not found (truncated or not a zip)");
     std::uint64_t count = rd16(d + eocd + 10);
@@ -77,10 +79,11 @@ private:
     }
     std::uint64_t cd_end;
     if (add_overflows(cd_off, cd_size, &cd_end) || cd_end > n)
-      fail("zip.bad_directory", at(eocd), "central directory (offset " + std::to_string(cd_off) + ", size " +
-                                              std::to_string(cd_size) + ") lies past the end of the " +
-                                              std::to_string(n) + "-byte file");
-    if (count > cd_size / 46) fail("zip.bad_directory", at(eocd), "entry count " + std::to_string(count) + " does not fit the central directory");
+      fail("zip.bad_directory", at(eocd),
+           "central directory (offset " + std::to_string(cd_off) + ", size " + std::to_string(cd_size) + ") lies past the end of the " +
+               std::to_string(n) + "-byte file");
+    if (count > cd_size / 46)
+      fail("zip.bad_directory", at(eocd), "entry count " + std::to_string(count) + " does not fit the central directory");
     entries_.reserve(static_cast<std::size_t>(count));
     std::uint64_t p = cd_off;
     for (std::uint64_t i = 0; i < count; ++i) {
@@ -117,12 +120,15 @@ private:
       if (method == 0 && csize != usize) fail("zip.bad_entry", name, "stored entry with different compressed and uncompressed sizes");
       // The payload offset comes from the LOCAL header, whose extra field holds the alignment padding.
       std::uint64_t lh_end;
-      if (add_overflows(local, 30, &lh_end) || lh_end > n) fail("zip.bad_entry", name, "local header offset " + std::to_string(local) + " is past the end");
+      if (add_overflows(local, 30, &lh_end) || lh_end > n)
+        fail("zip.bad_entry", name, "local header offset " + std::to_string(local) + " is past the end");
       if (rd32(d + local) != 0x04034b50u) fail("zip.bad_entry", name, "bad local header signature at " + at(local));
       const std::uint64_t data_off = local + 30 + rd16(d + local + 26) + rd16(d + local + 28);
       std::uint64_t data_end;
       if (data_off > n || add_overflows(data_off, csize, &data_end) || data_end > n)
-        fail("zip.truncated", name, "payload (" + std::to_string(csize) + " bytes at " + at(data_off) + ") lies past the end of the " + std::to_string(n) + "-byte file");
+        fail("zip.truncated", name,
+             "payload (" + std::to_string(csize) + " bytes at " + at(data_off) + ") lies past the end of the " + std::to_string(n) +
+                 "-byte file");
       if (!by_name_.emplace(name, entries_.size()).second) fail("zip.duplicate", name, "entry appears twice");
       entries_.push_back(ZipEntry{name, data_off, usize, method});
     }
@@ -130,8 +136,7 @@ private:
   }
 
   void check_name(const std::string& name) {
-    if (name.empty() || name.front() == '/' || name.find('\\') != std::string::npos ||
-        name.find('\0') != std::string::npos)
+    if (name.empty() || name.front() == '/' || name.find('\\') != std::string::npos || name.find('\0') != std::string::npos)
       fail("zip.bad_name", name, "unsafe entry name");
     std::size_t start = 0;
     while (start <= name.size()) {
@@ -144,8 +149,10 @@ private:
     const auto slash = name.find('/');
     if (slash == std::string::npos) fail("zip.bad_layout", name, "entry is not inside a top-level folder");
     std::string top = name.substr(0, slash);
-    if (top_.empty()) top_ = top;
-    else if (top != top_) fail("zip.bad_layout", name, "entries under two top-level folders ('" + top_ + "' and '" + top + "')");
+    if (top_.empty())
+      top_ = top;
+    else if (top != top_)
+      fail("zip.bad_layout", name, "entries under two top-level folders ('" + top_ + "' and '" + top + "')");
   }
 
   std::shared_ptr<MappedFile> file_;
@@ -154,4 +161,4 @@ private:
   std::map<std::string, std::size_t> by_name_;
 };
 
-} // namespace statedict::detail
+}  // namespace statedict::detail

@@ -5,9 +5,7 @@
 #include <iostream>
 
 struct Net : torch::nn::Module {
-  Net() {
-    fc = register_module("fc", torch::nn::Linear(8, 10));
-  }
+  Net() { fc = register_module("fc", torch::nn::Linear(8, 10)); }
   torch::nn::Linear fc{nullptr};
 };
 

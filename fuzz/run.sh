@@ -30,7 +30,7 @@ for t in torch_zip pickle legacy safetensors index; do
   if ./build-fuzz/fuzz/fuzz_$t -runs=0 "fuzz/corpus/$t" "$work" >/dev/null 2>"build-fuzz/replay-$t.log" &&
      ./build-fuzz/fuzz/fuzz_$t -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=4096 -timeout=20 \
         -artifact_prefix="build-fuzz/crash-$t-" "$work" >/dev/null 2>"build-fuzz/fuzz-$t.log"; then
-    grep -E "^#[0-9]+ +DONE" "build-fuzz/fuzz-$t.log" | tail -1 || true
+    grep -E "DONE" "build-fuzz/fuzz-$t.log" | tail -1 || true
     passed=$((passed + 1))
   else
     echo "FAIL fuzz_$t: see build-fuzz/replay-$t.log / build-fuzz/fuzz-$t.log"; tail -30 "build-fuzz/fuzz-$t.log" "build-fuzz/replay-$t.log"

@@ -28,8 +28,7 @@ inline void exercise(const std::string& path) {
     const auto ck = statedict::read(path, statedict::ReadOptions{}.max_pickle_bytes(1 << 20));
     (void)ck.root().repr(200);
     for (const auto& t : ck.tensors()) (void)statedict::tensor_sha256(t.tensor);
-  } catch (const statedict::Error&) {
-  }
+  } catch (const statedict::Error&) {}
 }
 
 }  // namespace fuzz

@@ -7,7 +7,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     statedict::detail::Unpickler up(st, opts, "fuzz", "data.pkl", data, size, 0, size > 0 && (data[0] & 1));
     up.run();
-  } catch (const statedict::Error&) {
-  }
+  } catch (const statedict::Error&) {}
   return 0;
 }

@@ -32,6 +32,17 @@ inline nlohmann::json listing(const statedict::Value& root) {
   return out;
 }
 
+/// A module's parameters and buffers in the same shape (state_dict order).
+inline nlohmann::json module_listing(torch::nn::Module& m) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& t : statedict::detail::module_targets(m))
+    out.push_back({{"key", t.key},
+                   {"dtype", statedict::dtype_name(t.tensor.scalar_type())},
+                   {"shape", t.tensor.sizes().vec()},
+                   {"sha256", statedict::tensor_sha256(t.tensor)}});
+  return out;
+}
+
 inline std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

@@ -4,6 +4,7 @@
 #include "models.hpp"
 
 using sdtest::fixture;
+using sdtest::module_listing;
 using statedict::LoadOptions;
 using statedict::Policy;
 
@@ -13,17 +14,6 @@ namespace {
 std::map<std::string, std::string> fingerprint(torch::nn::Module& m) {
   std::map<std::string, std::string> out;
   for (const auto& t : statedict::detail::module_targets(m)) out[t.key] = statedict::tensor_sha256(t.tensor);
-  return out;
-}
-
-/// The module's state in the shape of generate.py's listing.
-nlohmann::json module_listing(torch::nn::Module& m) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& t : statedict::detail::module_targets(m))
-    out.push_back({{"key", t.key},
-                   {"dtype", statedict::dtype_name(t.tensor.scalar_type())},
-                   {"shape", t.tensor.sizes().vec()},
-                   {"sha256", statedict::tensor_sha256(t.tensor)}});
   return out;
 }
 

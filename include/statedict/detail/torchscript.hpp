@@ -2,6 +2,7 @@
 // TorchScript archives (torch.jit.save): LibTorch's own reader is the right one; statedict presents
 // their parameters and persistent buffers like a state dict.
 #include <statedict/checkpoint.hpp>
+#include <statedict/read_options.hpp>
 
 #include <torch/script.h>
 

@@ -129,9 +129,6 @@ inline LoadReport run(torch::nn::Module& m, const Checkpoint* ck, const std::str
 template <class M> LoadReport load(M&& module, const std::string& path, const LoadOptions& options = {}) {
   return detail::run(detail::as_module(module), nullptr, path, options, false);
 }
-template <class M> LoadReport load(M&& module, const char* path, const LoadOptions& options = {}) {
-  return detail::run(detail::as_module(module), nullptr, path, options, false);
-}
 /// Loads from a checkpoint already read.
 template <class M> LoadReport load(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
   return detail::run(detail::as_module(module), &checkpoint, checkpoint.path(), options, false);
@@ -139,9 +136,6 @@ template <class M> LoadReport load(M&& module, const Checkpoint& checkpoint, con
 
 /// A dry run: the report load() would give, without touching the module.
 template <class M> LoadReport diff(M&& module, const std::string& path, const LoadOptions& options = {}) {
-  return detail::run(detail::as_module(module), nullptr, path, options, true);
-}
-template <class M> LoadReport diff(M&& module, const char* path, const LoadOptions& options = {}) {
   return detail::run(detail::as_module(module), nullptr, path, options, true);
 }
 template <class M> LoadReport diff(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {

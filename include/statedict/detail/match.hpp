@@ -438,7 +438,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       r.warnings.push_back(std::to_string(nbt) +
                            " num_batches_tracked buffer(s) missing from the checkpoint (PyTorch versions differ); left as they were.");
   }
-  if (opts.shape_mismatch() != Policy::error && !r.skipped.empty() && opts.shape_mismatch() == Policy::warn)
+  if (opts.shape_mismatch() == Policy::warn && !r.skipped.empty())
     r.warnings.push_back("skipped " + std::to_string(r.skipped.size()) + " tensor(s) of another shape: " + quoted_list(r.skipped, true) +
                          ".");
   if (opts.dtype_mismatch() == Policy::warn)

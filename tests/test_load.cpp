@@ -316,3 +316,37 @@ TEST_CASE("zero_copy makes CPU parameters alias the file's mapping", "[load]") {
   net->conv1->weight.data().add_(1.0);  // copy-on-write: allowed, and the file is untouched
   CHECK(statedict::read(fixture("resnet_plain.pt")).at("conv1.weight").tensor().equal(ck.at("conv1.weight").tensor()));
 }
+
+TEST_CASE("checkpoint keys that the rules map onto one name are an error naming both", "[load][transaction]") {
+  const std::string path = sdtest::temp_path("collide.pt");
+  statedict::save(std::vector<statedict::NamedTensor>{{"module.w", torch::ones({3})}, {"w", torch::zeros({3})}}, path);
+  torch::nn::Module m;
+  m.register_parameter("w", torch::full({3}, 7.0));
+  const auto r = statedict::load(m, path, LoadOptions{}.strip_prefix("module."));
+  CHECK_FALSE(r.ok());
+  CHECK(printed(r).find("checkpoint keys \"module.w\" and \"w\" both map to \"w\"") != std::string::npos);
+  CHECK(m.named_parameters()["w"].equal(torch::full({3}, 7.0)));
+}
+
+TEST_CASE("pairing thousands of keys agrees with a reference computed from sets", "[load]") {
+  // Module: p0..p4999. Checkpoint: p1000..p5999, each value its own index. The matcher's index must
+  // pair exactly the overlap, list the rest as missing or unexpected, and copy the right values.
+  const int n = 5000, shift = 1000;
+  std::vector<statedict::NamedTensor> tensors;
+  for (int i = shift; i < n + shift; ++i) tensors.push_back({"p" + std::to_string(i), torch::full({2}, static_cast<float>(i))});
+  const std::string path = sdtest::temp_path("many.pt");
+  statedict::save(tensors, path);
+  torch::nn::Module m;
+  for (int i = 0; i < n; ++i) m.register_parameter("p" + std::to_string(i), torch::full({2}, -1.0f));
+  const auto r = statedict::load(m, path, LoadOptions{}.lenient());
+  INFO(printed(r).substr(0, 400));
+  REQUIRE(r.ok());
+  CHECK(r.matched.size() == static_cast<std::size_t>(n - shift));
+  CHECK(r.missing.size() == static_cast<std::size_t>(shift));
+  CHECK(r.unexpected.size() == static_cast<std::size_t>(shift));
+  std::set<std::string> missing(r.missing.begin(), r.missing.end()), unexpected(r.unexpected.begin(), r.unexpected.end());
+  for (int i = 0; i < shift; ++i) CHECK(missing.count("p" + std::to_string(i)) == 1);
+  for (int i = n; i < n + shift; ++i) CHECK(unexpected.count("p" + std::to_string(i)) == 1);
+  const auto params = m.named_parameters();
+  for (int i = 0; i < n; i += 7) CHECK(params["p" + std::to_string(i)][0].item<float>() == (i < shift ? -1.0f : static_cast<float>(i)));
+}

@@ -163,12 +163,6 @@ public:
     if (kind() == Kind::integer && !n().big) return std::to_string(n().i);
     return repr(60);
   }
-  /// key_text() of another node of the same tree, without making a handle (hot in flatten).
-  std::string key_text_of(std::uint32_t id) const {
-    const detail::Node& k = data_->tree.nodes[id];
-    if (k.kind == Kind::string) return k.s;
-    return child(id).key_text();
-  }
   /// Python-like one-line rendering, cut at max_len characters.
   std::string repr(std::size_t max_len = 80) const {
     std::string out;
@@ -188,7 +182,8 @@ public:
   std::vector<NamedTensor> tensors() const {
     std::vector<NamedTensor> out;
     std::vector<char> on_path(data_->tree.nodes.size(), 0);
-    flatten(id_, "", out, on_path, 0);
+    std::string path;
+    flatten(id_, path, out, on_path, 0);
     return out;
   }
 
@@ -202,30 +197,47 @@ private:
     if (kind() != k) fail("value.type", std::string("expected ") + what + ", found " + type_name());
   }
 
-  void flatten(std::uint32_t id, const std::string& prefix, std::vector<NamedTensor>& out, std::vector<char>& on_path,
-               std::size_t depth) const {
+  /// Appends the tensors below `id`; `path` is its dotted key, extended and restored in place so
+  /// that each key is built once.
+  void flatten(std::uint32_t id, std::string& path, std::vector<NamedTensor>& out, std::vector<char>& on_path, std::size_t depth) const {
     if (on_path[id]) return;  // a cycle: Python objects may refer to themselves
     if (depth > data_->max_depth)
-      throw Error("limit.depth", data_->path, prefix, "values nested deeper than max_depth (" + std::to_string(data_->max_depth) + ")");
+      throw Error("limit.depth", data_->path, path, "values nested deeper than max_depth (" + std::to_string(data_->max_depth) + ")");
     const detail::Node& nd = data_->tree.nodes[id];
-    auto join = [&](const std::string& k) { return prefix.empty() ? k : prefix + "." + k; };
+    const std::size_t len = path.size();
+    auto descend = [&](std::uint32_t child_id, auto&& append_key) {
+      if (len > 0) path += '.';
+      append_key();
+      flatten(child_id, path, out, on_path, depth + 1);
+      path.resize(len);
+    };
+    auto by_key = [&](const std::pair<std::uint32_t, std::uint32_t>& kv) {
+      descend(kv.second, [&] {
+        const detail::Node& k = data_->tree.nodes[kv.first];
+        if (k.kind == Kind::string)
+          path += k.s;
+        else
+          path += child(kv.first).key_text();
+      });
+    };
+    auto by_index = [&](std::size_t i, std::uint32_t child_id) { descend(child_id, [&] { path += std::to_string(i); }); };
     on_path[id] = 1;
     switch (nd.kind) {
     case Kind::tensor:
-      out.push_back({prefix, nd.tensor});
+      out.push_back({path, nd.tensor});
       break;
     case Kind::dict:
-      for (const auto& kv : nd.kv) flatten(kv.second, join(key_text_of(kv.first)), out, on_path, depth + 1);
+      for (const auto& kv : nd.kv) by_key(kv);
       break;
     case Kind::list:
     case Kind::tuple:
     case Kind::set:
-      for (std::size_t i = 0; i < nd.items.size(); ++i) flatten(nd.items[i], join(std::to_string(i)), out, on_path, depth + 1);
+      for (std::size_t i = 0; i < nd.items.size(); ++i) by_index(i, nd.items[i]);
       break;
     case Kind::object:
-      if (nd.state != detail::npos) flatten(nd.state, prefix, out, on_path, depth + 1);
-      for (const auto& kv : nd.kv) flatten(kv.second, join(key_text_of(kv.first)), out, on_path, depth + 1);
-      for (std::size_t i = 0; i < nd.items.size(); ++i) flatten(nd.items[i], join(std::to_string(i)), out, on_path, depth + 1);
+      if (nd.state != detail::npos) flatten(nd.state, path, out, on_path, depth + 1);
+      for (const auto& kv : nd.kv) by_key(kv);
+      for (std::size_t i = 0; i < nd.items.size(); ++i) by_index(i, nd.items[i]);
       break;
     default:
       break;

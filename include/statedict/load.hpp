@@ -23,12 +23,21 @@ template <class T> torch::nn::Module& as_module(const std::shared_ptr<T>& p) { r
 template <class T> torch::nn::Module& as_module(torch::nn::ModuleHolder<T>& h) { return *h.ptr(); }
 template <class T> torch::nn::Module& as_module(const torch::nn::ModuleHolder<T>& h) { return *h.ptr(); }
 
+/// A module's own parameters, read in place. named_parameters(false) returns a copy of them (an
+/// OrderedDict with a hash index: 0.1 s for 100k parameters, half the matching budget). LibTorch keeps
+/// them in the protected member parameters_, which a pointer to member formed in a derived class
+/// may read from any module.
+struct OwnParameters : torch::nn::Module {
+  static const torch::OrderedDict<std::string, at::Tensor>& of(const torch::nn::Module& m) { return m.*(&OwnParameters::parameters_); }
+};
+
 /// The module's parameters and buffers in state_dict order: each module's own parameters, then
 /// its buffers, depth first.
 inline std::vector<Target> module_targets(torch::nn::Module& m) {
   std::vector<Target> out;
   auto own = [&out](const torch::nn::Module& mod, const std::string& prefix) {
-    for (const auto& p : mod.named_parameters(/*recurse=*/false))
+    const auto& params = OwnParameters::of(mod);
+    for (const auto& p : params)
       if (p.value().defined()) out.push_back({prefix + p.key(), p.value()});
     for (const auto& b : mod.named_buffers(/*recurse=*/false))
       if (b.value().defined()) out.push_back({prefix + b.key(), b.value()});

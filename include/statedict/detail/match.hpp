@@ -12,6 +12,8 @@
 #include <cstring>
 #include <optional>
 #include <regex>
+#include <stdexcept>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -30,7 +32,7 @@ struct Copy {
   at::Tensor source;
 };
 
-inline bool glob_match(const std::string& pat, const std::string& s) {
+inline bool glob_match(std::string_view pat, std::string_view s) {
   std::size_t p = 0, i = 0, star = std::string::npos, mark = 0;
   while (i < s.size()) {
     if (p < pat.size() && (pat[p] == '?' || pat[p] == s[i])) {
@@ -49,16 +51,61 @@ inline bool glob_match(const std::string& pat, const std::string& s) {
   return p == pat.size();
 }
 
-inline bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+inline bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
 }
+
+/// An open-addressing index of keys stored elsewhere (the views must outlive it): one allocation
+/// however many keys, so pairing 100k keys costs milliseconds rather than 100k node allocations.
+class KeyIndex {
+public:
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  KeyIndex() = default;
+  explicit KeyIndex(std::vector<std::string_view> keys) : keys_(std::move(keys)) {
+    if (keys_.size() >= UINT32_MAX / 2) throw std::length_error("statedict: too many keys to index");
+    std::size_t cap = 16;
+    while (cap < keys_.size() * 2) cap <<= 1;
+    slots_.assign(cap, 0);
+    for (std::size_t i = 0; i < keys_.size(); ++i) {
+      std::size_t s = slot_of(keys_[i]);
+      while (slots_[s] != 0 && keys_[slots_[s] - 1] != keys_[i]) s = (s + 1) & (cap - 1);
+      if (slots_[s] != 0)
+        duplicates_.emplace_back(slots_[s] - 1, i);
+      else
+        slots_[s] = static_cast<std::uint32_t>(i + 1);
+    }
+  }
+  /// Position of `key` (its first occurrence), or none.
+  std::size_t find(std::string_view key) const {
+    if (slots_.empty()) return none;
+    for (std::size_t s = slot_of(key);; s = (s + 1) & (slots_.size() - 1)) {
+      if (slots_[s] == 0) return none;
+      if (keys_[slots_[s] - 1] == key) return slots_[s] - 1;
+    }
+  }
+  bool contains(std::string_view key) const { return find(key) != none; }
+  std::size_t count(std::string_view key) const { return contains(key) ? 1 : 0; }
+  const std::vector<std::string_view>& keys() const { return keys_; }
+  /// (first, later) positions of keys that occur more than once.
+  const std::vector<std::pair<std::size_t, std::size_t>>& duplicates() const { return duplicates_; }
+
+private:
+  std::size_t slot_of(std::string_view k) const { return std::hash<std::string_view>{}(k) & (slots_.size() - 1); }
+  std::vector<std::string_view> keys_;
+  std::vector<std::uint32_t> slots_;  // position + 1; 0 is empty
+  std::vector<std::pair<std::size_t, std::size_t>> duplicates_;
+};
 
 /// A prefix difference: remove `strip` from checkpoint keys that have it, then put `add` in front.
 struct PrefixFix {
   std::string strip, add;
   std::size_t matches = 0;
   bool identity() const { return strip.empty() && add.empty(); }
-  std::string apply(const std::string& k) const { return add + (!strip.empty() && starts_with(k, strip) ? k.substr(strip.size()) : k); }
+  std::string apply(std::string_view k) const {
+    std::string out = add;
+    out += !strip.empty() && starts_with(k, strip) ? k.substr(strip.size()) : k;
+    return out;
+  }
   std::string option() const {
     std::string o;
     if (!strip.empty()) o += "strip_prefix(\"" + strip + "\")";
@@ -74,9 +121,9 @@ struct PrefixFix {
 };
 
 /// Prefixes of one or two dotted components shared by at least a quarter of the keys.
-inline std::vector<std::string> common_prefixes(const std::vector<std::string>& keys) {
-  std::unordered_map<std::string, std::size_t> count;
-  for (const auto& k : keys) {
+template <class Keys> std::vector<std::string> common_prefixes(const Keys& keys) {
+  std::unordered_map<std::string_view, std::size_t> count;
+  for (std::string_view k : keys) {
     std::size_t dot = k.find('.');
     for (int depth = 0; depth < 2 && dot != std::string::npos; ++depth) {
       ++count[k.substr(0, dot + 1)];
@@ -85,22 +132,22 @@ inline std::vector<std::string> common_prefixes(const std::vector<std::string>& 
   }
   std::vector<std::string> out{""};
   for (const auto& [p, c] : count)
-    if (c * 4 >= keys.size() && c > 0) out.push_back(p);
+    if (c * 4 >= keys.size() && c > 0) out.emplace_back(p);
   std::sort(out.begin(), out.end());
   return out;
 }
 
 /// The prefix fix that pairs the most checkpoint keys with module keys (ties: the simplest).
-inline PrefixFix best_prefix_fix(const std::vector<std::string>& source, const std::unordered_set<std::string>& targets,
-                                 const std::vector<std::string>& target_list) {
+template <class Keys> PrefixFix best_prefix_fix(const Keys& source, const KeyIndex& targets) {
   PrefixFix best;
-  for (const auto& k : source) best.matches += targets.count(k);
+  for (std::string_view k : source) best.matches += targets.count(k);
+  const std::vector<std::string> adds = common_prefixes(targets.keys());
   for (const auto& strip : common_prefixes(source))
-    for (const auto& add : common_prefixes(target_list)) {
+    for (const auto& add : adds) {
       if (strip.empty() && add.empty()) continue;
       if (strip == add) continue;
       PrefixFix f{strip, add, 0};
-      for (const auto& k : source) f.matches += targets.count(f.apply(k));
+      for (std::string_view k : source) f.matches += targets.count(f.apply(k));
       const auto cost = [](const PrefixFix& x) { return (x.strip.empty() ? 0 : 1) + (x.add.empty() ? 0 : 1); };
       if (f.matches > best.matches || (f.matches == best.matches && f.matches > 0 && cost(f) < cost(best))) best = f;
     }
@@ -233,8 +280,7 @@ inline void list_subtrees(const Value& v, const std::string& path, int depth, st
 }
 
 /// The sub-tree whose keys best fit the targets (with prefix reconciliation when `with_prefix`).
-inline Candidate best_subtree(const Value& root, const std::unordered_set<std::string>& targets,
-                              const std::vector<std::string>& target_list, bool with_prefix) {
+inline Candidate best_subtree(const Value& root, const KeyIndex& targets, bool with_prefix) {
   std::vector<std::pair<std::string, Value>> subs;
   list_subtrees(root, "", 0, subs);
   if (subs.empty()) subs.emplace_back("", root);
@@ -246,7 +292,7 @@ inline Candidate best_subtree(const Value& root, const std::unordered_set<std::s
     if (keys.empty()) continue;
     Candidate c{path, 0, keys.size(), {}};
     if (with_prefix) {
-      c.fix = best_prefix_fix(keys, targets, target_list);
+      c.fix = best_prefix_fix(keys, targets);
       c.score = c.fix.matches;
     } else {
       for (const auto& k : keys) c.score += targets.count(k);
@@ -282,10 +328,10 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
   r.module_tensors = targets.size();
   r.file = ck.path();
   r.format = format_name(ck.format());
-  std::vector<std::string> target_list;
-  target_list.reserve(targets.size());
-  for (const auto& t : targets) target_list.push_back(t.key);
-  const std::unordered_set<std::string> target_set(target_list.begin(), target_list.end());
+  std::vector<std::string_view> target_keys;
+  target_keys.reserve(targets.size());
+  for (const auto& t : targets) target_keys.emplace_back(t.key);
+  const KeyIndex target_set(std::move(target_keys));
 
   // 1. The sub-tree.
   Value source_root = ck.root();
@@ -297,7 +343,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     } catch (const Error& e) {
       r.error = e.what();
       r.error_id = e.id();
-      const Candidate best = best_subtree(ck.root(), target_set, target_list, true);
+      const Candidate best = best_subtree(ck.root(), target_set, true);
       std::string text =
           "select(\"" + opts.select() + "\") does not exist; the top-level keys are " + join_quoted(top_level_keys(ck.root()), 12);
       if (best.score > 0) {
@@ -310,7 +356,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       return copies;
     }
   } else if (opts.auto_select()) {
-    const Candidate best = best_subtree(ck.root(), target_set, target_list, opts.auto_prefix());
+    const Candidate best = best_subtree(ck.root(), target_set, opts.auto_prefix());
     if (!best.path.empty()) {
       source_root = ck.at(best.path);
       r.selected = best.path;
@@ -334,37 +380,45 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     r.error_id = e.id();
     return copies;
   }
-  std::vector<std::string> keys(sources.size()), rules_used(sources.size());
-  for (std::size_t i = 0; i < sources.size(); ++i) keys[i] = rewriter->apply(sources[i].key, &rules_used[i]);
+  // keys[i]: the checkpoint key after the rules; it views sources[i].key until a rule changes a key.
+  std::vector<std::string> rewritten;
+  std::vector<std::string> rules_used(sources.size());
+  if (!opts.rules().empty()) {
+    rewritten.resize(sources.size());
+    for (std::size_t i = 0; i < sources.size(); ++i) rewritten[i] = rewriter->apply(sources[i].key, &rules_used[i]);
+  }
+  std::vector<std::string_view> keys(sources.size());
+  auto view_keys = [&] {
+    for (std::size_t i = 0; i < sources.size(); ++i) keys[i] = rewritten.empty() ? std::string_view(sources[i].key) : rewritten[i];
+  };
+  view_keys();
   // 3. Prefix reconciliation.
   if (opts.auto_prefix()) {
-    const PrefixFix fix = best_prefix_fix(keys, target_set, target_list);
+    const PrefixFix fix = best_prefix_fix(keys, target_set);
     if (!fix.identity()) {
+      if (rewritten.empty()) rewritten.assign(keys.begin(), keys.end());
       for (std::size_t i = 0; i < keys.size(); ++i) {
-        std::string k = fix.apply(keys[i]);
-        if (k != keys[i]) rules_used[i] += (rules_used[i].empty() ? "auto_prefix: " : ".") + fix.option();
-        keys[i] = k;
+        std::string k = fix.apply(rewritten[i]);
+        if (k != rewritten[i]) rules_used[i] += (rules_used[i].empty() ? "auto_prefix: " : ".") + fix.option();
+        rewritten[i] = std::move(k);
       }
+      view_keys();
     }
   }
   // 4. Pairing.
-  std::unordered_map<std::string, std::size_t> by_key;
-  by_key.reserve(sources.size());
+  const KeyIndex by_key(keys);
   r.matched.reserve(targets.size());
   copies.reserve(targets.size());
   std::vector<char> used(sources.size(), 0);
-  for (std::size_t i = 0; i < sources.size(); ++i) {
-    auto [it, fresh] = by_key.emplace(keys[i], i);
-    if (!fresh)
-      r.errors.push_back("checkpoint keys \"" + sources[it->second].key + "\" and \"" + sources[i].key + "\" both map to \"" + keys[i] +
-                         "\" after the key rules");
-  }
+  for (const auto& [first, later] : by_key.duplicates())
+    r.errors.push_back("checkpoint keys \"" + sources[first].key + "\" and \"" + sources[later].key + "\" both map to \"" +
+                       std::string(keys[later]) + "\" after the key rules");
   std::vector<std::string> missing_hard, missing_soft;
   std::map<std::pair<std::string, std::string>, std::size_t> casts;
   for (std::size_t t = 0; t < targets.size(); ++t) {
     const Target& tg = targets[t];
-    auto it = by_key.find(tg.key);
-    if (it == by_key.end()) {
+    const std::size_t s = by_key.find(tg.key);
+    if (s == KeyIndex::none) {
       r.missing.push_back(tg.key);
       const bool nbt =
           !opts.require_num_batches_tracked() &&
@@ -374,7 +428,6 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       (nbt || globbed ? missing_soft : missing_hard).push_back(tg.key);
       continue;
     }
-    const std::size_t s = it->second;
     used[s] = 1;
     const at::Tensor& src = sources[s].tensor;
     r.matched.push_back({tg.key, sources[s].key, rules_used[s].empty() ? "exact" : rules_used[s]});
@@ -454,11 +507,11 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
   // 6. Suggestions.
   std::vector<std::string> unexpected_keys;  // after rules
   for (std::size_t i = 0; i < sources.size(); ++i)
-    if (!used[i]) unexpected_keys.push_back(keys[i]);
-  const std::unordered_set<std::string> missing_set(r.missing.begin(), r.missing.end());
+    if (!used[i]) unexpected_keys.emplace_back(keys[i]);
+  const KeyIndex missing_set(std::vector<std::string_view>(r.missing.begin(), r.missing.end()));
   std::unordered_set<std::string> explained;  // missing keys a prefix suggestion accounts for
   if (!r.missing.empty() && !unexpected_keys.empty()) {
-    const PrefixFix fix = best_prefix_fix(unexpected_keys, missing_set, r.missing);
+    const PrefixFix fix = best_prefix_fix(unexpected_keys, missing_set);
     if (!fix.identity() && fix.matches > 0) {
       for (const auto& u : unexpected_keys)
         if (missing_set.count(fix.apply(u))) explained.insert(fix.apply(u));
@@ -474,7 +527,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     }
   }
   if (!targets.empty() && r.matched.size() * 2 < targets.size()) {
-    const Candidate best = best_subtree(ck.root(), target_set, target_list, true);
+    const Candidate best = best_subtree(ck.root(), target_set, true);
     if (best.score > r.matched.size() && best.path != r.selected) {
       std::string opt = best.path.empty() ? "" : "select(\"" + best.path + "\")";
       std::string cli = best.path.empty() ? "" : "--select " + best.path;

@@ -95,18 +95,18 @@ inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const 
   auto f = MappedFile::open(path);
   if (f->size() == 0) throw Error("format.empty", path, "", "file is empty");
   if (ends_with(path, ".safetensors")) return read_safetensors(f, opts);
-  if (f->size() >= 8 && std::memcmp(f->data(), "PYTORCH1", 8) == 0)
+  if (f->head_size() >= 8 && std::memcmp(f->head(), "PYTORCH1", 8) == 0)
     throw Error("format.unsupported", path, "offset 0", "PYTORCH1 preview format (PyTorch 1.0 TorchScript) is not supported");
   if (ZipArchive::looks_like_zip(*f)) {
     ZipArchive z(f);
     if (z.find("constants.pkl") != nullptr || z.find("code/__torch__.py") != nullptr) return read_torchscript(path, opts);
-    return read_torch_zip(f, opts);
+    return read_torch_zip(z, opts);
   }
   if (looks_like_legacy(*f)) return read_legacy(f, opts);
-  if (f->size() > 262 && std::memcmp(f->data() + 257, "ustar", 5) == 0)
+  if (f->head_size() > 262 && std::memcmp(f->head() + 257, "ustar", 5) == 0)
     throw Error("format.unsupported", path, "offset 257", "tar-based torch.save format (PyTorch < 0.4) is not supported");
   if (looks_like_safetensors(*f)) return read_safetensors(f, opts);
-  if (f->size() >= 2 && f->data()[0] == 0x80)
+  if (f->head_size() >= 2 && f->head()[0] == 0x80)
     throw Error("format.unknown", path, "offset 0", "a bare pickle, not a torch.save file (no zip container, no legacy magic number)");
   throw Error("format.unknown", path, "offset 0",
               "not a recognised checkpoint format (torch.save zip or legacy, safetensors, TorchScript)");

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -39,6 +40,9 @@ public:
       void* p = ::mmap(nullptr, f->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
       if (p == MAP_FAILED) throw Error("io.mmap", path, "", std::string("cannot map: ") + std::strerror(errno));
       f->data_ = static_cast<std::uint8_t*>(p);
+      f->head_.resize(static_cast<std::size_t>(std::min<std::size_t>(f->size_, 512)));
+      if (!f->read_at(f->head_.data(), f->head_.size(), 0))
+        throw Error("io.read", path, "offset 0", std::string("cannot read: ") + std::strerror(errno));
     }
     return f;
   }
@@ -55,6 +59,23 @@ public:
   std::size_t size() const noexcept { return size_; }
   const std::string& path() const noexcept { return path_; }
   int fd() const noexcept { return fd_; }
+  /// The first (up to) 512 bytes, read with pread: format sniffing looks here, not at the mapping.
+  const std::uint8_t* head() const noexcept { return reinterpret_cast<const std::uint8_t*>(head_.data()); }
+  std::size_t head_size() const noexcept { return head_.size(); }
+
+  /// Reads [offset, offset+n) with pread, without touching the mapping; false on a short read.
+  bool read_at(void* out, std::size_t n, std::uint64_t offset) const noexcept {
+    auto* dst = static_cast<char*>(out);
+    while (n > 0) {
+      const ssize_t got = ::pread(fd_, dst, n, static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return false;
+      dst += got;
+      offset += static_cast<std::uint64_t>(got);
+      n -= static_cast<std::size_t>(got);
+    }
+    return true;
+  }
 
   /// Tells the kernel the pages of [offset, offset+n) are no longer needed by us (they stay valid:
   /// a private mapping re-reads them from the file if touched again).
@@ -69,6 +90,7 @@ public:
 private:
   MappedFile() = default;
   std::string path_;
+  std::string head_;
   std::uint8_t* data_ = nullptr;
   std::size_t size_ = 0;
   int fd_ = -1;

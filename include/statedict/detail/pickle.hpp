@@ -51,7 +51,7 @@ struct PickleState {
   Tree tree;
   std::vector<StorageSpec> storages;
   std::vector<TensorSpec> tensors;
-  std::map<std::string, std::uint32_t> storage_by_key;
+  std::unordered_map<std::string, std::uint32_t> storage_by_key;
 };
 
 inline bool is_valid_utf8(const std::uint8_t* p, std::size_t n) {
@@ -470,11 +470,27 @@ private:
     stack_.resize(m);
     return items;
   }
-  void memo_put(std::uint32_t idx) { memo_[idx] = top(); }
+  // Picklers number memo entries 0, 1, 2, ...: those live in a vector; a far-off index (only a
+  // hand-made file has one) goes to a map. The vector never outgrows twice the BINPUTs seen, so a
+  // hostile index cannot make it huge.
+  void memo_put(std::uint32_t idx) {
+    ++memo_puts_;
+    if (idx < dense_memo_.size() || static_cast<std::uint64_t>(idx) < 2 * memo_puts_ + 4096) {
+      if (idx >= dense_memo_.size()) dense_memo_.resize(idx + 1, npos);
+      dense_memo_[idx] = top();
+    } else {
+      memo_[idx] = top();
+    }
+  }
   void memo_get(std::uint32_t idx) {
-    auto it = memo_.find(idx);
-    if (it == memo_.end()) fail("pickle.memo", op_at_, "BINGET of memo index " + std::to_string(idx) + " that was never stored");
-    push(it->second);
+    std::uint32_t v = npos;
+    if (idx < dense_memo_.size()) {
+      v = dense_memo_[idx];
+    } else if (auto it = memo_.find(idx); it != memo_.end()) {
+      v = it->second;
+    }
+    if (v == npos) fail("pickle.memo", op_at_, "BINGET of memo index " + std::to_string(idx) + " that was never stored");
+    push(v);
   }
 
   // ---- values ----
@@ -1064,6 +1080,8 @@ private:
   int call_depth_ = 0;
   std::vector<std::uint32_t> stack_;
   std::vector<std::size_t> marks_;
+  std::vector<std::uint32_t> dense_memo_;  // npos: never stored
+  std::uint64_t memo_puts_ = 0;
   std::unordered_map<std::uint32_t, std::uint32_t> memo_;
   std::unordered_map<std::uint32_t, std::unordered_map<std::string, std::size_t>> dict_index_;
 };

@@ -69,9 +69,9 @@ inline nlohmann::json parse_json_header(const char* p, std::size_t n, const std:
 }
 
 inline bool looks_like_safetensors(const MappedFile& f) {
-  if (f.size() < 10) return false;
-  const std::uint64_t n = rd64(f.data());
-  return n >= 2 && n <= f.size() - 8 && f.data()[8] == '{';
+  if (f.head_size() < 10) return false;
+  const std::uint64_t n = rd64(f.head());
+  return n >= 2 && n <= f.size() - 8 && f.head()[8] == '{';
 }
 
 struct SafetensorsEntry {

@@ -150,11 +150,11 @@ inline std::shared_ptr<CheckpointData> finish(PickleState& st, std::uint32_t roo
 inline std::string record_text(const ZipArchive& z, const ZipEntry& e, std::size_t max) {
   if (e.size > max)
     throw Error("format.bad_record", z.path(), e.name, "record is " + std::to_string(e.size) + " bytes, expected a short text");
-  return std::string(reinterpret_cast<const char*>(z.payload(e)), static_cast<std::size_t>(e.size));
+  return z.read(e);
 }
 
-inline std::shared_ptr<CheckpointData> read_torch_zip(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts) {
-  ZipArchive z(f);
+inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const ReadOptions& opts) {
+  const std::shared_ptr<MappedFile>& f = z.file();
   const std::string& path = f->path();
   const ZipEntry* pkl = z.find("data.pkl");
   if (z.find("constants.pkl") != nullptr)
@@ -180,7 +180,12 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const std::shared_ptr<Mapp
       throw Error("format.byteorder", path, bo->name, "byteorder is '" + v + "', expected 'little' or 'big'");
   }
   PickleState st;
-  Unpickler up(st, opts, path, pkl->name, z.payload(*pkl), static_cast<std::size_t>(pkl->size), pkl->offset, false);
+  if (pkl->size > opts.max_pickle_bytes())
+    throw Error("limit.pickle_size", path, pkl->name,
+                "pickle is " + std::to_string(pkl->size) + " bytes, over max_pickle_bytes (" + std::to_string(opts.max_pickle_bytes()) +
+                    ")");
+  const std::string pickle = z.read(*pkl);
+  Unpickler up(st, opts, path, pkl->name, reinterpret_cast<const std::uint8_t*>(pickle.data()), pickle.size(), pkl->offset, false);
   const std::uint32_t root = up.run();
   for (auto& ss : st.storages) {
     if (!ss.view_of.empty()) continue;
@@ -203,10 +208,14 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const std::shared_ptr<Mapp
   return finish(st, root, Format::torch_zip, path, opts);
 }
 
+inline std::shared_ptr<CheckpointData> read_torch_zip(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts) {
+  return read_torch_zip(ZipArchive(f), opts);
+}
+
 inline bool looks_like_legacy(const MappedFile& f) {
   // PROTO 2, LONG1 of 10 bytes: the legacy magic number 0x1950a86a20f9469cfc6c.
   static const std::uint8_t magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
-  return f.size() >= sizeof magic && std::memcmp(f.data(), magic, sizeof magic) == 0;
+  return f.head_size() >= sizeof magic && std::memcmp(f.head(), magic, sizeof magic) == 0;
 }
 
 inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts) {

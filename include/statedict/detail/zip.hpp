@@ -5,7 +5,9 @@
 #include <statedict/error.hpp>
 
 #include <algorithm>
-#include <map>
+#include <cerrno>
+#include <cstring>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -39,9 +41,19 @@ public:
            "entry is compressed (method " + std::to_string(e.method) + "); torch.save writes stored entries only");
     return file_->data() + e.offset;
   }
+  /// The bytes of a stored entry, read with pread (for records the reader parses: data.pkl,
+  /// version, byteorder), so that reading a checkpoint maps none of its tensor pages.
+  std::string read(const ZipEntry& e) const {
+    payload(e);  // refuses a compressed entry
+    std::string out(static_cast<std::size_t>(e.size), '\0');
+    if (!out.empty() && !file_->read_at(out.data(), out.size(), e.offset))
+      fail("io.read", e.name, std::string("cannot read the record: ") + std::strerror(errno));
+    return out;
+  }
   const std::string& path() const noexcept { return file_->path(); }
 
-  static bool looks_like_zip(const MappedFile& f) { return f.size() >= 4 && rd32(f.data()) == 0x04034b50u; }
+  static bool looks_like_zip(const MappedFile& f) { return f.head_size() >= 4 && rd32(f.head()) == 0x04034b50u; }
+  const std::shared_ptr<MappedFile>& file() const noexcept { return file_; }
 
 private:
   [[noreturn]] void fail(const std::string& id, const std::string& where, const std::string& why) const {
@@ -49,33 +61,58 @@ private:
   }
   static std::string at(std::uint64_t off) { return "offset " + std::to_string(off); }
 
+  /// Reads spans of the file with pread through a small buffer. Parsing never touches the mapping:
+  /// a touch maps the page-cache folio around it (up to 2 MiB of tensor bytes) into our RSS.
+  class Window {
+  public:
+    explicit Window(const MappedFile& f) : f_(f) {}
+    /// [off, off+len), which the caller has checked lies inside the file.
+    const std::uint8_t* get(std::uint64_t off, std::size_t len) {
+      if (off >= start_ && off - start_ + len <= buf_.size()) return buf_.data() + (off - start_);
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(std::max<std::size_t>(len, 256u << 10), f_.size() - off));
+      buf_.resize(want);
+      if (!f_.read_at(buf_.data(), want, off))
+        throw Error("io.read", f_.path(), "offset " + std::to_string(off), std::string("cannot read: ") + std::strerror(errno));
+      start_ = off;
+      return buf_.data();
+    }
+
+  private:
+    const MappedFile& f_;
+    std::vector<std::uint8_t> buf_;
+    std::uint64_t start_ = 0;
+  };
+
   void parse() {
     const std::uint64_t n = file_->size();
-    const std::uint8_t* d = file_->data();
     if (n < 22) fail("zip.truncated", "", "file too short for a zip archive (" + std::to_string(n) + " bytes)");
+    Window w(*file_);
     // End of central directory: the last 22 bytes plus up to 64 KiB of comment.
     std::uint64_t eocd = UINT64_MAX;
     const std::uint64_t lowest = n >= 22 + 65535 ? n - 22 - 65535 : 0;
+    const std::uint8_t* tail = w.get(lowest, static_cast<std::size_t>(n - lowest));
     for (std::uint64_t p = n - 22 + 1; p-- > lowest;) {
-      if (rd32(d + p) == 0x06054b50u) {
+      if (rd32(tail + (p - lowest)) == 0x06054b50u) {
         eocd = p;
         break;
       }
     }
     if (eocd == UINT64_MAX) fail("zip.no_directory", "", "end of central directory not found (truncated or not a zip)");
-    std::uint64_t count = rd16(d + eocd + 10);
-    std::uint64_t cd_size = rd32(d + eocd + 12);
-    std::uint64_t cd_off = rd32(d + eocd + 16);
+    const std::uint8_t* e = tail + (eocd - lowest);
+    std::uint64_t count = rd16(e + 10);
+    std::uint64_t cd_size = rd32(e + 12);
+    std::uint64_t cd_off = rd32(e + 16);
     // ZIP64: a locator sits right before the classic record.
-    if (eocd >= 20 && rd32(d + eocd - 20) == 0x07064b50u) {
-      std::uint64_t z64 = rd64(d + eocd - 20 + 8);
+    if (eocd >= lowest + 20 && rd32(e - 20) == 0x07064b50u) {
+      std::uint64_t z64 = rd64(e - 20 + 8);
       std::uint64_t end;
       if (add_overflows(z64, 56, &end) || end > eocd - 20)
         fail("zip.bad_directory", at(eocd - 20), "ZIP64 end record offset " + std::to_string(z64) + " is past the end");
-      if (rd32(d + z64) != 0x06064b50u) fail("zip.bad_directory", at(z64), "bad ZIP64 end record signature");
-      count = rd64(d + z64 + 32);
-      cd_size = rd64(d + z64 + 40);
-      cd_off = rd64(d + z64 + 48);
+      const std::uint8_t* z = w.get(z64, 56);
+      if (rd32(z) != 0x06064b50u) fail("zip.bad_directory", at(z64), "bad ZIP64 end record signature");
+      count = rd64(z + 32);
+      cd_size = rd64(z + 40);
+      cd_off = rd64(z + 48);
     }
     std::uint64_t cd_end;
     if (add_overflows(cd_off, cd_size, &cd_end) || cd_end > n)
@@ -85,19 +122,29 @@ private:
     if (count > cd_size / 46)
       fail("zip.bad_directory", at(eocd), "entry count " + std::to_string(count) + " does not fit the central directory");
     entries_.reserve(static_cast<std::size_t>(count));
+    by_name_.reserve(static_cast<std::size_t>(count));
+    // Central entries first (one window over the directory), then the local headers they point to.
+    struct Central {
+      std::uint64_t local, csize, usize;
+      std::uint16_t method;
+    };
+    std::vector<Central> central;
+    central.reserve(static_cast<std::size_t>(count));
     std::uint64_t p = cd_off;
     for (std::uint64_t i = 0; i < count; ++i) {
-      if (p + 46 > cd_end || rd32(d + p) != 0x02014b50u)
-        fail("zip.bad_directory", at(p), "central directory entry " + std::to_string(i) + " is malformed");
-      const std::uint16_t method = rd16(d + p + 10);
-      std::uint64_t csize = rd32(d + p + 20), usize = rd32(d + p + 24);
-      const std::uint64_t name_len = rd16(d + p + 28), extra_len = rd16(d + p + 30), comment_len = rd16(d + p + 32);
-      std::uint64_t local = rd32(d + p + 42);
+      if (p + 46 > cd_end) fail("zip.bad_directory", at(p), "central directory entry " + std::to_string(i) + " is malformed");
+      const std::uint8_t* c = w.get(p, 46);
+      if (rd32(c) != 0x02014b50u) fail("zip.bad_directory", at(p), "central directory entry " + std::to_string(i) + " is malformed");
+      const std::uint16_t method = rd16(c + 10);
+      std::uint64_t csize = rd32(c + 20), usize = rd32(c + 24);
+      const std::uint64_t name_len = rd16(c + 28), extra_len = rd16(c + 30), comment_len = rd16(c + 32);
+      std::uint64_t local = rd32(c + 42);
       if (p + 46 + name_len + extra_len + comment_len > cd_end)
         fail("zip.bad_directory", at(p), "central directory entry " + std::to_string(i) + " runs past the directory");
-      std::string name(reinterpret_cast<const char*>(d + p + 46), name_len);
+      c = w.get(p, static_cast<std::size_t>(46 + name_len + extra_len));
+      std::string name(reinterpret_cast<const char*>(c + 46), name_len);
       // ZIP64 extra field: the 64-bit values present are those whose 32-bit field is all ones.
-      const std::uint8_t* x = d + p + 46 + name_len;
+      const std::uint8_t* x = c + 46 + name_len;
       for (std::uint64_t q = 0; q + 4 <= extra_len;) {
         const std::uint16_t id = rd16(x + q), len = rd16(x + q + 2);
         if (q + 4 + len > extra_len) fail("zip.bad_directory", at(p), "extra field of '" + name + "' runs past its entry");
@@ -118,21 +165,28 @@ private:
       p += 46 + name_len + extra_len + comment_len;
       check_name(name);
       if (method == 0 && csize != usize) fail("zip.bad_entry", name, "stored entry with different compressed and uncompressed sizes");
+      if (!by_name_.emplace(name, entries_.size()).second) fail("zip.duplicate", name, "entry appears twice");
+      entries_.push_back(ZipEntry{std::move(name), 0, usize, method});
+      central.push_back({local, csize, usize, method});
+    }
+    if (entries_.empty()) fail("zip.empty", "", "archive has no entries");
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      const std::string& name = entries_[i].name;
+      const std::uint64_t local = central[i].local, csize = central[i].csize;
       // The payload offset comes from the LOCAL header, whose extra field holds the alignment padding.
       std::uint64_t lh_end;
       if (add_overflows(local, 30, &lh_end) || lh_end > n)
         fail("zip.bad_entry", name, "local header offset " + std::to_string(local) + " is past the end");
-      if (rd32(d + local) != 0x04034b50u) fail("zip.bad_entry", name, "bad local header signature at " + at(local));
-      const std::uint64_t data_off = local + 30 + rd16(d + local + 26) + rd16(d + local + 28);
+      const std::uint8_t* lh = w.get(local, 30);
+      if (rd32(lh) != 0x04034b50u) fail("zip.bad_entry", name, "bad local header signature at " + at(local));
+      const std::uint64_t data_off = local + 30 + rd16(lh + 26) + rd16(lh + 28);
       std::uint64_t data_end;
       if (data_off > n || add_overflows(data_off, csize, &data_end) || data_end > n)
         fail("zip.truncated", name,
              "payload (" + std::to_string(csize) + " bytes at " + at(data_off) + ") lies past the end of the " + std::to_string(n) +
                  "-byte file");
-      if (!by_name_.emplace(name, entries_.size()).second) fail("zip.duplicate", name, "entry appears twice");
-      entries_.push_back(ZipEntry{name, data_off, usize, method});
+      entries_[i].offset = data_off;
     }
-    if (entries_.empty()) fail("zip.empty", "", "archive has no entries");
   }
 
   void check_name(const std::string& name) {
@@ -158,7 +212,7 @@ private:
   std::shared_ptr<MappedFile> file_;
   std::string top_;
   std::vector<ZipEntry> entries_;
-  std::map<std::string, std::size_t> by_name_;
+  std::unordered_map<std::string, std::size_t> by_name_;
 };
 
 }  // namespace statedict::detail

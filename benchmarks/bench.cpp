@@ -33,6 +33,7 @@ using Clock = std::chrono::steady_clock;
 struct Sample {
   double seconds = 0;
   double peak_mib = 0;  // peak RSS above the model, MiB
+  double read_mib = 0;  // bytes read by read/pread system calls (rchar), MiB
   bool ok = true;
   double release_seconds = 0;  // zero-copy: freeing the model's replaced memory, after the load
 };
@@ -44,6 +45,15 @@ long status_kib(const char* field) {
     if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::strlen(field) + 1));
   return 0;
 }
+/// Bytes this process has read through read-like system calls (mapped pages do not count).
+double rchar_mib() {
+  std::ifstream in("/proc/self/io");
+  std::string key;
+  long long v = 0;
+  while (in >> key >> v)
+    if (key == "rchar:") return static_cast<double>(v) / (1 << 20);
+  return 0;
+}
 void reset_peak() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 /// What a child measures with: `timed(fn)` around the measured part (clock and peak RSS),
@@ -53,9 +63,11 @@ struct Timer {
   void operator()(const std::function<void()>& fn) const {
     reset_peak();
     const long base = status_kib("VmRSS:");
+    const double read0 = rchar_mib();
     const auto t0 = Clock::now();
     fn();
     s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    s.read_mib = rchar_mib() - read0;
     s.peak_mib = static_cast<double>(status_kib("VmHWM:") - base) / 1024.0;
   }
   void release(const std::function<void()>& fn) const {
@@ -106,6 +118,20 @@ std::shared_ptr<torch::nn::Module> make_many(int n) {
   auto m = std::make_shared<torch::nn::Module>();
   for (int i = 0; i < n; ++i) m->register_parameter("p" + std::to_string(i), torch::zeros({64}));
   return m;
+}
+
+/// Reads a file (or every file of a folder) once, so that every measurement starts from a warm
+/// page cache, as the targets assume; the first run of a row is otherwise a disk read.
+void warm(const std::string& path) {
+  if (std::filesystem::is_directory(path)) {
+    for (const auto& e : std::filesystem::directory_iterator(path)) warm(e.path().string());
+    return;
+  }
+  std::vector<char> buf(8u << 20);
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  while (::read(fd, buf.data(), buf.size()) > 0) {}
+  ::close(fd);
 }
 
 Sample pread_limit(const std::string& path) {
@@ -202,24 +228,27 @@ Sample python_load(const std::string& path, int layers, int width, int runs) {
   script << "import time,torch,statistics\n"
             "def kib(f):\n"
             "  return int([l for l in open('/proc/self/status') if l.startswith(f)][0].split()[1])\n"
+            "def rchar():\n"
+            "  return int([l for l in open('/proc/self/io') if l.startswith('rchar')][0].split()[1])\n"
             "torch.set_num_threads(2)\n"
             "m=torch.nn.Sequential(*[torch.nn.Linear("
          << width << "," << width << ") for _ in range(" << layers
          << ")])\n"
             "open('/proc/self/clear_refs','w').write('5')\n"
             "base=kib('VmRSS:')\n"
+            "r0=rchar()\n"
             "t=time.perf_counter()\n"
             "m.load_state_dict(torch.load('"
          << path
          << "'))\n"
-            "print(time.perf_counter()-t, (kib('VmHWM:')-base)/1024)\n";
+            "print(time.perf_counter()-t, (kib('VmHWM:')-base)/1024, (rchar()-r0)/1048576)\n";
   std::vector<Sample> v;
   for (int r = 0; r < runs; ++r) {
     const std::string cmd = "/usr/bin/python3 -c \"" + script.str() + "\"";
     FILE* p = ::popen(cmd.c_str(), "r");
     Sample s{0, 0, false};
     if (p != nullptr) {
-      s.ok = std::fscanf(p, "%lf %lf", &s.seconds, &s.peak_mib) == 2;
+      s.ok = std::fscanf(p, "%lf %lf %lf", &s.seconds, &s.peak_mib, &s.read_mib) == 3;
       ::pclose(p);
     }
     v.push_back(s);
@@ -230,12 +259,14 @@ Sample python_load(const std::string& path, int layers, int width, int runs) {
 void row(const std::string& what, const Sample& s, double base_seconds, const char* base_name) {
   char buf[256];
   if (!s.ok) {
-    std::snprintf(buf, sizeof buf, "| %-44s | %9s | %9s | %s |", what.c_str(), "failed", "", "");
+    std::snprintf(buf, sizeof buf, "| %-44s | %9s | %9s | %9s | %s |", what.c_str(), "failed", "", "", "");
   } else {
     char ratio[64] = "";
     if (base_seconds > 0 && base_name[0] != '\0') std::snprintf(ratio, sizeof ratio, "%6.2fx %s", s.seconds / base_seconds, base_name);
-    std::snprintf(buf, sizeof buf, s.seconds < 0.01 ? "| %-44s | %8.4f s | %6.0f MiB | %s |" : "| %-44s | %8.3f s | %6.0f MiB | %s |",
-                  what.c_str(), s.seconds, s.peak_mib, ratio);
+    std::snprintf(buf, sizeof buf,
+                  s.seconds < 0.01 ? "| %-44s | %8.4f s | %6.0f MiB | %6.0f MiB | %s |"
+                                   : "| %-44s | %8.3f s | %6.0f MiB | %6.0f MiB | %s |",
+                  what.c_str(), s.seconds, s.peak_mib, s.read_mib, ratio);
   }
   std::cout << buf << std::endl;
 }
@@ -292,12 +323,14 @@ int main(int argc, char** argv) {
     for (int r = 0; r < runs; ++r) v.push_back(f());
     return median(v);
   };
-  std::cout << "| measurement | time (median of " << runs << ") | peak RSS above model | ratio |\n|---|---|---|---|\n";
+  std::cout << "| measurement | time (median of " << runs << ") | peak RSS above model | bytes read | ratio |\n|---|---|---|---|---|\n";
 
   // The headline: 16 x Linear(4096, 4096), fp32, 1 GiB.
   const int layers = quick ? 4 : 16, width = 4096;
   auto mlp = [&] { return make_mlp(layers, width).ptr(); };
   const std::string zip = dir + "/mlp" + std::to_string(layers) + ".pt";
+  for (const char* suffix : {".pt", ".safetensors", "_legacy.pt", "_fp16.pt", "_plaindict.pt", "_sharded"})
+    warm(dir + "/mlp" + std::to_string(layers) + suffix);
   const Sample pread = med([&] { return pread_limit(zip); });
   row("pread of the file (the limit)", pread, pread.seconds, "pread");
   const Sample copy = med([&] { return statedict_load(mlp, zip, false); });
@@ -312,12 +345,26 @@ int main(int argc, char** argv) {
   row("Python torch.load + load_state_dict", py, pread.seconds, "pread");
   const Sample lt = med([&] { return libtorch_load(mlp, dir + "/mlp" + std::to_string(layers) + "_plaindict.pt"); });
   row("LibTorch pickle_load + copy_ (plain dict)", lt, pread.seconds, "pread");
+  // Shards stream one by one (peak far below one shard); a model that needs a quarter of the
+  // tensors reads a quarter of the bytes.
+  const std::string sharded = dir + "/mlp" + std::to_string(layers) + "_sharded";
+  if (std::filesystem::exists(sharded))
+    row("statedict copy-load, 4 torch shards (index)", med([&] { return statedict_load(mlp, sharded, false); }), pread.seconds, "pread");
+  const Sample part = med([&] {
+    return in_child([&](const Timer& timed) {
+      auto m = make_mlp(layers / 4, width).ptr();
+      bool ok = false;
+      timed([&] { ok = statedict::load(m, zip, statedict::LoadOptions{}.unexpected(statedict::Policy::ignore)).ok(); });
+      return ok;
+    });
+  });
+  row("statedict copy-load of 1/4 of the layers", part, pread.seconds, "pread");
   std::printf("\nstatedict copy-load is %.1fx faster than Python and %.1fx faster than LibTorch.\n\n", py.seconds / copy.seconds,
               lt.seconds / copy.seconds);
 
   // Zero-copy: the load, and separately the kernel taking back the model's initial memory that the
   // load replaced (with 4 KiB pages that is one page-table entry and one page per 4 KiB).
-  std::cout << "| zero-copy | time (median of " << runs << ") | peak RSS above model | |\n|---|---|---|---|\n";
+  std::cout << "| zero-copy | time (median of " << runs << ") | peak RSS above model | bytes read | |\n|---|---|---|---|---|\n";
   auto zero_copy_rows = [&](const std::string& what, const std::string& path) {
     std::vector<Sample> v;
     for (int r = 0; r < runs; ++r) v.push_back(zero_copy_split(mlp, path));
@@ -363,6 +410,7 @@ int main(int argc, char** argv) {
   for (int n : quick ? std::vector<int>{1, 4} : std::vector<int>{1, 4, 16, 32}) {
     const std::string p = dir + "/mlp" + std::to_string(n) + ".pt";
     if (!std::filesystem::exists(p)) continue;
+    warm(p);
     const Sample s = med([&] { return statedict_load([&] { return make_mlp(n, width).ptr(); }, p, false); });
     char buf[200];
     std::snprintf(buf, sizeof buf, "| copy-load %5.0f MiB | %8.3f s | %6.0f MiB | %.3f s/GiB |",
@@ -373,6 +421,7 @@ int main(int argc, char** argv) {
   for (int n : quick ? std::vector<int>{1000, 10000} : std::vector<int>{1000, 10000, 100000}) {
     const std::string p = dir + "/many" + std::to_string(n) + ".pt";
     if (!std::filesystem::exists(p)) continue;
+    warm(p);
     const Sample s = med([&] { return statedict_load([&] { return make_many(n); }, p, false); });
     const Sample match = med([&] {
       return in_child([&](const Timer& timed) {

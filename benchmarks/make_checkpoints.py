@@ -59,6 +59,30 @@ def python_values(src, n):
 
 write(f"mlp{headline}.values.json", python_values(os.path.join(out, f"mlp{headline}.pt"), headline))
 write(f"mlp{headline}_fp16.values.json", python_values(os.path.join(out, f"mlp{headline}_fp16.pt"), headline))
+
+
+def write_sharded(n, shards):
+    """The n-layer state dict as HF-style torch shards with a pytorch_model.bin.index.json."""
+    folder = os.path.join(out, f"mlp{n}_sharded")
+    index = os.path.join(folder, "pytorch_model.bin.index.json")
+    if os.path.exists(index):
+        return
+    os.makedirs(folder, exist_ok=True)
+    sd = torch.load(os.path.join(out, f"mlp{n}.pt"))
+    keys = list(sd)
+    weight_map = {}
+    for i in range(shards):
+        name = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+        part = collections.OrderedDict((k, sd[k]) for k in keys[i * len(keys) // shards:(i + 1) * len(keys) // shards])
+        torch.save(part, os.path.join(folder, name))
+        weight_map.update({k: name for k in part})
+    total = sum(v.numel() * v.element_size() for v in sd.values())
+    with open(index + ".tmp", "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=1)
+    os.rename(index + ".tmp", index)
+
+
+write_sharded(headline, 4)
 for n in ([1000, 10000] if quick else [1000, 10000, 100000]):
     write(f"many{n}.pt", lambda p: torch.save(collections.OrderedDict((f"p{i}", torch.randn(64)) for i in range(n)), p))
 print(f"checkpoints ready in {out}")

@@ -10,7 +10,6 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
-#include <cerrno>
 #include <memory>
 #include <type_traits>
 
@@ -57,20 +56,8 @@ inline const MappedFile* mapped_file_of(const at::Tensor& t) {
 
 /// pread straight into the destination: one copy, from the page cache, without touching the mapping.
 inline bool pread_into(const MappedFile& f, const at::Tensor& src, at::Tensor& dst) {
-  auto* out = static_cast<char*>(dst.data_ptr());
-  std::size_t left = static_cast<std::size_t>(dst.numel()) * dst.element_size();
-  auto offset = static_cast<off_t>(static_cast<const std::uint8_t*>(src.data_ptr()) - f.data());
-  while (left > 0) {
-    const ssize_t n = ::pread(f.fd(), out, left, offset);
-    if (n <= 0) {
-      if (n < 0 && errno == EINTR) continue;
-      return false;
-    }
-    out += n;
-    offset += n;
-    left -= static_cast<std::size_t>(n);
-  }
-  return true;
+  return f.read_at(dst.data_ptr(), static_cast<std::size_t>(dst.numel()) * dst.element_size(),
+                   static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(src.data_ptr()) - f.data()));
 }
 
 /// Writes the planned copies. Runs only after every check passed. `owns_source`: the checkpoint was

@@ -3,9 +3,9 @@
 // read into a buffer, and a write to such a tensor never reaches the file.
 #include <statedict/error.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
-#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>

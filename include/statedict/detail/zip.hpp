@@ -125,8 +125,7 @@ private:
     by_name_.reserve(static_cast<std::size_t>(count));
     // Central entries first (one window over the directory), then the local headers they point to.
     struct Central {
-      std::uint64_t local, csize, usize;
-      std::uint16_t method;
+      std::uint64_t local, csize;
     };
     std::vector<Central> central;
     central.reserve(static_cast<std::size_t>(count));
@@ -167,7 +166,7 @@ private:
       if (method == 0 && csize != usize) fail("zip.bad_entry", name, "stored entry with different compressed and uncompressed sizes");
       if (!by_name_.emplace(name, entries_.size()).second) fail("zip.duplicate", name, "entry appears twice");
       entries_.push_back(ZipEntry{std::move(name), 0, usize, method});
-      central.push_back({local, csize, usize, method});
+      central.push_back({local, csize});
     }
     if (entries_.empty()) fail("zip.empty", "", "archive has no entries");
     for (std::size_t i = 0; i < entries_.size(); ++i) {

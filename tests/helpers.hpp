@@ -15,8 +15,11 @@ namespace sdtest {
 
 inline std::string fixture(const std::string& name) { return std::string(STATEDICT_FIXTURES) + "/" + name; }
 
+/// generate.py's listing of fixture `name` ("x.pt" under tests/fixtures, "torch2/x.pt" under torch2).
 inline nlohmann::json expected_listing(const std::string& name) {
-  std::ifstream in(fixture("expected/" + name + ".json"));
+  const auto slash = name.rfind('/');
+  const std::string dir = slash == std::string::npos ? "" : name.substr(0, slash + 1);
+  std::ifstream in(fixture(dir + "expected/" + name.substr(dir.size()) + ".json"));
   REQUIRE(in.good());
   return nlohmann::json::parse(in);
 }
@@ -25,10 +28,7 @@ inline nlohmann::json expected_listing(const std::string& name) {
 inline nlohmann::json listing(const statedict::Value& root) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& t : root.tensors())
-    out.push_back({{"key", t.key},
-                   {"dtype", statedict::dtype_name(t.tensor.scalar_type())},
-                   {"shape", t.tensor.sizes().vec()},
-                   {"sha256", statedict::tensor_sha256(t.tensor)}});
+    out.push_back({{"key", t.key}, {"dtype", t.dtype()}, {"shape", t.shape()}, {"sha256", statedict::tensor_sha256(t.tensor)}});
   return out;
 }
 

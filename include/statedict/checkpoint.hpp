@@ -51,7 +51,32 @@ inline const char* format_name(Format f) {
 struct NamedTensor {
   std::string key;
   at::Tensor tensor;
+  /// PyTorch's name of a dtype the LibTorch statedict was built with lacks (float8_* or uint16-64
+  /// before LibTorch 2.3), else nullptr. `tensor` then holds the raw bytes: uint8, with one more
+  /// trailing dimension of the element size. Such tensors are listed and converted; loading one fails.
+  const char* raw_dtype = nullptr;
+
+  /// PyTorch's dtype name ("float32", "float8_e4m3fn", ...).
+  std::string dtype() const;
+  /// The tensor's shape (without the byte dimension of a raw tensor).
+  std::vector<std::int64_t> shape() const {
+    auto v = tensor.sizes().vec();
+    if (raw_dtype != nullptr && !v.empty()) v.pop_back();
+    return v;
+  }
 };
+
+/// A value that looks like a tensor but cannot be one here (a quantized tensor, a numpy array of
+/// strings or objects, ...): listed so that nothing vanishes without a word.
+struct UnreadableValue {
+  std::string key;
+  std::string type;    ///< the Python class, e.g. "numpy.ndarray"
+  std::string reason;  ///< why it is not a tensor
+};
+
+inline std::string NamedTensor::dtype() const {
+  return raw_dtype != nullptr ? std::string(raw_dtype) : detail::dtype_name(tensor.scalar_type());
+}
 
 class Value;
 class Checkpoint;
@@ -64,6 +89,7 @@ struct CheckpointData {
   std::string path;
   std::string module_class;  // set when the file is a whole pickled nn.Module
   std::map<std::string, std::string> metadata;
+  std::vector<std::string> reasons;  // Internal::unreadable nodes point here
   std::size_t max_depth = 1000;
 };
 Checkpoint make_checkpoint(std::shared_ptr<const CheckpointData> data);
@@ -99,9 +125,28 @@ public:
       fail("value.type", "expected a string, found " + type_name());
     return n().s;
   }
+  /// The tensor. Throws Error "format.unsupported_dtype" for a dtype this LibTorch lacks (see raw_dtype()).
   const at::Tensor& tensor() const {
     expect(Kind::tensor, "a tensor");
+    if (n().raw != nullptr)
+      fail("format.unsupported_dtype",
+           std::string("dtype ") + n().raw->torch + " is not available in LibTorch " + TORCH_VERSION + "; raw_tensor() holds its bytes");
     return n().tensor;
+  }
+  /// For a tensor whose dtype this LibTorch lacks: PyTorch's name of it; nullptr otherwise.
+  const char* raw_dtype() const {
+    expect(Kind::tensor, "a tensor");
+    return n().raw != nullptr ? n().raw->torch : nullptr;
+  }
+  /// The tensor, or for a raw_dtype() its bytes (uint8, one more trailing dimension of the element size).
+  const at::Tensor& raw_tensor() const {
+    expect(Kind::tensor, "a tensor");
+    return n().tensor;
+  }
+  /// A tensor value with its key, as tensors() lists it (raw_dtype set for dtypes this LibTorch lacks).
+  NamedTensor named(std::string key = {}) const {
+    expect(Kind::tensor, "a tensor");
+    return {std::move(key), n().tensor, n().raw != nullptr ? n().raw->torch : nullptr};
   }
 
   /// Number of elements of a list, tuple, set or dict.
@@ -124,17 +169,20 @@ public:
     for (const auto& kv : n().kv) r.emplace_back(child(kv.first), child(kv.second));
     return r;
   }
-  /// Keys of a dict as text (ints in decimal), in file order.
+  /// Keys of a dict as text, in file order, each unique: strings as they are, ints in decimal,
+  /// floats, bools and None as Python's repr, any other key (a tensor or object, as old optimizer
+  /// state has) as "<type#i>" with i its position in the dict. A key whose text another key already
+  /// spells gets "'" appended until it is unique.
   std::vector<std::string> keys() const {
-    std::vector<std::string> r;
-    for (const auto& kv : items()) r.push_back(kv.first.key_text());
-    return r;
+    if (!is_dict()) fail("value.type", "expected a dict, found " + type_name());
+    return key_texts(n().kv);
   }
-  /// The dict entry whose key's text equals `key`.
+  /// The dict entry whose key's text (as keys() gives it) equals `key`.
   std::optional<Value> find(std::string_view key) const {
     if (!is_dict()) return std::nullopt;
-    for (const auto& kv : n().kv)
-      if (child(kv.first).key_text() == key) return child(kv.second);
+    const auto texts = key_texts(n().kv);
+    for (std::size_t i = 0; i < texts.size(); ++i)
+      if (texts[i] == key) return child(n().kv[i].second);
     return std::nullopt;
   }
   /// Navigates by dotted path: "model", "model.fc.weight" (the longest matching key wins at each
@@ -157,7 +205,8 @@ public:
     return child(n().args);
   }
 
-  /// A dict key as text: strings as they are, ints in decimal, anything else as repr().
+  /// This value as a dict key's text, without its dict: strings as they are, ints in decimal, anything
+  /// else as repr(). Parent::keys() gives the unique texts a dict's keys are listed under.
   std::string key_text() const {
     if (kind() == Kind::string) return n().s;
     if (kind() == Kind::integer && !n().big) return std::to_string(n().i);
@@ -183,7 +232,16 @@ public:
     std::vector<NamedTensor> out;
     std::vector<char> on_path(data_->tree.nodes.size(), 0);
     std::string path;
-    flatten(id_, path, out, on_path, 0);
+    flatten(id_, path, out, nullptr, on_path, 0);
+    return out;
+  }
+  /// Every tensor-like value below this one that could not be read as a tensor, with the reason.
+  std::vector<UnreadableValue> unreadable() const {
+    std::vector<NamedTensor> ignored;
+    std::vector<UnreadableValue> out;
+    std::vector<char> on_path(data_->tree.nodes.size(), 0);
+    std::string path;
+    flatten(id_, path, ignored, &out, on_path, 0);
     return out;
   }
 
@@ -192,6 +250,39 @@ private:
   Value(std::shared_ptr<const detail::CheckpointData> d, std::uint32_t id) : data_(std::move(d)), id_(id) {}
   const detail::Node& n() const { return data_->tree.nodes[id_]; }
   Value child(std::uint32_t id) const { return Value(data_, id); }
+  /// The unique texts of a dict's keys (see keys()).
+  std::vector<std::string> key_texts(const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kvs) const {
+    std::vector<std::string> texts;
+    texts.reserve(kvs.size());
+    bool all_strings = true;
+    for (std::size_t i = 0; i < kvs.size(); ++i) {
+      const detail::Node& k = data_->tree.nodes[kvs[i].first];
+      switch (k.kind) {
+      case Kind::string:
+        texts.push_back(k.s);
+        break;
+      case Kind::integer:
+      case Kind::floating:
+      case Kind::boolean:
+      case Kind::none:
+        all_strings = false;
+        texts.push_back(k.kind == Kind::integer && !k.big ? std::to_string(k.i) : child(kvs[i].first).repr(200));
+        break;
+      default:
+        all_strings = false;
+        texts.push_back("<" + child(kvs[i].first).type_name() + "#" + std::to_string(i) + ">");
+      }
+    }
+    if (all_strings) return texts;  // a dict's string keys are already unique
+    std::map<std::string, std::size_t> seen;
+    for (std::size_t i = 0; i < texts.size(); ++i)
+      if (data_->tree.nodes[kvs[i].first].kind == Kind::string) seen.emplace(texts[i], i);
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+      if (data_->tree.nodes[kvs[i].first].kind == Kind::string) continue;
+      while (!seen.emplace(texts[i], i).second) texts[i] += '\'';
+    }
+    return texts;
+  }
   [[noreturn]] void fail(const std::string& id, const std::string& why) const { throw Error(id, data_->path, "", why); }
   void expect(Kind k, const char* what) const {
     if (kind() != k) fail("value.type", std::string("expected ") + what + ", found " + type_name());
@@ -199,7 +290,8 @@ private:
 
   /// Appends the tensors below `id`; `path` is its dotted key, extended and restored in place so
   /// that each key is built once.
-  void flatten(std::uint32_t id, std::string& path, std::vector<NamedTensor>& out, std::vector<char>& on_path, std::size_t depth) const {
+  void flatten(std::uint32_t id, std::string& path, std::vector<NamedTensor>& out, std::vector<UnreadableValue>* unreadable,
+               std::vector<char>& on_path, std::size_t depth) const {
     if (on_path[id]) return;  // a cycle: Python objects may refer to themselves
     if (depth > data_->max_depth)
       throw Error("limit.depth", data_->path, path, "values nested deeper than max_depth (" + std::to_string(data_->max_depth) + ")");
@@ -208,26 +300,27 @@ private:
     auto descend = [&](std::uint32_t child_id, auto&& append_key) {
       if (len > 0) path += '.';
       append_key();
-      flatten(child_id, path, out, on_path, depth + 1);
+      flatten(child_id, path, out, unreadable, on_path, depth + 1);
       path.resize(len);
     };
-    auto by_key = [&](const std::pair<std::uint32_t, std::uint32_t>& kv) {
-      descend(kv.second, [&] {
-        const detail::Node& k = data_->tree.nodes[kv.first];
-        if (k.kind == Kind::string)
-          path += k.s;
-        else
-          path += child(kv.first).key_text();
-      });
+    auto by_keys = [&](const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kvs) {
+      bool all_strings = true;
+      for (const auto& kv : kvs) all_strings = all_strings && data_->tree.nodes[kv.first].kind == Kind::string;
+      if (all_strings) {  // the common case, hot for 100k keys: no text is built twice
+        for (const auto& kv : kvs) descend(kv.second, [&] { path += data_->tree.nodes[kv.first].s; });
+        return;
+      }
+      const auto texts = key_texts(kvs);
+      for (std::size_t i = 0; i < kvs.size(); ++i) descend(kvs[i].second, [&] { path += texts[i]; });
     };
     auto by_index = [&](std::size_t i, std::uint32_t child_id) { descend(child_id, [&] { path += std::to_string(i); }); };
     on_path[id] = 1;
     switch (nd.kind) {
     case Kind::tensor:
-      out.push_back({path, nd.tensor});
+      if (unreadable == nullptr) out.push_back({path, nd.tensor, nd.raw != nullptr ? nd.raw->torch : nullptr});
       break;
     case Kind::dict:
-      for (const auto& kv : nd.kv) by_key(kv);
+      by_keys(nd.kv);
       break;
     case Kind::list:
     case Kind::tuple:
@@ -235,8 +328,12 @@ private:
       for (std::size_t i = 0; i < nd.items.size(); ++i) by_index(i, nd.items[i]);
       break;
     case Kind::object:
-      if (nd.state != detail::npos) flatten(nd.state, path, out, on_path, depth + 1);
-      for (const auto& kv : nd.kv) by_key(kv);
+      if (nd.internal == detail::Internal::unreadable) {
+        if (unreadable != nullptr) unreadable->push_back({path, nd.s, data_->reasons[nd.pending]});
+        break;
+      }
+      if (nd.state != detail::npos) flatten(nd.state, path, out, unreadable, on_path, depth + 1);
+      by_keys(nd.kv);
       for (std::size_t i = 0; i < nd.items.size(); ++i) by_index(i, nd.items[i]);
       break;
     default:
@@ -304,8 +401,9 @@ private:
       break;
     }
     case Kind::tensor: {
-      out += "tensor(" + std::string(c10::toString(nd.tensor.scalar_type())) + ", [";
-      for (std::int64_t d = 0; d < nd.tensor.dim(); ++d) out += (d ? ", " : "") + std::to_string(nd.tensor.size(d));
+      const std::int64_t dims = nd.tensor.dim() - (nd.raw != nullptr ? 1 : 0);
+      out += "tensor(" + (nd.raw != nullptr ? std::string(nd.raw->torch) : detail::dtype_name(nd.tensor.scalar_type())) + ", [";
+      for (std::int64_t d = 0; d < dims; ++d) out += (d ? ", " : "") + std::to_string(nd.tensor.size(d));
       out += "])";
       break;
     }
@@ -372,11 +470,12 @@ inline Value Value::at(std::string_view path) const {
     std::size_t used = 0;
     if (nd.kind == Kind::dict || (nd.kind == Kind::object && (!nd.kv.empty() || nd.state != detail::npos))) {
       const auto& kvs = nd.kind == Kind::dict ? nd.kv : !nd.kv.empty() ? nd.kv : data_->tree.nodes[nd.state].kv;
-      for (const auto& kv : kvs) {
-        const std::string k = cur.child(kv.first).key_text();
+      const auto texts = key_texts(kvs);
+      for (std::size_t i = 0; i < kvs.size(); ++i) {
+        const std::string& k = texts[i];
         if (k.size() > used && (rest == k || (rest.size() > k.size() && rest.compare(0, k.size(), k) == 0 && rest[k.size()] == '.'))) {
           used = k.size();
-          next = cur.child(kv.second);
+          next = cur.child(kvs[i].second);
         }
       }
     } else if (cur.is_sequence()) {
@@ -416,6 +515,8 @@ public:
   Value at(std::string_view path) const { return root().at(path); }
   /// Every tensor with its dotted key, in file order.
   std::vector<NamedTensor> tensors() const { return root().tensors(); }
+  /// Every tensor-like value that could not be read as a tensor, with the reason.
+  std::vector<UnreadableValue> unreadable() const { return root().unreadable(); }
   /// safetensors' __metadata__ (empty for other formats).
   const std::map<std::string, std::string>& metadata() const { return data_->metadata; }
   /// For a whole pickled nn.Module (torch.save(model)): its Python class; otherwise empty.

@@ -94,6 +94,10 @@ inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const 
   if (ends_with(path, ".index.json")) return read_sharded(path, opts);
   auto f = MappedFile::open(path);
   if (f->size() == 0) throw Error("format.empty", path, "", "file is empty");
+  static const char lfs[] = "version https://git-lfs.";
+  if (f->head_size() >= sizeof lfs - 1 && std::memcmp(f->head(), lfs, sizeof lfs - 1) == 0)
+    throw Error("format.lfs_pointer", path, "offset 0",
+                "this is a Git LFS pointer, not the checkpoint: fetch the real file (git lfs pull) and read that");
   if (ends_with(path, ".safetensors")) return read_safetensors(f, opts);
   if (f->head_size() >= 8 && std::memcmp(f->head(), "PYTORCH1", 8) == 0)
     throw Error("format.unsupported", path, "offset 0", "PYTORCH1 preview format (PyTorch 1.0 TorchScript) is not supported");

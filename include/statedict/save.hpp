@@ -142,6 +142,26 @@ private:
 
 inline std::uint64_t tensor_bytes(const at::Tensor& t) { return static_cast<std::uint64_t>(t.numel()) * t.element_size(); }
 
+/// The dtype a tensor is saved as: its own, or for a raw tensor the one it stands for.
+inline Dtype saved_dtype(const NamedTensor& t) {
+  return t.raw_dtype != nullptr ? dtype_from_torch(t.raw_dtype) : find_dtype(t.tensor.scalar_type());
+}
+/// Sizes, strides and storage offset in elements of the saved dtype (a raw tensor drops its byte dimension).
+struct ElementView {
+  std::vector<std::int64_t> sizes, strides;
+  std::int64_t offset = 0;
+};
+inline ElementView element_view(const NamedTensor& t, Dtype dt) {
+  ElementView v{t.tensor.sizes().vec(), t.tensor.strides().vec(), t.tensor.storage_offset()};
+  if (t.raw_dtype != nullptr) {
+    v.sizes.pop_back();
+    v.strides.pop_back();
+    for (auto& st : v.strides) st /= dt->size;
+    v.offset /= dt->size;
+  }
+  return v;
+}
+
 inline std::vector<NamedTensor> to_cpu(const std::vector<NamedTensor>& tensors) {
   std::vector<NamedTensor> r;
   r.reserve(tensors.size());
@@ -149,14 +169,16 @@ inline std::vector<NamedTensor> to_cpu(const std::vector<NamedTensor>& tensors) 
   for (const auto& t : tensors) {
     if (!t.tensor.defined()) throw Error("save.undefined", "", t.key, "tensor is undefined");
     if (!seen.insert(t.key).second) throw Error("save.duplicate", "", t.key, "two tensors have this name");
-    if (!find_dtype(t.tensor.scalar_type()))
-      throw Error("format.unsupported_dtype", "", t.key,
-                  "dtype " + std::string(c10::toString(t.tensor.scalar_type())) + " cannot be saved");
+    const Dtype dt = saved_dtype(t);
+    if (dt == nullptr || c10::isQIntType(dt->type))
+      throw Error("format.unsupported_dtype", "", t.key, "dtype " + t.dtype() + " cannot be saved");
     at::Tensor c = t.tensor.detach();
     if (!c.device().is_cpu()) c = c.cpu();
     if (c.is_sparse() || c.is_quantized() || c.is_mkldnn())
       throw Error("save.layout", "", t.key, "only dense strided tensors can be saved");
-    r.push_back({t.key, c});
+    if (t.raw_dtype != nullptr && (c.scalar_type() != at::kByte || c.dim() == 0 || c.size(-1) != dt->size || c.stride(-1) != 1))
+      throw Error("save.layout", "", t.key, "a raw " + t.dtype() + " tensor must be uint8 with a last dimension of its element size");
+    r.push_back({t.key, c, t.raw_dtype});
   }
   return r;
 }
@@ -165,7 +187,7 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
   // Storages: one record per distinct storage, so tensors that share one still share it in Python.
   struct StorageRec {
     const void* impl;
-    c10::ScalarType dtype;
+    Dtype dtype;
     at::Storage storage;
     std::string key;
   };
@@ -177,24 +199,30 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     if (i % 1000 == 0) p.out += '(';
     const at::Tensor& t = tensors[i].tensor;
+    const Dtype dt = saved_dtype(tensors[i]);
+    const ElementView v = element_view(tensors[i], dt);
     const void* impl = t.storage().unsafeGetStorageImpl();
-    auto [it, fresh] = index.emplace(std::make_pair(impl, static_cast<int>(t.scalar_type())), storages.size());
-    if (fresh) storages.push_back({impl, t.scalar_type(), t.storage(), std::to_string(storages.size())});
+    auto [it, fresh] = index.emplace(std::make_pair(impl, static_cast<int>(dt - dtype_table)), storages.size());
+    if (fresh) storages.push_back({impl, dt, t.storage(), std::to_string(storages.size())});
     const StorageRec& s = storages[it->second];
+    // Dtypes that have a torch.<X>Storage class are written as PyTorch 1.x-2.x do (typed storage,
+    // _rebuild_tensor_v2); the newer ones as PyTorch 2.x does (untyped storage, _rebuild_tensor_v3).
+    const bool v3 = dt->storage == nullptr;
     p.text(tensors[i].key);
-    p.global("torch._utils", "_rebuild_tensor_v2");
+    p.global("torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2");
     p.out += "((";
     p.text("storage", true);
-    p.global("torch", find_dtype(t.scalar_type())->storage);
+    p.global("torch", v3 ? "UntypedStorage" : dt->storage);
     p.text(s.key);
     p.text("cpu", true);
-    p.integer(static_cast<std::int64_t>(s.storage.nbytes() / t.element_size()));
+    p.integer(static_cast<std::int64_t>(v3 ? s.storage.nbytes() : s.storage.nbytes() / dt->size));
     p.out += "tQ";
-    p.integer(t.storage_offset());
-    p.int_tuple(t.sizes());
-    p.int_tuple(t.strides());
+    p.integer(v.offset);
+    p.int_tuple(v.sizes);
+    p.int_tuple(v.strides);
     p.out += '\x89';         // requires_grad False
     p.empty_ordered_dict();  // backward hooks
+    if (v3) p.global("torch", dt->torch);
     p.out += "tR";
     if (i % 1000 == 999 || i + 1 == tensors.size()) p.out += 'u';
   }
@@ -224,19 +252,19 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
 }
 
 inline void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors, const SaveOptions& opts) {
-  static const std::set<std::string> spec = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL", "C64"};
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!opts.metadata().empty()) header["__metadata__"] = opts.metadata();
   std::vector<at::Tensor> data;
   std::uint64_t offset = 0;
   for (const auto& t : tensors) {
     if (t.key == "__metadata__") throw Error("save.name", path, t.key, "a tensor cannot be named __metadata__ in safetensors");
-    const std::string dt = safetensors_name(t.tensor.scalar_type());
-    if (spec.count(dt) == 0)
-      throw Error("format.unsupported_dtype", path, t.key, "safetensors has no " + dtype_name(t.tensor.scalar_type()));
+    const Dtype dt = saved_dtype(t);
+    // safetensors' own list of dtypes has no complex128 (statedict still reads "C128").
+    if (dt->safetensors == nullptr || dt->type == c10::ScalarType::ComplexDouble)
+      throw Error("format.unsupported_dtype", path, t.key, "safetensors has no " + std::string(dt->torch));
     at::Tensor c = t.tensor.contiguous();
     const std::uint64_t n = tensor_bytes(c);
-    header[t.key] = {{"dtype", dt}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + n}}};
+    header[t.key] = {{"dtype", dt->safetensors}, {"shape", t.shape()}, {"data_offsets", {offset, offset + n}}};
     offset += n;
     data.push_back(c);
   }

@@ -31,14 +31,24 @@ TreeSummary summarize(const statedict::Value& v) {
 
 std::string describe(const statedict::Value& v) {
   using statedict::Kind;
-  if (v.kind() == Kind::tensor)
-    return "tensor " + statedict::dtype_name(v.tensor().scalar_type()) + " " + statedict::shape_text(v.tensor().sizes());
+  if (v.kind() == Kind::tensor) {
+    const statedict::NamedTensor t = v.named();
+    return "tensor " + t.dtype() + " " + statedict::shape_text(t.shape());
+  }
   const TreeSummary s = summarize(v);
   std::string r = v.kind() == Kind::object                    ? v.type_name()
                   : v.kind() == Kind::dict || v.is_sequence() ? v.type_name() + " of " + std::to_string(v.size())
                                                               : v.type_name();
   if (s.tensors > 0) return r + ": " + std::to_string(s.tensors) + " tensors, " + statedict::bytes_text(s.bytes);
   return r + ": " + v.repr(70);
+}
+
+/// Tensor-like values that are not tensors here: nothing vanishes without a word.
+void print_unreadable(const statedict::Value& root) {
+  const auto bad = root.unreadable();
+  if (bad.empty()) return;
+  std::cout << "\nnot read as tensors (" << bad.size() << "):\n";
+  for (const auto& u : bad) std::cout << "  " << u.key << "  " << u.type << ": " << u.reason << "\n";
 }
 
 void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, const std::string& select) {
@@ -56,12 +66,14 @@ void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, 
   if (root.is_dict()) {
     std::size_t top_tensors = 0;
     std::vector<std::pair<std::string, std::string>> rows;
-    for (const auto& [k, v] : root.items()) {
-      if (v.is_tensor()) {
+    const auto items = root.items();
+    const auto keys = root.keys();
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (items[i].second.is_tensor()) {
         ++top_tensors;
         continue;
       }
-      rows.emplace_back(k.key_text(), describe(v));
+      rows.emplace_back(keys[i], describe(items[i].second));
     }
     if (!rows.empty()) {
       std::cout << "\ntop level:\n";
@@ -73,19 +85,20 @@ void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, 
   } else {
     std::cout << "\ntop level: " << describe(root) << "\n";
   }
-  if (tensors.empty()) return;
+  if (tensors.empty()) return print_unreadable(root);
   std::size_t wk = 3, wd = 5;
   for (const auto& t : tensors) {
     wk = std::max(wk, t.key.size());
-    wd = std::max(wd, statedict::dtype_name(t.tensor.scalar_type()).size());
+    wd = std::max(wd, t.dtype().size());
   }
   std::cout << "\n"
             << "key" << std::string(wk - 1, ' ') << "dtype" << std::string(wd - 3, ' ') << "shape\n";
   for (const auto& t : tensors) {
-    const std::string dt = statedict::dtype_name(t.tensor.scalar_type());
+    const std::string dt = t.dtype();
     std::cout << t.key << std::string(wk - t.key.size() + 2, ' ') << dt << std::string(wd - dt.size() + 2, ' ')
-              << statedict::shape_text(t.tensor.sizes()) << "\n";
+              << statedict::shape_text(t.shape()) << "\n";
   }
+  print_unreadable(root);
 }
 
 int run_inspect(const std::string& file, const std::string& select, bool json, bool hash) {
@@ -104,12 +117,15 @@ int run_inspect(const std::string& file, const std::string& select, bool json, b
   for (const auto& t : root.tensors()) {
     nlohmann::ordered_json e;
     e["key"] = t.key;
-    e["dtype"] = statedict::dtype_name(t.tensor.scalar_type());
-    e["shape"] = t.tensor.sizes().vec();
+    e["dtype"] = t.dtype();
+    e["shape"] = t.shape();
     if (hash) e["sha256"] = statedict::tensor_sha256(t.tensor);
     list.push_back(std::move(e));
   }
   out["tensors"] = std::move(list);
+  nlohmann::ordered_json unreadable = nlohmann::ordered_json::array();
+  for (const auto& u : root.unreadable()) unreadable.push_back({{"key", u.key}, {"type", u.type}, {"reason", u.reason}});
+  out["unreadable"] = std::move(unreadable);
   std::cout << out.dump(1) << "\n";
   return exit_ok;
 }
@@ -173,17 +189,18 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
   const statedict::detail::KeyRewriter rewrite(o.rules());
   std::optional<c10::ScalarType> to;
   if (!dtype.empty()) {
-    to = statedict::detail::dtype_from_torch(dtype);
-    if (!to || !c10::isFloatingType(*to))
+    const statedict::detail::Dtype dt = statedict::detail::dtype_from_torch(dtype);
+    if (dt == nullptr || !statedict::detail::native(dt) || !c10::isFloatingType(dt->type))
       throw statedict::Error("options.bad_dtype", "", "--dtype " + dtype, "expected float16, bfloat16, float32 or float64");
+    to = dt->type;
   }
   std::vector<statedict::NamedTensor> tensors;
   std::uint64_t total = 0;
   for (auto& t : root.tensors()) {
     at::Tensor x = t.tensor;
-    if (to && x.is_floating_point()) x = x.to(*to);
+    if (to && t.raw_dtype == nullptr && x.is_floating_point()) x = x.to(*to);
     total += static_cast<std::uint64_t>(x.numel()) * x.element_size();
-    tensors.push_back({rewrite.apply(t.key), x});
+    tensors.push_back({rewrite.apply(t.key), x, t.raw_dtype});
   }
   statedict::SaveOptions so;
   so.max_shard_size(max_shard);

@@ -1,71 +1,113 @@
 #pragma once
-// Every spelling of a dtype the formats use, in one table.
-#include <c10/core/ScalarType.h>
+// Every spelling of a dtype the formats use, in one table: the dtypes of PyTorch 2.6, whether or not
+// the LibTorch statedict is compiled against has them.
+#include <statedict/detail/compat.hpp>
 
+#include <ATen/ATen.h>
+
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace statedict::detail {
 
 struct DtypeNames {
-  c10::ScalarType type;
+  c10::ScalarType type;     // Undefined where this LibTorch has no such dtype (see raw tensors)
   const char* torch;        // PyTorch's name without "torch."
-  const char* storage;      // torch.<X>Storage
+  const char* storage;      // torch.<X>Storage (dtypes added after 2.0 have none: UntypedStorage + dtype)
   const char* safetensors;  // safetensors' name
   const char* numpy;        // numpy kind+size code
+  std::uint8_t size;        // bytes per element
 };
+
+#if STATEDICT_HAS_FLOAT8
+#define STATEDICT_F8(x) c10::ScalarType::x
+#else
+#define STATEDICT_F8(x) c10::ScalarType::Undefined
+#endif
+#if STATEDICT_HAS_FLOAT8_FNUZ
+#define STATEDICT_F8FNUZ(x) c10::ScalarType::x
+#else
+#define STATEDICT_F8FNUZ(x) c10::ScalarType::Undefined
+#endif
+#if STATEDICT_HAS_UINT16_64
+#define STATEDICT_UINT(x) c10::ScalarType::x
+#else
+#define STATEDICT_UINT(x) c10::ScalarType::Undefined
+#endif
 
 inline constexpr DtypeNames dtype_table[] = {
-    {c10::ScalarType::Float, "float32", "FloatStorage", "F32", "f4"},
-    {c10::ScalarType::Double, "float64", "DoubleStorage", "F64", "f8"},
-    {c10::ScalarType::Half, "float16", "HalfStorage", "F16", "f2"},
-    {c10::ScalarType::BFloat16, "bfloat16", "BFloat16Storage", "BF16", nullptr},
-    {c10::ScalarType::Long, "int64", "LongStorage", "I64", "i8"},
-    {c10::ScalarType::Int, "int32", "IntStorage", "I32", "i4"},
-    {c10::ScalarType::Short, "int16", "ShortStorage", "I16", "i2"},
-    {c10::ScalarType::Char, "int8", "CharStorage", "I8", "i1"},
-    {c10::ScalarType::Byte, "uint8", "ByteStorage", "U8", "u1"},
-    {c10::ScalarType::Bool, "bool", "BoolStorage", "BOOL", "b1"},
-    {c10::ScalarType::ComplexFloat, "complex64", "ComplexFloatStorage", "C64", "c8"},
-    {c10::ScalarType::ComplexDouble, "complex128", "ComplexDoubleStorage", "C128", "c16"},
+    {c10::ScalarType::Float, "float32", "FloatStorage", "F32", "f4", 4},
+    {c10::ScalarType::Double, "float64", "DoubleStorage", "F64", "f8", 8},
+    {c10::ScalarType::Half, "float16", "HalfStorage", "F16", "f2", 2},
+    {c10::ScalarType::BFloat16, "bfloat16", "BFloat16Storage", "BF16", nullptr, 2},
+    {c10::ScalarType::Long, "int64", "LongStorage", "I64", "i8", 8},
+    {c10::ScalarType::Int, "int32", "IntStorage", "I32", "i4", 4},
+    {c10::ScalarType::Short, "int16", "ShortStorage", "I16", "i2", 2},
+    {c10::ScalarType::Char, "int8", "CharStorage", "I8", "i1", 1},
+    {c10::ScalarType::Byte, "uint8", "ByteStorage", "U8", "u1", 1},
+    {c10::ScalarType::Bool, "bool", "BoolStorage", "BOOL", "b1", 1},
+    {c10::ScalarType::ComplexFloat, "complex64", "ComplexFloatStorage", "C64", "c8", 8},
+    {c10::ScalarType::ComplexDouble, "complex128", "ComplexDoubleStorage", "C128", "c16", 16},
+    {c10::ScalarType::ComplexHalf, "complex32", nullptr, nullptr, nullptr, 4},
+    {STATEDICT_F8(Float8_e4m3fn), "float8_e4m3fn", nullptr, "F8_E4M3", nullptr, 1},
+    {STATEDICT_F8(Float8_e5m2), "float8_e5m2", nullptr, "F8_E5M2", nullptr, 1},
+    {STATEDICT_F8FNUZ(Float8_e4m3fnuz), "float8_e4m3fnuz", nullptr, nullptr, nullptr, 1},
+    {STATEDICT_F8FNUZ(Float8_e5m2fnuz), "float8_e5m2fnuz", nullptr, nullptr, nullptr, 1},
+    {STATEDICT_UINT(UInt16), "uint16", nullptr, "U16", "u2", 2},
+    {STATEDICT_UINT(UInt32), "uint32", nullptr, "U32", "u4", 4},
+    {STATEDICT_UINT(UInt64), "uint64", nullptr, "U64", "u8", 8},
+    // Quantized storages: only their bytes are read (quantized tensors are listed as unreadable).
+    {c10::ScalarType::QInt8, "qint8", "QInt8Storage", nullptr, nullptr, 1},
+    {c10::ScalarType::QUInt8, "quint8", "QUInt8Storage", nullptr, nullptr, 1},
+    {c10::ScalarType::QInt32, "qint32", "QInt32Storage", nullptr, nullptr, 4},
+    {c10::ScalarType::QUInt4x2, "quint4x2", "QUInt4x2Storage", nullptr, nullptr, 1},
+    {c10::ScalarType::QUInt2x4, "quint2x4", "QUInt2x4Storage", nullptr, nullptr, 1},
 };
+#undef STATEDICT_F8
+#undef STATEDICT_F8FNUZ
+#undef STATEDICT_UINT
 
-inline const DtypeNames* find_dtype(c10::ScalarType t) {
+/// A dtype as the files name it: a row of dtype_table.
+using Dtype = const DtypeNames*;
+
+/// True when this LibTorch has the dtype; otherwise its tensors are kept as raw bytes.
+inline bool native(Dtype d) { return d->type != c10::ScalarType::Undefined; }
+
+inline Dtype find_dtype(c10::ScalarType t) {
+  if (t == c10::ScalarType::Undefined) return nullptr;
   for (const auto& d : dtype_table)
     if (d.type == t) return &d;
   return nullptr;
 }
-
-inline std::optional<c10::ScalarType> dtype_from_storage(std::string_view name) {
+inline Dtype dtype_from_storage(std::string_view name) {
   for (const auto& d : dtype_table)
-    if (name == d.storage) return d.type;
-  return std::nullopt;
+    if (d.storage != nullptr && name == d.storage) return &d;
+  return nullptr;
 }
-inline std::optional<c10::ScalarType> dtype_from_torch(std::string_view name) {
+inline Dtype dtype_from_torch(std::string_view name) {
   for (const auto& d : dtype_table)
-    if (name == d.torch) return d.type;
+    if (name == d.torch) return &d;
   // Aliases PyTorch also accepts.
-  if (name == "float") return c10::ScalarType::Float;
-  if (name == "double") return c10::ScalarType::Double;
-  if (name == "half") return c10::ScalarType::Half;
-  if (name == "long") return c10::ScalarType::Long;
-  if (name == "int") return c10::ScalarType::Int;
-  if (name == "short") return c10::ScalarType::Short;
-  if (name == "cfloat") return c10::ScalarType::ComplexFloat;
-  if (name == "cdouble") return c10::ScalarType::ComplexDouble;
-  return std::nullopt;
+  static constexpr std::pair<std::string_view, std::string_view> aliases[] = {
+      {"float", "float32"}, {"double", "float64"},   {"half", "float16"},       {"long", "int64"},     {"int", "int32"},
+      {"short", "int16"},   {"cfloat", "complex64"}, {"cdouble", "complex128"}, {"chalf", "complex32"}};
+  for (const auto& [alias, real] : aliases)
+    if (name == alias) return dtype_from_torch(real);
+  return nullptr;
 }
-inline std::optional<c10::ScalarType> dtype_from_safetensors(std::string_view name) {
+inline Dtype dtype_from_safetensors(std::string_view name) {
   for (const auto& d : dtype_table)
-    if (name == d.safetensors) return d.type;
-  return std::nullopt;
+    if (d.safetensors != nullptr && name == d.safetensors) return &d;
+  return nullptr;
 }
-inline std::optional<c10::ScalarType> dtype_from_numpy(std::string_view code) {
+inline Dtype dtype_from_numpy(std::string_view code) {
   if (code == "b" || code == "?") code = "b1";
   for (const auto& d : dtype_table)
-    if (d.numpy != nullptr && code == d.numpy) return d.type;
-  return std::nullopt;
+    if (d.numpy != nullptr && code == d.numpy) return &d;
+  return nullptr;
 }
 
 /// PyTorch's name of a dtype without "torch." ("float32", "bfloat16", ...).
@@ -75,7 +117,33 @@ inline std::string dtype_name(c10::ScalarType t) {
 }
 inline std::string safetensors_name(c10::ScalarType t) {
   const auto* d = find_dtype(t);
-  return d != nullptr ? d->safetensors : std::string();
+  return d != nullptr && d->safetensors != nullptr ? d->safetensors : std::string();
+}
+
+/// A tensor of `dtype` over `storage` (offset, sizes and strides in elements). A dtype this LibTorch
+/// lacks becomes a raw tensor: uint8, one more trailing dimension of the element size, the same bytes.
+inline at::Tensor tensor_on(const at::Storage& storage, Dtype dtype, std::int64_t offset, at::IntArrayRef sizes, at::IntArrayRef strides) {
+  if (native(dtype)) return at::empty({0}, at::TensorOptions().dtype(dtype->type)).set_(storage, offset, sizes, strides);
+  const std::int64_t es = dtype->size;
+  std::vector<std::int64_t> sz(sizes.begin(), sizes.end()), st;
+  for (auto s : strides) st.push_back(s * es);
+  sz.push_back(es);
+  st.push_back(1);
+  return at::empty({0}, at::TensorOptions().dtype(at::kByte)).set_(storage, offset * es, sz, st);
+}
+/// A new contiguous tensor of `dtype` and shape `sizes` (raw for dtypes this LibTorch lacks).
+inline at::Tensor empty_of(Dtype dtype, at::IntArrayRef sizes) {
+  if (native(dtype)) return at::empty(sizes, at::TensorOptions().dtype(dtype->type));
+  std::vector<std::int64_t> sz(sizes.begin(), sizes.end());
+  sz.push_back(dtype->size);
+  return at::empty(sz, at::TensorOptions().dtype(at::kByte));
+}
+
+/// Bytes that need reversing per element to turn big-endian data into little-endian.
+inline std::size_t swap_unit(Dtype t, bool big) {
+  if (!big) return 1;
+  const bool complex = t->torch[0] == 'c';  // complex numbers swap each half on its own
+  return complex ? t->size / 2u : t->size;
 }
 
 }  // namespace statedict::detail

@@ -271,9 +271,13 @@ inline void list_subtrees(const Value& v, const std::string& path, int depth, st
   if (v.is_dict()) {
     out.emplace_back(path, v);
     if (depth >= 3) return;
-    for (const auto& [k, child] : v.items())
+    const auto items = v.items();
+    const auto keys = v.keys();
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      const Value& child = items[i].second;
       if (child.is_dict() || child.kind() == Kind::object)
-        list_subtrees(child, path.empty() ? k.key_text() : path + "." + k.key_text(), depth + 1, out);
+        list_subtrees(child, path.empty() ? keys[i] : path + "." + keys[i], depth + 1, out);
+    }
   } else if (v.kind() == Kind::object && v.object_state() && v.object_state()->is_dict() && depth < 3) {
     list_subtrees(*v.object_state(), path, depth + 1, out);
   }
@@ -431,6 +435,13 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     used[s] = 1;
     const at::Tensor& src = sources[s].tensor;
     r.matched.push_back({tg.key, sources[s].key, rules_used[s].empty() ? "exact" : rules_used[s]});
+    if (sources[s].raw_dtype != nullptr) {
+      // A dtype this LibTorch lacks: listed and convertible, but no value can be made of it here.
+      r.dtype_mismatch.push_back({tg.key, sources[s].key, dtype_name(tg.tensor.scalar_type()), sources[s].raw_dtype, false, false});
+      r.errors.push_back("unsupported dtype for " + tg.key + ": the checkpoint's " + sources[s].key + " is " + sources[s].raw_dtype +
+                         ", which LibTorch " + TORCH_VERSION + " does not have (LibTorch 2.3 or newer reads it).");
+      continue;
+    }
     if (!src.sizes().equals(tg.tensor.sizes())) {
       r.shape_mismatch.push_back({tg.key, sources[s].key, tg.tensor.sizes().vec(), src.sizes().vec()});
       if (opts.shape_mismatch() == Policy::error)

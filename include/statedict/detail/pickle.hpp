@@ -25,7 +25,7 @@ namespace statedict::detail {
 /// One storage a pickle refers to by persistent id.
 struct StorageSpec {
   std::string key;
-  c10::ScalarType dtype = c10::ScalarType::Byte;
+  Dtype dtype = dtype_from_torch("uint8");
   std::uint64_t numel = 0;  // elements of dtype (bytes when untyped)
   bool untyped = false;
   std::string location;
@@ -41,7 +41,7 @@ struct TensorSpec {
   std::uint32_t storage = npos;  // index into storages
   std::uint64_t offset = 0;      // elements
   std::vector<std::int64_t> sizes, strides;
-  c10::ScalarType dtype = c10::ScalarType::Float;
+  Dtype dtype = dtype_from_torch("float32");
   bool requires_grad = false;
   std::string where;
 };
@@ -52,6 +52,7 @@ struct PickleState {
   std::vector<StorageSpec> storages;
   std::vector<TensorSpec> tensors;
   std::unordered_map<std::string, std::uint32_t> storage_by_key;
+  std::vector<std::string> reasons;  // why each Internal::unreadable node could not be read
 };
 
 inline bool is_valid_utf8(const std::uint8_t* p, std::size_t n) {
@@ -156,6 +157,8 @@ inline bool is_forbidden_global(const std::string& module, const std::string& na
                                                 "torch._C",
                                                 "torch.serialization",
                                                 "torch.package"};
+  // Named by torch's own sparse-tensor pickles; as an inert global it runs nothing.
+  if (module == "torch.serialization" && name == "_get_layout") return false;
   std::string top = module.substr(0, module.find('.'));
   if (modules.count(top) != 0 || modules.count(module) != 0) return true;
   for (const auto& m : modules)
@@ -182,6 +185,12 @@ public:
       : st_(st), tree_(st.tree), opts_(opts), file_(std::move(file)), record_(std::move(record)), d_(data), n_(size), base_(base_offset),
         legacy_(legacy) {}
 
+  /// Legacy files written with pickle_protocol=1 have no PROTO opcode: accept that there.
+  Unpickler& allow_protocol_1(bool on) {
+    protocol_1_ = on;
+    return *this;
+  }
+
   /// Runs to STOP; returns the root node. consumed() then tells how many bytes the pickle took.
   std::uint32_t run() {
     // The span may run past the pickle (legacy files: the rest of the file); only the bytes the
@@ -190,17 +199,27 @@ public:
       n_ = static_cast<std::size_t>(opts_.max_pickle_bytes());
       limited_ = true;
     }
-    if (n_ < 2 || d_[0] != 0x80) fail("pickle.no_proto", 0, "pickle does not start with PROTO (not a protocol-2 pickle)");
+    if (n_ < 2 || (d_[0] != 0x80 && !protocol_1_))
+      fail("pickle.no_proto", 0, "pickle does not start with PROTO (not a pickle of protocol 2 or newer)");
     while (true) {
       op_at_ = p_;
       const std::uint8_t op = byte();
       switch (op) {
       case 0x80: {  // PROTO
         const std::uint8_t v = byte();
-        if (v < 2 || v > 3)
-          fail("pickle.protocol", op_at_, "pickle protocol " + std::to_string(v) + " is not supported (torch.save writes protocol 2)");
+        if (v < 2 || v > 5)
+          fail("pickle.protocol", op_at_, "pickle protocol " + std::to_string(v) + " is not supported (statedict reads protocols 2 to 5)");
         break;
       }
+      case 0x95:  // FRAME (protocol 4): a length prefix for buffered readers; the opcodes inside read as usual
+        take(8);
+        break;
+      case 0x94:  // MEMOIZE: store the top at the next free memo index
+        memo_put(memo_count_);
+        break;
+      case 0x93:  // STACK_GLOBAL
+        op_stack_global();
+        break;
       case '.': {  // STOP
         if (!marks_.empty()) fail("pickle.unclosed_mark", op_at_, "STOP with a MARK never closed");
         if (stack_.size() != 1)
@@ -248,6 +267,12 @@ public:
       case 'K':
         push_int(byte());
         break;
+      case 'I':  // INT (protocols 0-1): decimal text; "01"/"00" are True/False
+        op_text_int(false);
+        break;
+      case 'L':  // LONG (protocols 0-1): decimal text ending in 'L'
+        op_text_int(true);
+        break;
       case 'M':
         push_int(u16());
         break;
@@ -276,6 +301,13 @@ public:
       case 0x8c:
         op_unicode(byte());
         break;  // SHORT_BINUNICODE
+      case 0x8d:
+        op_unicode(u64());
+        break;  // BINUNICODE8
+      case 0x8e:
+      case 0x96:
+        op_bytes(u64());
+        break;  // BINBYTES8, BYTEARRAY8
       case 'U':
         op_binstring(byte());
         break;
@@ -356,6 +388,16 @@ public:
       case 0x8f:
         push(tree_.add(Kind::set));
         break;      // EMPTY_SET
+      case 0x91: {  // FROZENSET
+        auto items = pop_mark();
+        push(make_seq(Kind::set, std::move(items)));
+        break;
+      }
+      case 0x97:
+      case 0x98:
+        fail("pickle.out_of_band", op_at_,
+             std::string(op == 0x97 ? "NEXT_BUFFER" : "READONLY_BUFFER") +
+                 " (protocol 5 out-of-band buffer): the data is not in the file; torch.save never writes these");
       case 0x90: {  // ADDITEMS
         auto items = pop_mark();
         auto t = top();
@@ -375,6 +417,14 @@ public:
         push(newobj(cls, args));
         break;
       }
+      case 0x92: {  // NEWOBJ_EX: keyword arguments are kept with the object, never interpreted
+        auto kwargs = pop();
+        auto args = pop();
+        auto cls = pop();
+        if (node(kwargs).kind != Kind::dict) fail("pickle.type", op_at_, "NEWOBJ_EX keyword arguments are a " + kind_name(kwargs));
+        push(newobj(cls, args));
+        break;
+      }
       case 'b': {
         auto state = pop();
         build(top(), state);
@@ -389,14 +439,10 @@ public:
         char buf[8];
         std::snprintf(buf, sizeof buf, "0x%02x", op);
         std::string what = std::string("unsupported pickle opcode ") + buf;
-        if (op == 0x93)
-          what += " (STACK_GLOBAL, protocol 4)";
-        else if (op == 'i')
-          what += " (INST)";
+        if (op == 'i')
+          what += " (INST, protocol 0)";
         else if (op == 'o')
-          what += " (OBJ)";
-        else if (op == 0x95)
-          what += " (FRAME, protocol 4)";
+          what += " (OBJ, protocol 1)";
         fail("pickle.opcode", op_at_, what);
       }
       }
@@ -426,6 +472,7 @@ private:
   std::uint8_t byte() { return *take(1); }
   std::uint16_t u16() { return rd16(take(2)); }
   std::uint32_t u32() { return rd32(take(4)); }
+  std::uint64_t u64() { return rd64(take(8)); }
   std::string line() {
     constexpr std::size_t max_line = 1024;
     const std::size_t start = p_;
@@ -437,10 +484,7 @@ private:
     }
     std::string s(reinterpret_cast<const char*>(d_ + start), p_ - start);
     ++p_;
-    for (char c : s)
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'))
-        fail("pickle.bad_global", start, "GLOBAL name '" + printable(s) + "' has characters no Python name has");
-    return s;
+    return s;  // its characters are checked by push_global
   }
   static std::string printable(const std::string& s) {
     std::string r;
@@ -475,12 +519,15 @@ private:
   // hostile index cannot make it huge.
   void memo_put(std::uint32_t idx) {
     ++memo_puts_;
+    bool fresh;
     if (idx < dense_memo_.size() || static_cast<std::uint64_t>(idx) < 2 * memo_puts_ + 4096) {
       if (idx >= dense_memo_.size()) dense_memo_.resize(idx + 1, npos);
+      fresh = dense_memo_[idx] == npos;
       dense_memo_[idx] = top();
     } else {
-      memo_[idx] = top();
+      fresh = memo_.insert_or_assign(idx, top()).second;
     }
+    if (fresh) ++memo_count_;  // MEMOIZE's index is the memo's size, as in Python
   }
   void memo_get(std::uint32_t idx) {
     std::uint32_t v = npos;
@@ -523,8 +570,45 @@ private:
     nd.i = v;
     push(tree_.add(std::move(nd)));
   }
-  void op_long(std::uint32_t len) {
-    const std::uint8_t* b = take(len);
+  void op_text_int(bool is_long) {
+    const std::size_t at = op_at_;
+    std::string t = line();
+    if (is_long && !t.empty() && t.back() == 'L') t.pop_back();
+    if (!is_long && (t == "01" || t == "00")) return push_bool(t == "01");
+    const bool negative = !t.empty() && t[0] == '-';
+    const std::string digits = t.substr(negative || (!t.empty() && t[0] == '+') ? 1 : 0);
+    if (digits.empty() || digits.size() > 400 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      fail("pickle.bad_int", at, "INT/LONG text '" + printable(t) + "' is not a decimal integer");
+    // Decimal to little-endian magnitude bytes, then two's complement: the form LONG1 carries.
+    std::vector<std::uint8_t> mag;
+    for (char c : digits) {
+      unsigned carry = static_cast<unsigned>(c - '0');
+      for (auto& b : mag) {
+        const unsigned v = b * 10u + carry;
+        b = static_cast<std::uint8_t>(v & 0xFF);
+        carry = v >> 8;
+      }
+      while (carry) {
+        mag.push_back(static_cast<std::uint8_t>(carry & 0xFF));
+        carry >>= 8;
+      }
+    }
+    mag.push_back(0);  // room for the sign bit
+    if (negative) {
+      unsigned carry = 1;
+      for (auto& b : mag) {
+        const unsigned v = static_cast<std::uint8_t>(~b) + carry;
+        b = static_cast<std::uint8_t>(v & 0xFF);
+        carry = v >> 8;
+      }
+    }
+    // Minimal length, as LONG1 writes it.
+    while (mag.size() > 1 && ((mag.back() == 0 && !(mag[mag.size() - 2] & 0x80)) || (mag.back() == 0xFF && (mag[mag.size() - 2] & 0x80))))
+      mag.pop_back();
+    push_long(mag.data(), static_cast<std::uint32_t>(mag.size()));
+  }
+  void op_long(std::uint32_t len) { push_long(take(len), len); }
+  void push_long(const std::uint8_t* b, std::uint32_t len) {
     Node nd;
     nd.kind = Kind::integer;
     if (len <= 8) {
@@ -544,7 +628,7 @@ private:
     }
     push(tree_.add(std::move(nd)));
   }
-  void op_unicode(std::uint32_t len) {
+  void op_unicode(std::uint64_t len) {
     const std::size_t at = op_at_;
     const std::uint8_t* b = take(len);
     if (!is_valid_utf8(b, len)) fail("pickle.utf8", at, "BINUNICODE string is not valid UTF-8");
@@ -564,7 +648,7 @@ private:
       nd.s = latin1_to_utf8(b, len);
     push(tree_.add(std::move(nd)));
   }
-  void op_bytes(std::uint32_t len) {
+  void op_bytes(std::uint64_t len) {
     const std::uint8_t* b = take(len);
     Node nd;
     nd.kind = Kind::bytes;
@@ -593,6 +677,15 @@ private:
     const std::size_t at = op_at_;
     std::string module = line();
     std::string name = line();
+    push_global(std::move(module), std::move(name), at);
+  }
+  void push_global(std::string module, std::string name, std::size_t at) {
+    for (const std::string* part : {&module, &name}) {
+      if (part->empty() || part->size() > 1024) fail("pickle.bad_global", at, "GLOBAL name is empty or longer than 1024 bytes");
+      for (char c : *part)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'))
+          fail("pickle.bad_global", at, "GLOBAL name '" + printable(*part) + "' has characters no Python name has");
+    }
     if (is_forbidden_global(module, name))
       fail("pickle.forbidden_global", at,
            "the file tries to run code: it references " + module + "." + name + ", which statedict refuses to load");
@@ -601,6 +694,15 @@ private:
     nd.kind = Kind::object;
     nd.s = module + "." + name;
     push(tree_.add(std::move(nd)));
+  }
+
+  void op_stack_global() {
+    const std::size_t at = op_at_;
+    auto name_id = pop();
+    auto module_id = pop();
+    if (node(module_id).kind != Kind::string || node(name_id).kind != Kind::string)
+      fail("pickle.bad_global", at, "STACK_GLOBAL needs two strings, got a " + kind_name(module_id) + " and a " + kind_name(name_id));
+    push_global(node(module_id).s, node(name_id).s, at);
   }
 
   // Dicts keep an index for str/int keys so that a repeated key overwrites, as in Python.
@@ -784,17 +886,55 @@ private:
     }
     if (is({"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"})) {
       if (a.size() == 2 && node(a[0]).internal == Internal::numpy_dtype && arg(a, 1).kind == Kind::bytes) {
-        auto t = numpy_tensor(a[0], {}, node(a[1]).s);
+        Dtype dt = nullptr;
+        std::string why;
+        auto t = numpy_tensor(a[0], {}, node(a[1]).s, &dt, &why);
+        Node nd;
         if (t.defined()) {
-          Node nd;
           nd.kind = Kind::tensor;
           nd.tensor = t;
+          if (!native(dt)) nd.raw = dt;
           return tree_.add(std::move(nd));
         }
+        nd.kind = Kind::object;
+        nd.s = fn;
+        nd.args = args_id;
+        auto id = tree_.add(std::move(nd));
+        mark_unreadable(id, why);
+        return id;
       }
     }
-    if (is({"torch._utils._rebuild_device_tensor_from_numpy"})) {
+    if (is({"torch._utils._rebuild_device_tensor_from_numpy", "torch._utils._rebuild_device_tensor_from_cpu_tensor"})) {
       if (!a.empty() && arg(a, 0).kind == Kind::tensor) return a[0];
+    }
+    if (is({"torch.nn.parameter.Parameter", "torch.nn.parameter.Buffer"})) {
+      // PyTorch <= 0.3: Parameter(tensor[, requires_grad]) then BUILD; the tensor is what matters.
+      if (!a.empty() && arg(a, 0).kind == Kind::tensor) {
+        if (a.size() > 1 && arg(a, 1).kind == Kind::boolean && arg(a, 0).pending != npos)
+          st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).b;
+        return a[0];
+      }
+    }
+    if (fn.compare(0, 22, "torch._utils._rebuild_") == 0) {
+      // The other tensor rebuilders: listed with the reason, never silently dropped.
+      static const std::pair<const char*, const char*> reasons[] = {
+          {"torch._utils._rebuild_qtensor", "a quantized tensor: statedict does not read quantized tensors"},
+          {"torch._utils._rebuild_sparse_tensor", "a sparse tensor: statedict reads dense tensors only"},
+          {"torch._utils._rebuild_sparse_csr", "a sparse tensor: statedict reads dense tensors only"},
+          {"torch._utils._rebuild_nested_tensor", "a nested tensor: statedict reads dense tensors only"},
+          {"torch._utils._rebuild_meta_tensor_no_storage", "a meta tensor: it has no data"},
+          {"torch._utils._rebuild_wrapper_subclass", "a tensor subclass without storage (meta or distributed): it has no data here"},
+      };
+      std::string why = fn + " is not a tensor rebuilder statedict interprets";
+      for (const auto& [name, text] : reasons)
+        if (fn == name) why = text;
+      Node nd;
+      nd.kind = Kind::object;
+      nd.s = fn;
+      nd.args = args_id;
+      auto id = tree_.add(std::move(nd));
+      mark_unreadable(id, why);
+      return id;
     }
     // Anything else: an inert object that remembers what it was.
     Node nd;
@@ -863,24 +1003,38 @@ private:
   }
 
   // numpy: dtype objects are numpy.dtype(code, align, copy) then BUILD (version, byteorder, ...).
-  std::optional<std::pair<c10::ScalarType, bool>> numpy_dtype(std::uint32_t id) {
+  // Returns the dtype and whether it is big-endian; nullptr (with `why`) when no tensor can hold it.
+  std::pair<Dtype, bool> numpy_dtype(std::uint32_t id, std::string* why) {
     const Node& dt = node(id);
-    if (dt.internal != Internal::numpy_dtype || dt.args == npos) return std::nullopt;
+    if (dt.internal != Internal::numpy_dtype || dt.args == npos) {
+      *why = "its dtype is a " + kind_name(id) + ", not a numpy.dtype";
+      return {nullptr, false};
+    }
     const Node& a = node(dt.args);
-    if (a.items.empty() || node(a.items[0]).kind != Kind::string) return std::nullopt;
-    auto type = dtype_from_numpy(node(a.items[0]).s);
-    if (!type) return std::nullopt;
+    if (a.items.empty() || node(a.items[0]).kind != Kind::string) {
+      *why = "its numpy.dtype has no type code";
+      return {nullptr, false};
+    }
+    const std::string& code = node(a.items[0]).s;
+    Dtype type = dtype_from_numpy(code);
+    if (type == nullptr) {
+      *why = "numpy dtype '" + printable(code) + "' has no tensor equivalent";
+      return {nullptr, false};
+    }
     bool big = false;
     if (dt.state != npos) {
       const Node& s = node(dt.state);
       if (s.kind == Kind::tuple && s.items.size() > 1 && node(s.items[1]).kind == Kind::string) big = node(s.items[1]).s == ">";
     }
-    return std::make_pair(*type, big);
+    return {type, big};
   }
-  at::Tensor numpy_tensor(std::uint32_t dtype_id, const std::vector<std::int64_t>& shape, const std::string& raw) {
-    auto dt = numpy_dtype(dtype_id);
-    if (!dt) return {};
-    const std::size_t es = c10::elementSize(dt->first);
+  /// A numpy array's or scalar's bytes as a tensor; undefined (with `why`) when no tensor can hold it.
+  at::Tensor numpy_tensor(std::uint32_t dtype_id, const std::vector<std::int64_t>& shape, const std::string& raw, Dtype* dtype,
+                          std::string* why) {
+    auto [dt, big] = numpy_dtype(dtype_id, why);
+    *dtype = dt;
+    if (dt == nullptr) return {};
+    const std::size_t es = dt->size;
     std::uint64_t numel = 1;
     for (auto s : shape)
       if (mul_overflows(numel, static_cast<std::uint64_t>(s), &numel)) fail("pickle.bad_numpy", op_at_, "numpy array shape overflows");
@@ -888,37 +1042,52 @@ private:
     if (mul_overflows(numel, es, &bytes) || bytes != raw.size())
       fail("pickle.bad_numpy", op_at_,
            "numpy array data has " + std::to_string(raw.size()) + " bytes, shape and dtype need " + std::to_string(numel * es));
-    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dt->first));
-    std::memcpy(t.data_ptr(), raw.data(), raw.size());
-    if (dt->second && es > 1) {
-      auto* p = static_cast<std::uint8_t*>(t.data_ptr());
-      for (std::uint64_t e = 0; e < numel; ++e) std::reverse(p + e * es, p + (e + 1) * es);
-    }
+    at::Tensor t = empty_of(dt, shape);
+    auto* p = static_cast<std::uint8_t*>(t.data_ptr());
+    std::memcpy(p, raw.data(), raw.size());
+    const std::size_t unit = swap_unit(dt, big);
+    if (unit > 1)
+      for (std::uint64_t e = 0; e + unit <= bytes; e += unit) std::reverse(p + e, p + e + unit);
     return t;
+  }
+  /// A tensor-like value statedict cannot represent: listed by Checkpoint::unreadable() with `why`.
+  void mark_unreadable(std::uint32_t id, std::string why) {
+    Node& nd = node(id);
+    nd.internal = Internal::unreadable;
+    nd.pending = static_cast<std::uint32_t>(st_.reasons.size());
+    st_.reasons.push_back(std::move(why));
   }
   void build_numpy_array(std::uint32_t target, std::uint32_t state) {
     // state = (version, shape, dtype, is_fortran, data)
     const Node& s = node(state);
     node(target).state = state;
-    if (s.kind != Kind::tuple || s.items.size() != 5) return;
+    if (s.kind != Kind::tuple || s.items.size() != 5)
+      return mark_unreadable(target, "numpy array state is not (version, shape, dtype, fortran, data)");
     const Node& shape = node(s.items[1]);
     const Node& data = node(s.items[4]);
-    if (shape.kind != Kind::tuple || data.kind != Kind::bytes) return;  // object arrays stay inert
+    if (shape.kind != Kind::tuple) return mark_unreadable(target, "numpy array shape is not a tuple");
+    if (data.kind != Kind::bytes)
+      return mark_unreadable(target, "numpy array of Python objects (dtype 'O'): its items are not tensor data");
     auto dims = want_int_tuple(s.items[1], "numpy shape");
     const bool fortran = node(s.items[3]).kind == Kind::boolean && node(s.items[3]).b;
     std::vector<std::int64_t> order = dims;
     if (fortran) std::reverse(order.begin(), order.end());
-    at::Tensor t = numpy_tensor(s.items[2], order, data.s);
-    if (!t.defined()) return;
-    if (fortran && t.dim() > 1) {
+    Dtype dt = nullptr;
+    std::string why;
+    at::Tensor t = numpy_tensor(s.items[2], order, data.s, &dt, &why);
+    if (!t.defined()) return mark_unreadable(target, why);
+    const auto rank = static_cast<std::int64_t>(order.size());
+    if (fortran && rank > 1) {
       std::vector<std::int64_t> perm(static_cast<std::size_t>(t.dim()));
-      for (std::size_t k = 0; k < perm.size(); ++k) perm[k] = static_cast<std::int64_t>(perm.size() - 1 - k);
+      for (std::int64_t k = 0; k < t.dim(); ++k)
+        perm[static_cast<std::size_t>(k)] = k < rank ? rank - 1 - k : k;  // a raw byte dim stays last
       t = t.permute(perm);
     }
     Node& nd = node(target);
     nd.kind = Kind::tensor;
     nd.internal = Internal::value;
     nd.tensor = t;
+    if (!native(dt)) nd.raw = dt;
   }
 
   // ---- tensors and storages ----
@@ -927,8 +1096,13 @@ private:
     if (t.kind != Kind::tuple) fail("pickle.bad_persistent_id", op_at_, "persistent id is a " + kind_name(pid) + ", not a tuple");
     if (t.items.empty() || node(t.items[0]).kind != Kind::string) fail("pickle.bad_persistent_id", op_at_, "persistent id has no tag");
     const std::string tag = node(t.items[0]).s;
-    if (tag == "module")
-      fail("pickle.bad_persistent_id", op_at_, "persistent id 'module' (source-code records of very old files) is not supported");
+    if (tag == "module") {
+      // Legacy whole modules: ('module', class, source file, source text) stands for the class.
+      // The source text is never looked at, let alone run; the class stays an inert reference.
+      if (t.items.size() != 4 || node(t.items[1]).internal != Internal::global)
+        fail("pickle.bad_persistent_id", op_at_, "persistent id 'module' is not ('module', class, source file, source)");
+      return t.items[1];
+    }
     if (tag != "storage") fail("pickle.bad_persistent_id", op_at_, "persistent id tag '" + printable(tag) + "' (expected 'storage')");
     const std::size_t want = legacy_ ? 6 : 5;
     if (t.items.size() != want)
@@ -943,10 +1117,9 @@ private:
     const std::string tn = type.s.substr(type.s.rfind('.') + 1);
     if (tn == "UntypedStorage" || tn == "_UntypedStorage")
       spec.untyped = true;
-    else if (auto dt = dtype_from_storage(tn))
-      spec.dtype = *dt;
-    else if (tn.find("QInt") != std::string::npos || tn.find("QUInt") != std::string::npos)
-      fail("format.unsupported_dtype", op_at_, "quantized storage " + type.s + " is not supported");
+    else if (Dtype dt = dtype_from_storage(tn))
+      spec.dtype = dt;
+
     else
       fail("pickle.bad_persistent_id", op_at_, "unknown storage type " + type.s);
     if (key.kind != Kind::string || key.s.empty() || key.s.size() > 64)
@@ -961,7 +1134,7 @@ private:
     spec.location = loc.kind == Kind::string ? loc.s : "";
     spec.declared_at = "offset " + std::to_string(base_ + op_at_);
     std::uint64_t bytes;
-    if (mul_overflows(spec.numel, spec.untyped ? 1 : c10::elementSize(spec.dtype), &bytes))
+    if (mul_overflows(spec.numel, spec.untyped ? 1 : spec.dtype->size, &bytes))
       fail("pickle.bad_persistent_id", op_at_, "storage '" + key.s + "' size overflows");
     std::uint32_t idx = declare_storage(spec);
     if (legacy_) {
@@ -1032,14 +1205,16 @@ private:
     t.dtype = ss.dtype;
     if (v3) {
       const Node& dt = arg(a, 6);
-      auto parsed = dt.internal == Internal::global && dt.s.compare(0, 6, "torch.") == 0 ? dtype_from_torch(dt.s.substr(6)) : std::nullopt;
-      if (!parsed) fail("pickle.bad_tensor", op_at_, "_rebuild_tensor_v3 with an unknown dtype");
-      t.dtype = *parsed;
+      Dtype parsed = dt.internal == Internal::global && dt.s.compare(0, 6, "torch.") == 0 ? dtype_from_torch(dt.s.substr(6)) : nullptr;
+      if (!parsed) fail("pickle.bad_tensor", op_at_, "_rebuild_tensor_v3 with an unknown dtype " + printable(dt.s));
+      t.dtype = parsed;
     } else if (ss.untyped) {
       fail("pickle.bad_tensor", op_at_, fn + " over an untyped storage needs a dtype");
     }
+    if (c10::isQIntType(t.dtype->type))
+      fail("pickle.bad_tensor", op_at_, fn + " over a quantized storage (only _rebuild_qtensor uses those)");
     // The elements the view can reach must lie inside the storage.
-    const std::uint64_t es = c10::elementSize(t.dtype);
+    const std::uint64_t es = t.dtype->size;
     const std::uint64_t capacity = ss.untyped ? ss.numel / es : ss.numel;
     std::uint64_t numel = 1, reach = t.offset, tmp;
     for (std::size_t k = 0; k < t.sizes.size(); ++k) {
@@ -1077,11 +1252,13 @@ private:
   bool legacy_;
   std::size_t p_ = 0, op_at_ = 0;
   bool limited_ = false;
+  bool protocol_1_ = false;
   int call_depth_ = 0;
   std::vector<std::uint32_t> stack_;
   std::vector<std::size_t> marks_;
   std::vector<std::uint32_t> dense_memo_;  // npos: never stored
   std::uint64_t memo_puts_ = 0;
+  std::uint32_t memo_count_ = 0;
   std::unordered_map<std::uint32_t, std::uint32_t> memo_;
   std::unordered_map<std::uint32_t, std::unordered_map<std::string, std::size_t>> dict_index_;
 };

@@ -76,7 +76,7 @@ inline bool looks_like_safetensors(const MappedFile& f) {
 
 struct SafetensorsEntry {
   std::string name;
-  c10::ScalarType dtype;
+  Dtype dtype = nullptr;
   std::vector<std::int64_t> shape;
   std::uint64_t begin, end;  // relative to the data buffer
 };
@@ -124,10 +124,9 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
     SafetensorsEntry e;
     e.name = name;
     const std::string dt = v["dtype"].get<std::string>();
-    auto parsed = dtype_from_safetensors(dt);
-    if (!parsed)
-      throw Error("format.unsupported_dtype", path, "tensor '" + name + "'", "dtype '" + dt + "' is not supported by LibTorch 1.13");
-    e.dtype = *parsed;
+    e.dtype = dtype_from_safetensors(dt);
+    if (e.dtype == nullptr)
+      throw Error("format.unsupported_dtype", path, "tensor '" + name + "'", "unknown safetensors dtype '" + dt.substr(0, 40) + "'");
     std::uint64_t numel = 1;
     for (const auto& s : v["shape"]) {
       if (!s.is_number_unsigned()) throw bad("shape entries must be non-negative integers");
@@ -145,7 +144,7 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
       throw bad("data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + ") run past the " + std::to_string(buffer) +
                 "-byte data buffer");
     std::uint64_t bytes;
-    if (mul_overflows(numel, c10::elementSize(e.dtype), &bytes)) throw bad("byte size overflows");
+    if (mul_overflows(numel, e.dtype->size, &bytes)) throw bad("byte size overflows");
     if (bytes != e.end - e.begin)
       throw bad("holds " + std::to_string(e.end - e.begin) + " bytes, shape and dtype need " + std::to_string(bytes));
     h.entries.push_back(std::move(e));
@@ -187,9 +186,9 @@ inline std::shared_ptr<CheckpointData> read_safetensors(const std::shared_ptr<Ma
     k.s = e.name;
     Node t;
     t.kind = Kind::tensor;
-    const std::size_t es = c10::elementSize(e.dtype);
-    at::Storage s = storage_from_file(f, h.data_offset + e.begin, e.end - e.begin, es, 1, opts);
-    t.tensor = at::empty({0}, at::TensorOptions().dtype(e.dtype)).set_(s, 0, e.shape, contiguous_strides(e.shape));
+    at::Storage s = storage_from_file(f, h.data_offset + e.begin, e.end - e.begin, e.dtype->size, 1, opts);
+    t.tensor = tensor_on(s, e.dtype, 0, e.shape, contiguous_strides(e.shape));
+    if (!native(e.dtype)) t.raw = e.dtype;
     const auto ki = cd->tree.add(std::move(k));
     root.kv.emplace_back(ki, cd->tree.add(std::move(t)));
   }

@@ -16,13 +16,6 @@ namespace statedict::detail {
 
 inline void delete_file_ref(void* ctx) { delete static_cast<std::shared_ptr<MappedFile>*>(ctx); }
 
-/// Bytes that need reversing per element to turn `big`-endian data into native little-endian.
-inline std::size_t swap_unit(c10::ScalarType t, bool big) {
-  if (!big) return 1;
-  const std::size_t es = c10::elementSize(t);
-  return c10::isComplexType(t) ? es / 2 : es;  // complex numbers swap each half on its own
-}
-
 /// Bytes [offset, offset+nbytes) of the file as a storage: an alias of the mapping when `map` is set,
 /// no byte swap is needed and the address suits the element type; otherwise a copy.
 inline at::Storage storage_from_file(const std::shared_ptr<MappedFile>& f, std::uint64_t offset, std::uint64_t nbytes,
@@ -37,7 +30,7 @@ inline at::Storage storage_from_file(const std::shared_ptr<MappedFile>& f, std::
   }
   c10::Storage s(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(nbytes), c10::GetCPUAllocator(), false);
   if (nbytes > 0) {
-    auto* dst = static_cast<std::uint8_t*>(s.data());
+    std::uint8_t* dst = storage_bytes(s);
     std::memcpy(dst, p, static_cast<std::size_t>(nbytes));
     if (swap > 1)
       for (std::uint64_t e = 0; e + swap <= nbytes; e += swap) std::reverse(dst + e, dst + e + swap);
@@ -58,9 +51,8 @@ inline void materialize_tensors(PickleState& st, const std::string& path) {
     }
     if (!ss->storage)
       throw Error("format.missing_storage", path, t.where, "tensor refers to storage '" + ss->key + "' whose bytes are missing");
-    at::Tensor x = at::empty({0}, at::TensorOptions().dtype(t.dtype));
-    x.set_(ss->storage, static_cast<std::int64_t>(offset), t.sizes, t.strides);
-    nd.tensor = x;
+    nd.tensor = tensor_on(ss->storage, t.dtype, static_cast<std::int64_t>(offset), t.sizes, t.strides);
+    if (!native(t.dtype)) nd.raw = t.dtype;
     nd.pending = npos;
   }
 }
@@ -143,6 +135,7 @@ inline std::shared_ptr<CheckpointData> finish(PickleState& st, std::uint32_t roo
   cd->format = format;
   cd->path = path;
   cd->max_depth = opts.max_depth();
+  cd->reasons = std::move(st.reasons);
   modules_to_state_dicts(*cd);
   return cd;
 }
@@ -191,7 +184,7 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const
     if (!ss.view_of.empty()) continue;
     const ZipEntry* rec = z.find("data/" + ss.key);
     if (rec == nullptr) throw Error("format.missing_record", path, z.top() + "/data/" + ss.key, "storage record is missing");
-    const std::size_t es = ss.untyped ? 1 : c10::elementSize(ss.dtype);
+    const std::size_t es = ss.untyped ? 1 : ss.dtype->size;
     const std::uint64_t want = ss.numel * es;  // overflow already refused by the unpickler
     if (rec->size != want)
       throw Error("format.storage_size", path, rec->name,
@@ -203,7 +196,7 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const
   // Untyped storages carry their dtype on the tensor; byte-swapping them is done per tensor dtype.
   if (big_endian)
     for (const auto& t : st.tensors)
-      if (st.storages[t.storage].untyped && c10::elementSize(t.dtype) > 1)
+      if (st.storages[t.storage].untyped && t.dtype->size > 1)
         throw Error("format.byteorder", path, t.where, "big-endian untyped storages are not supported");
   return finish(st, root, Format::torch_zip, path, opts);
 }
@@ -212,10 +205,18 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const std::shared_ptr<Mapp
   return read_torch_zip(ZipArchive(f), opts);
 }
 
+/// The legacy format starts with the pickled magic number 0x1950a86a20f9469cfc6c: LONG1 after PROTO
+/// (and a FRAME from protocol 4 on), or the text LONG of protocol 1.
 inline bool looks_like_legacy(const MappedFile& f) {
-  // PROTO 2, LONG1 of 10 bytes: the legacy magic number 0x1950a86a20f9469cfc6c.
-  static const std::uint8_t magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
-  return f.head_size() >= sizeof magic && std::memcmp(f.head(), magic, sizeof magic) == 0;
+  static const std::uint8_t long1[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+  static const char text[] = "L119547037146038801333356L\n";
+  const std::uint8_t* h = f.head();
+  const std::size_t n = f.head_size();
+  if (n >= sizeof text - 1 && std::memcmp(h, text, sizeof text - 1) == 0) return true;
+  if (n < 2 || h[0] != 0x80 || h[1] < 2 || h[1] > 5) return false;
+  std::size_t at = 2;
+  if (n > at && h[at] == 0x95) at += 9;  // FRAME
+  return n >= at + sizeof long1 && std::memcmp(h + at, long1, sizeof long1) == 0;
 }
 
 inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts) {
@@ -228,6 +229,7 @@ inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedF
   std::uint32_t values[5];
   for (int k = 0; k < 5; ++k) {
     Unpickler up(st, opts, path, std::string("pickle ") + std::to_string(k + 1) + " (" + names[k] + ")", d + pos, n - pos, pos, k == 3);
+    up.allow_protocol_1(d[0] != 0x80);
     values[k] = up.run();
     pos += up.consumed();
   }
@@ -262,7 +264,7 @@ inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedF
       throw Error("legacy.count", path, where,
                   "element count " + std::to_string(count) + " differs from the declared " + std::to_string(ss.numel));
     pos += 8;
-    const std::size_t es = c10::elementSize(ss.dtype);
+    const std::size_t es = ss.dtype->size;
     const std::uint64_t bytes = ss.numel * es;
     if (bytes > n - pos)
       throw Error("legacy.truncated", path, where,

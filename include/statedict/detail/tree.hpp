@@ -1,6 +1,8 @@
 #pragma once
 // The storage behind statedict::Value: every object a file holds is one Node in an arena, children
 // are indices. An arena (rather than shared pointers) makes cycles a pickle can build harmless.
+#include <statedict/detail/dtypes.hpp>
+
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -33,7 +35,9 @@ namespace detail {
 
 inline constexpr std::uint32_t npos = UINT32_MAX;
 
-enum class Internal : std::uint8_t { value, global, storage, numpy_dtype, numpy_array };
+// unreadable: a tensor-like object statedict cannot represent (a quantized tensor, a numpy array of
+// strings, ...); `pending` indexes CheckpointData::reasons, which says why.
+enum class Internal : std::uint8_t { value, global, storage, numpy_dtype, numpy_array, unreadable };
 
 struct Node {
   Kind kind = Kind::none;
@@ -48,6 +52,7 @@ struct Node {
   std::uint32_t args = npos, state = npos;                  // object
   std::uint32_t pending = npos;                             // tensor: index of its spec until materialized; storage: spec
   at::Tensor tensor;
+  Dtype raw = nullptr;  // tensor: a dtype this LibTorch lacks; `tensor` then holds its bytes (see raw_view)
 };
 
 struct Tree {

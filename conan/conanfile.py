@@ -8,6 +8,7 @@ from conan.tools.layout import basic_layout
 class StatedictConan(ConanFile):
     name = "statedict"
     version = "0.1.0"
+    license = "MIT"
     description = "Safe state_dict loading for LibTorch: read any PyTorch checkpoint in C++ and load it into a torch::nn::Module with a structured report"
     topics = ("pytorch", "libtorch", "checkpoint", "state-dict", "safetensors", "header-only")
     package_type = "header-library"
@@ -16,6 +17,7 @@ class StatedictConan(ConanFile):
 
     def export_sources(self):
         copy(self, "include/*", src=os.path.join(self.recipe_folder, ".."), dst=self.export_sources_folder)
+        copy(self, "LICENSE", src=os.path.join(self.recipe_folder, ".."), dst=self.export_sources_folder)
 
     def layout(self):
         basic_layout(self, src_folder=".")
@@ -29,6 +31,7 @@ class StatedictConan(ConanFile):
 
     def package(self):
         copy(self, "*.hpp", src=os.path.join(self.source_folder, "include"), dst=os.path.join(self.package_folder, "include"))
+        copy(self, "LICENSE", src=self.source_folder, dst=os.path.join(self.package_folder, "licenses"))
 
     def package_info(self):
         self.cpp_info.bindirs = []

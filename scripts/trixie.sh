@@ -72,5 +72,5 @@ fi
 trap unbind_all EXIT
 bind_all
 # USE_LIBUV=0: torch.distributed's gloo store in Debian's torch 2.6 is built without libuv.
-$sudo chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 USE_LIBUV=0 \
-  CI="${CI:-}" CCACHE_DIR=/root/.cache/ccache sh -c 'cd /src && exec "$@"' sh "$@"
+$sudo chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 USE_LIBUV=0 STATEDICT_IN_TRIXIE=1 \
+  CI="${CI:-}" BUILD_DIR="${BUILD_DIR:-build-trixie}" CCACHE_DIR=/root/.cache/ccache sh -c 'cd /src && exec "$@"' sh "$@"

@@ -25,6 +25,7 @@ enum class Format {
   safetensors,
   sharded_safetensors,  ///< *.safetensors.index.json
   sharded_torch,        ///< pytorch_model.bin.index.json
+  dcp,                  ///< a torch.distributed.checkpoint folder (.metadata + *.distcp)
 };
 
 /// Short stable name of a format: "torch_zip", "torch_legacy", "torchscript", "safetensors",
@@ -43,6 +44,8 @@ inline const char* format_name(Format f) {
     return "sharded_safetensors";
   case Format::sharded_torch:
     return "sharded_torch";
+  case Format::dcp:
+    return "dcp";
   }
   return "unknown";
 }

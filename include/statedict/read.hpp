@@ -1,6 +1,7 @@
 #pragma once
 // statedict::read: any PyTorch checkpoint file into a statedict::Checkpoint.
 #include <statedict/checkpoint.hpp>
+#include <statedict/detail/dcp.hpp>
 #include <statedict/detail/safetensors.hpp>
 #include <statedict/detail/torch_file.hpp>
 #include <statedict/detail/torchscript.hpp>
@@ -90,7 +91,7 @@ inline std::string find_index_in(const std::string& dir) {
 
 inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const ReadOptions& opts) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return read_sharded(find_index_in(path), opts);
+  if (std::filesystem::is_directory(path, ec)) return is_dcp_folder(path) ? read_dcp(path, opts) : read_sharded(find_index_in(path), opts);
   if (ends_with(path, ".index.json")) return read_sharded(path, opts);
   auto f = MappedFile::open(path);
   if (f->size() == 0) throw Error("format.empty", path, "", "file is empty");

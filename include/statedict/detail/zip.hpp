@@ -22,7 +22,13 @@ struct ZipEntry {
 
 class ZipArchive {
 public:
-  explicit ZipArchive(std::shared_ptr<MappedFile> file) : file_(std::move(file)) { parse(); }
+  explicit ZipArchive(std::shared_ptr<MappedFile> file) : file_(std::move(file)), length_(file_->size()) { parse(); }
+  /// A zip stored inside a larger file at [base, base+length) (torch.distributed.checkpoint keeps one
+  /// per chunk in its .distcp files); the caller has checked the range lies inside the file.
+  ZipArchive(std::shared_ptr<MappedFile> file, std::uint64_t base, std::uint64_t length)
+      : file_(std::move(file)), base_(base), length_(length) {
+    parse();
+  }
 
   /// The single top-level folder every entry lives in ("archive", the file stem, ...).
   const std::string& top() const noexcept { return top_; }
@@ -59,34 +65,35 @@ private:
   [[noreturn]] void fail(const std::string& id, const std::string& where, const std::string& why) const {
     throw Error(id, file_->path(), where, why);
   }
-  static std::string at(std::uint64_t off) { return "offset " + std::to_string(off); }
+  std::string at(std::uint64_t off) const { return "offset " + std::to_string(base_ + off); }
 
   /// Reads spans of the file with pread through a small buffer. Parsing never touches the mapping:
   /// a touch maps the page-cache folio around it (up to 2 MiB of tensor bytes) into our RSS.
   class Window {
   public:
-    explicit Window(const MappedFile& f) : f_(f) {}
-    /// [off, off+len), which the caller has checked lies inside the file.
+    Window(const MappedFile& f, std::uint64_t base, std::uint64_t length) : f_(f), base_(base), length_(length) {}
+    /// [off, off+len) of the archive, which the caller has checked lies inside it.
     const std::uint8_t* get(std::uint64_t off, std::size_t len) {
       if (off >= start_ && off - start_ + len <= buf_.size()) return buf_.data() + (off - start_);
-      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(std::max<std::size_t>(len, 256u << 10), f_.size() - off));
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(std::max<std::size_t>(len, 256u << 10), length_ - off));
       buf_.resize(want);
-      if (!f_.read_at(buf_.data(), want, off))
-        throw Error("io.read", f_.path(), "offset " + std::to_string(off), std::string("cannot read: ") + std::strerror(errno));
+      if (!f_.read_at(buf_.data(), want, base_ + off))
+        throw Error("io.read", f_.path(), "offset " + std::to_string(base_ + off), std::string("cannot read: ") + std::strerror(errno));
       start_ = off;
       return buf_.data();
     }
 
   private:
     const MappedFile& f_;
+    std::uint64_t base_, length_;
     std::vector<std::uint8_t> buf_;
     std::uint64_t start_ = 0;
   };
 
   void parse() {
-    const std::uint64_t n = file_->size();
+    const std::uint64_t n = length_;
     if (n < 22) fail("zip.truncated", "", "file too short for a zip archive (" + std::to_string(n) + " bytes)");
-    Window w(*file_);
+    Window w(*file_, base_, length_);
     // End of central directory: the last 22 bytes plus up to 64 KiB of comment.
     std::uint64_t eocd = UINT64_MAX;
     const std::uint64_t lowest = n >= 22 + 65535 ? n - 22 - 65535 : 0;
@@ -184,7 +191,7 @@ private:
         fail("zip.truncated", name,
              "payload (" + std::to_string(csize) + " bytes at " + at(data_off) + ") lies past the end of the " + std::to_string(n) +
                  "-byte file");
-      entries_[i].offset = data_off;
+      entries_[i].offset = base_ + data_off;
     }
   }
 
@@ -209,6 +216,7 @@ private:
   }
 
   std::shared_ptr<MappedFile> file_;
+  std::uint64_t base_ = 0, length_ = 0;
   std::string top_;
   std::vector<ZipEntry> entries_;
   std::unordered_map<std::string, std::size_t> by_name_;

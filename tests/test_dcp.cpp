@@ -1,0 +1,140 @@
+// torch.distributed.checkpoint folders written by PyTorch 2.6 (tests/fixtures/generate_dcp.py): read
+// whole (test_read.cpp compares them with dcp_to_torch_save's listing), loaded, converted, and every
+// malformed metadata or chunk refused with an error that names the tensor or file.
+#include "helpers.hpp"
+
+using sdtest::fixture;
+
+namespace {
+namespace fs = std::filesystem;
+
+/// A copy of a fixture folder to damage.
+std::string copy_folder(const std::string& name, const std::string& as) {
+  const fs::path dst = sdtest::temp_path(as);
+  fs::remove_all(dst);
+  fs::create_directories(dst);
+  for (const auto& e : fs::directory_iterator(fixture("torch2/" + name))) fs::copy_file(e.path(), dst / e.path().filename());
+  return dst.string();
+}
+
+/// Replaces the n-th occurrence (0-based) of `from` in the folder's .metadata with `to` (same length).
+void patch_metadata(const std::string& dir, const std::string& from, const std::string& to, int nth = 0) {
+  REQUIRE(from.size() == to.size());
+  const std::string path = dir + "/.metadata";
+  std::string bytes = sdtest::read_bytes(path);
+  std::size_t at = bytes.find(from);
+  for (int i = 0; i < nth && at != std::string::npos; ++i) at = bytes.find(from, at + 1);
+  REQUIRE(at != std::string::npos);
+  bytes.replace(at, from.size(), to);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+std::string failure(const std::string& dir) {
+  try {
+    statedict::read(dir);
+  } catch (const statedict::Error& e) { return std::string(e.id()) + " | " + e.what(); }
+  return "read succeeded";
+}
+
+struct Mlp : torch::nn::Module {
+  torch::Tensor embed = register_parameter("embed", torch::zeros({10, 6}));
+  torch::Tensor proj = register_parameter("proj", torch::zeros({5, 8}));
+};
+}  // namespace
+
+TEST_CASE("DCP folders from 1, 2 and 4 ranks read the same tensors and values", "[dcp]") {
+  const auto one = statedict::read(fixture("torch2/dcp_1ranks"));
+  CHECK(one.format() == statedict::Format::dcp);
+  for (const char* name : {"dcp_2ranks", "dcp_4ranks"}) {
+    const auto many = statedict::read(fixture(std::string("torch2/") + name));
+    INFO(name);
+    for (const char* key : {"embed.weight", "proj.weight", "norm.weight", "head.weight", "step_count", "plain"})
+      CHECK(many.at(key).tensor().equal(one.at(key).tensor()));
+    CHECK(many.at("config.lr").as_double() == 0.001);
+    CHECK(many.at("config.name").as_string() == "tp-mlp");
+    CHECK(many.at("config.layers").size() == 2);
+  }
+  // 4 ranks over 10 rows: torch.chunk sizes 3, 3, 3, 1, assembled in place.
+  CHECK(one.at("embed.weight").tensor().sizes() == c10::IntArrayRef({10, 6}));
+}
+
+TEST_CASE("a DCP folder loads into a module and converts to a single file", "[dcp]") {
+  Mlp m;
+  const auto r = statedict::load(
+      m, fixture("torch2/dcp_4ranks"),
+      statedict::LoadOptions{}.rename("^embed\\.weight$", "embed").rename("^proj\\.weight$", "proj").unexpected(statedict::Policy::ignore));
+  INFO(r);
+  CHECK(r.ok());
+  const auto one = statedict::read(fixture("torch2/dcp_1ranks"));
+  CHECK(m.embed.equal(one.at("embed.weight").tensor()));
+  const std::string out = sdtest::temp_path("dcp_whole.safetensors");
+  statedict::save(statedict::read(fixture("torch2/dcp_2ranks")).tensors(), out);
+  // The order of keys in .metadata depends on the ranks that wrote it: compare by key.
+  auto by_key = [](nlohmann::json l) {
+    std::sort(l.begin(), l.end(), [](const auto& a, const auto& b) { return a["key"] < b["key"]; });
+    return l;
+  };
+  CHECK(by_key(sdtest::listing(statedict::read(out).root())) == by_key(sdtest::listing(one.root())));
+}
+
+TEST_CASE("malformed DCP metadata and chunks are refused naming the tensor or file", "[dcp][bad]") {
+  // dcp_2ranks: embed.weight [10, 6] is two chunks, offsets (0, 0) and (5, 0), sizes (5, 6).
+  const std::string sizes56 = "K\x05K\x06\x86", off50 = std::string("K\x05K\x00\x86", 5);
+  {
+    const auto d = copy_folder("dcp_2ranks", "dcp_bounds");
+    patch_metadata(d, sizes56, "K\x06K\x06\x86", 1);  // second chunk: rows 5..11 of 10
+    const auto f = failure(d);
+    CHECK(f.rfind("dcp.bounds", 0) == 0);
+    CHECK(f.find("embed.weight chunk 1") != std::string::npos);
+  }
+  {
+    const auto d = copy_folder("dcp_2ranks", "dcp_overlap");
+    patch_metadata(d, off50, std::string("K\x04K\x00\x86", 5));  // second chunk starts at row 4
+    const auto f = failure(d);
+    CHECK(f.rfind("dcp.overlap", 0) == 0);
+    CHECK(f.find("embed.weight") != std::string::npos);
+  }
+  {
+    const auto d = copy_folder("dcp_2ranks", "dcp_gap");
+    patch_metadata(d, sizes56, "K\x04K\x06\x86", 0);  // first chunk 4 rows: row 4 is nowhere
+    const auto f = failure(d);
+    CHECK(f.rfind("dcp.missing_chunk", 0) == 0);
+    CHECK(f.find("embed.weight") != std::string::npos);
+  }
+  {
+    const auto d = copy_folder("dcp_2ranks", "dcp_dtype");
+    patch_metadata(d, "float32", "float64");  // the metadata says float64, the chunk holds float32
+    const auto f = failure(d);
+    CHECK(f.rfind("dcp.chunk", 0) == 0);
+    CHECK(f.find("embed.weight chunk 0") != std::string::npos);
+  }
+  {
+    const auto d = copy_folder("dcp_2ranks", "dcp_path");
+    patch_metadata(d, "__0_0.distcp", "../_0.distcp");
+    CHECK(failure(d).rfind("dcp.file", 0) == 0);
+  }
+  {
+    const auto d = copy_folder("dcp_2ranks", "dcp_missing_file");
+    fs::remove(fs::path(d) / "__1_0.distcp");
+    const auto f = failure(d);
+    CHECK(f.rfind("io.open", 0) == 0);
+    CHECK(f.find("__1_0.distcp") != std::string::npos);
+  }
+  {
+    const auto d = copy_folder("dcp_2ranks", "dcp_truncated");
+    fs::resize_file(fs::path(d) / "__1_0.distcp", 100);
+    const auto f = failure(d);
+    CHECK(f.rfind("dcp.file", 0) == 0);
+    CHECK(f.find("__1_0.distcp") != std::string::npos);
+  }
+  {
+    const auto d = copy_folder("dcp_2ranks", "dcp_not_metadata");
+    std::ofstream(d + "/.metadata", std::ios::binary | std::ios::trunc) << std::string("\x80\x04}.", 4);
+    CHECK(failure(d).rfind("dcp.metadata", 0) == 0);
+  }
+  {
+    const auto d = copy_folder("dcp_2ranks", "dcp_bad_pickle");
+    std::ofstream(d + "/.metadata", std::ios::binary | std::ios::trunc) << std::string("\x80\x04\x95\x01", 4);
+    CHECK(failure(d).rfind("pickle.truncated", 0) == 0);
+  }
+}

@@ -52,6 +52,16 @@ check diff-lenient 0 'skipped 2 tensor' -- "$bin" diff "$fx/resnet_plain.pt" "$f
 check diff-json 1 '"source_shape": \[' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_head5.pt" --json
 check diff-select-wrong 1 'select\("model"\)' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/training.pt" --select model_state_dict
 check diff-unreadable 2 'statedict: error: .*nope\.pt' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/nope.pt"
+# What PyTorch 2.x writes: DCP folders, unreadable values listed, rank files cut for tensor parallelism.
+check inspect-dcp 0 '^format: +dcp' -- "$bin" inspect "$fx/torch2/dcp_4ranks"
+check inspect-unreadable 0 'quantized +torch\._utils\._rebuild_qtensor: a quantized tensor' -- "$bin" inspect "$fx/rebuild.pt"
+check inspect-unreadable-json 0 '"reason": "a sparse tensor' -- "$bin" inspect "$fx/rebuild.pt" --json
+check convert-dcp 0 'wrote 6 tensors' -- "$bin" convert "$fx/torch2/dcp_2ranks" "$tmp/dcp.safetensors"
+check convert-shard 0 'wrote 6 tensors' -- "$bin" convert "$fx/torch2/dcp_2ranks" "$tmp/rank1.pt" --shard 'embed.*:0:1:4' --shard 'proj.weight:1:1:2'
+check convert-shard-rows 0 '^embed\.weight +float32 +\[3, 6\]' -- "$bin" inspect "$tmp/rank1.pt"
+check convert-shard-cols 0 '^proj\.weight +float32 +\[5, 4\]' -- "$bin" inspect "$tmp/rank1.pt"
+check convert-shard-bad 2 'options\.bad_shard' -- "$bin" convert "$fx/torch2/dcp_2ranks" "$tmp/x.pt" --shard 'embed.*:0:4:4'
+check diff-shard 0 'Would load' -- "$bin" diff "$tmp/rank1.pt" "$fx/torch2/dcp_4ranks" --shard 'embed.*:0:1:4' --shard 'proj.weight:1:1:2'
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -77,7 +77,7 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
     const MappedFile* file = owns_source ? mapped_file_of(c.source) : nullptr;
     if (file != nullptr && same_layout && dst.is_contiguous() && pread_into(*file, c.source, dst)) continue;
     dst.copy_(c.source);
-    if (file != nullptr)
+    if (file != nullptr && c.source.is_contiguous())  // a strided shard shares its pages with other ranks' rows
       file->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(c.source.data_ptr()) - file->data()),
                     static_cast<std::size_t>(c.source.numel()) * c.source.element_size());
   }

@@ -1,6 +1,9 @@
 #pragma once
 // statedict::LoadOptions: how checkpoint keys are matched to a module and what counts as a failure.
+#include <statedict/error.hpp>
 #include <statedict/read_options.hpp>
+
+#include <cstdint>
 
 #include <string>
 #include <utility>
@@ -136,6 +139,17 @@ public:
     zero_copy_ = on;
     return *this;
   }
+  /// Tensor parallelism: for module keys matching `key_glob`, the module holds rank `rank`'s slice
+  /// (of `world`) of the checkpoint tensor along `dim`, cut as torch.chunk and DTensor's Shard(dim)
+  /// cut it (the first ranks get the larger pieces; a rank past the last piece gets an empty one).
+  /// Repeatable; the first rule whose glob matches a key applies. A negative dim counts from the end.
+  LoadOptions& shard(std::string key_glob, std::int64_t dim, std::int64_t rank, std::int64_t world) {
+    if (world < 1 || rank < 0 || rank >= world)
+      throw Error("options.bad_shard", "", "shard(\"" + key_glob + "\")",
+                  "rank " + std::to_string(rank) + " of " + std::to_string(world) + " is not a rank (need 0 <= rank < world)");
+    shards_.push_back({std::move(key_glob), dim, rank, world});
+    return *this;
+  }
   /// Limits for reading the file.
   LoadOptions& read_options(ReadOptions r) {
     read_ = r;
@@ -157,6 +171,11 @@ public:
   bool require_num_batches_tracked() const { return require_nbt_; }
   bool zero_copy() const { return zero_copy_; }
   const ReadOptions& read_options() const { return read_; }
+  struct Shard {
+    std::string glob;
+    std::int64_t dim, rank, world;
+  };
+  const std::vector<Shard>& shards() const { return shards_; }
 
 private:
   std::string select_;
@@ -170,6 +189,7 @@ private:
   bool require_nbt_ = false;
   bool zero_copy_ = false;
   ReadOptions read_;
+  std::vector<Shard> shards_;
 };
 
 }  // namespace statedict

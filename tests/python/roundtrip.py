@@ -18,6 +18,9 @@ binary, fixtures, work = sys.argv[1:4]
 os.makedirs(work, exist_ok=True)
 ST = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32,
       "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool, "C64": torch.complex64}
+for _st, _name in [("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"), ("U16", "uint16"), ("U32", "uint32"), ("U64", "uint64")]:
+    if hasattr(torch, _name):
+        ST[_st] = getattr(torch, _name)
 
 
 def read_safetensors(path):
@@ -37,7 +40,11 @@ def read_safetensors(path):
 
 
 def python_view(path, select=None):
-    obj = read_safetensors(path) if path.endswith(".safetensors") else torch.load(path)
+    if os.path.isdir(path):  # a torch.distributed.checkpoint folder, as torch itself makes one file of it
+        from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+        dcp_to_torch_save(path, os.path.join(work, "dcp_whole.pt"))
+        path = os.path.join(work, "dcp_whole.pt")
+    obj = read_safetensors(path) if path.endswith(".safetensors") else torch.load(path, weights_only=False)  # our own fixtures (whole modules too)
     if select:
         obj = obj[select]
     return flatten(obj, "", [])
@@ -58,14 +65,17 @@ def check(name, cond, detail=""):
 cases = [("resnet_plain.pt", []), ("resnet_legacy.pt", []), ("resnet.safetensors", []), ("resnet_bf16.pt", []),
          ("resnet_module.pt", []), ("dtypes.pt", []), ("training.pt", ["--select", "model"]),
          ("resnet_dataparallel.pt", ["--strip-prefix", "module."])]
+# Files only PyTorch 2.x writes (tests/fixtures/torch2): new dtypes through our writers, DCP folders.
+if tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 3):
+    cases += [("torch2/dtypes2.pt", []), ("torch2/dtypes2.safetensors", []), ("torch2/dcp_2ranks", []), ("torch2/dcp_4ranks", [])]
 for src, flags in cases:
     want = python_view(os.path.join(fixtures, src), flags[1] if flags[:1] == ["--select"] else None)
     if flags[:1] == ["--strip-prefix"]:
         want = [(k[len(flags[1]):] if k.startswith(flags[1]) else k, t) for k, t in want]
     for ext in (".pt", ".safetensors"):
-        if ext == ".safetensors" and src == "dtypes.pt":
-            continue  # complex128 has no safetensors dtype
-        out = os.path.join(work, src.replace(".", "_") + ext)
+        if ext == ".safetensors" and src in ("dtypes.pt", "torch2/dtypes2.pt"):
+            continue  # complex128, complex32 and the fnuz float8s have no safetensors dtype
+        out = os.path.join(work, src.replace(".", "_").replace("/", "_") + ext)
         r = subprocess.run([binary, "convert", os.path.join(fixtures, src), out] + flags, capture_output=True, text=True)
         check(f"{src}->{ext} exit", r.returncode == 0, r.stderr)
         if r.returncode:
@@ -95,6 +105,6 @@ out = os.path.join(work, "half.pt")
 subprocess.run([binary, "convert", os.path.join(fixtures, "resnet_plain.pt"), out, "--dtype", "float16"], check=True, capture_output=True)
 h = torch.load(out, weights_only=True)
 check("--dtype float16", h["conv1.weight"].dtype == torch.float16 and h["bn1.num_batches_tracked"].dtype == torch.int64 and
-      torch.equal(h["conv1.weight"], torch.load(os.path.join(fixtures, "resnet_plain.pt"))["conv1.weight"].half()))
+      torch.equal(h["conv1.weight"], torch.load(os.path.join(fixtures, "resnet_plain.pt"), weights_only=False)["conv1.weight"].half()))
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -132,16 +132,33 @@ int run_inspect(const std::string& file, const std::string& select, bool json, b
 
 /// Key-rule flags shared by diff and convert, kept in the order they were given.
 struct KeyFlags {
-  std::vector<std::string> strip, add, rename;
+  std::vector<std::string> strip, add, rename, shard;
   CLI::Option *strip_opt = nullptr, *add_opt = nullptr, *rename_opt = nullptr;
 
   void add_to(CLI::App* cmd) {
     strip_opt = cmd->add_option("--strip-prefix", strip, "Remove this prefix from checkpoint keys that have it (repeatable)");
     add_opt = cmd->add_option("--add-prefix", add, "Put this prefix in front of every checkpoint key (repeatable)");
     rename_opt = cmd->add_option("--rename", rename, "REGEX=REPLACEMENT applied to checkpoint keys (ECMAScript regex, repeatable)");
+    cmd->add_option(
+        "--shard", shard,
+        "GLOB:DIM:RANK:WORLD: keys matching GLOB keep rank RANK's torch.chunk slice along DIM (tensor parallelism, repeatable)");
   }
-  /// Applies the flags to options in command-line order.
+  /// Applies the flags to options in command-line order (shards after the key rules).
   void apply(const CLI::App& app, statedict::LoadOptions& o) const {
+    for (const std::string& sh : shard) {
+      std::int64_t v[3];
+      std::size_t end = sh.size();
+      for (int k = 2; k >= 0; --k) {
+        const auto colon = sh.rfind(':', end - 1);
+        char* stop = nullptr;
+        const std::string part = colon == std::string::npos ? std::string() : sh.substr(colon + 1, end - colon - 1);
+        v[k] = std::strtoll(part.c_str(), &stop, 10);
+        if (colon == std::string::npos || colon == 0 || part.empty() || *stop != '\0')
+          throw statedict::Error("options.bad_shard", "", "--shard " + sh, "expected GLOB:DIM:RANK:WORLD, e.g. 'layers.*.w1.weight:0:1:2'");
+        end = colon;
+      }
+      o.shard(sh.substr(0, end), v[0], v[1], v[2]);
+    }
     std::size_t is = 0, ia = 0, ir = 0;
     for (const CLI::Option* opt : app.parse_order()) {
       if (opt == strip_opt)
@@ -199,8 +216,18 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
   for (auto& t : root.tensors()) {
     at::Tensor x = t.tensor;
     if (to && t.raw_dtype == nullptr && x.is_floating_point()) x = x.to(*to);
+    std::string key = rewrite.apply(t.key);
+    if (const auto* sh = statedict::detail::shard_for(o, key)) {
+      // This rank's piece only, in storage of its own (a view would save the whole tensor's storage).
+      const std::int64_t dims = static_cast<std::int64_t>(t.shape().size()), dim = sh->dim < 0 ? sh->dim + dims : sh->dim;
+      if (dim < 0 || dim >= dims)
+        throw statedict::Error("options.bad_shard", in, key,
+                               "--shard dim " + std::to_string(sh->dim) + " of a " + std::to_string(dims) + "-d tensor");
+      const auto [start, len] = statedict::detail::chunk_range(x.size(dim), sh->rank, sh->world);
+      x = x.narrow(dim, start, len).clone(at::MemoryFormat::Contiguous);
+    }
     total += static_cast<std::uint64_t>(x.numel()) * x.element_size();
-    tensors.push_back({rewrite.apply(t.key), x, t.raw_dtype});
+    tensors.push_back({std::move(key), x, t.raw_dtype});
   }
   statedict::SaveOptions so;
   so.max_shard_size(max_shard);

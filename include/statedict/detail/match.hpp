@@ -327,6 +327,20 @@ inline std::string join_quoted(const std::vector<std::string>& v, std::size_t ma
 
 /// Plans a load of `ck` into `targets`: fills the report and returns the copies to make (empty
 /// when the report is not ok). Never changes a target.
+/// Rank `rank`'s piece of `n` items split `world` ways as torch.chunk (and DTensor's Shard) splits
+/// them: ceil(n / world) each, the last ones shorter or empty. Returns {start, length}.
+inline std::pair<std::int64_t, std::int64_t> chunk_range(std::int64_t n, std::int64_t rank, std::int64_t world) {
+  const std::int64_t piece = (n + world - 1) / world, start = std::min(rank * piece, n);
+  return {start, std::max<std::int64_t>(0, std::min(piece, n - start))};
+}
+
+/// The first shard rule whose glob matches a module key.
+inline const LoadOptions::Shard* shard_for(const LoadOptions& opts, const std::string& key) {
+  for (const auto& sh : opts.shards())
+    if (glob_match(sh.glob, key)) return &sh;
+  return nullptr;
+}
+
 inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoint& ck, const LoadOptions& opts, LoadReport& r) {
   std::vector<Copy> copies;
   r.module_tensors = targets.size();
@@ -433,8 +447,22 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       continue;
     }
     used[s] = 1;
-    const at::Tensor& src = sources[s].tensor;
+    at::Tensor src = sources[s].tensor;
     r.matched.push_back({tg.key, sources[s].key, rules_used[s].empty() ? "exact" : rules_used[s]});
+    std::string slice;  // the shard taken, for the report
+    if (const LoadOptions::Shard* sh = shard_for(opts, tg.key); sh != nullptr && sources[s].raw_dtype == nullptr) {
+      const std::int64_t dims = src.dim(), dim = sh->dim < 0 ? sh->dim + dims : sh->dim;
+      if (dim < 0 || dim >= dims) {
+        r.errors.push_back("shard of " + tg.key + ": dim " + std::to_string(sh->dim) + " does not exist in the checkpoint's " +
+                           std::to_string(dims) + "-d tensor " + shape_str(src.sizes().vec()) + ".");
+        continue;
+      }
+      const auto [start, len] = chunk_range(src.size(dim), sh->rank, sh->world);
+      slice = "rank " + std::to_string(sh->rank) + " of " + std::to_string(sh->world) + ": [" + std::to_string(start) + ", " +
+              std::to_string(start + len) + ") along dim " + std::to_string(dim) + " of " + shape_str(src.sizes().vec());
+      src = src.narrow(dim, start, len);
+      r.matched.back().rule += "; shard " + slice;
+    }
     if (sources[s].raw_dtype != nullptr) {
       // A dtype this LibTorch lacks: listed and convertible, but no value can be made of it here.
       r.dtype_mismatch.push_back({tg.key, sources[s].key, dtype_name(tg.tensor.scalar_type()), sources[s].raw_dtype, false, false});
@@ -446,7 +474,8 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       r.shape_mismatch.push_back({tg.key, sources[s].key, tg.tensor.sizes().vec(), src.sizes().vec()});
       if (opts.shape_mismatch() == Policy::error)
         r.errors.push_back("size mismatch for " + tg.key + ": copying a param with shape " + shape_str(src.sizes().vec()) +
-                           " from checkpoint, the shape in current model is " + shape_str(tg.tensor.sizes().vec()) + ".");
+                           " from checkpoint" + (slice.empty() ? std::string() : " (the slice of " + slice + ")") +
+                           ", the shape in current model is " + shape_str(tg.tensor.sizes().vec()) + ".");
       else
         r.skipped.push_back(tg.key);
       continue;

@@ -10,3 +10,10 @@ struct NetImpl : torch::nn::Module {
   torch::nn::Linear fc{nullptr};
 };
 TORCH_MODULE(Net);
+
+// The tensor-parallel example's module (examples/tensor_parallel/main.cpp).
+struct MlpShard : torch::nn::Module {
+  torch::nn::Linear w1{nullptr}, w2{nullptr};
+  MlpShard(std::int64_t in, std::int64_t hidden_part, std::int64_t out)
+      : w1(register_module("w1", torch::nn::Linear(in, hidden_part))), w2(register_module("w2", torch::nn::Linear(hidden_part, out))) {}
+};

@@ -217,7 +217,9 @@ private:
     if (covered != numel)
       throw Error("dcp.missing_chunk", dir_, fqn,
                   "the chunks cover " + std::to_string(covered) + " of the tensor's " + std::to_string(numel) + " elements");
-    at::Tensor whole;
+    // Every chunk is read and checked against its file before the whole tensor is allocated, so a
+    // size in the metadata never allocates more than the files hold.
+    std::vector<at::Tensor> parts;
     for (std::size_t i = 0; i < list.size(); ++i) {
       const Chunk& c = list[i];
       auto cd = read_record(fqn, c.offsets);
@@ -225,20 +227,24 @@ private:
       const std::string where = fqn + " chunk " + std::to_string(i);
       const Dtype got = t.kind != Kind::tensor ? nullptr : t.raw != nullptr ? t.raw : find_dtype(t.tensor.scalar_type());
       if (got != dt) throw Error("dcp.chunk", dir_, where, "stored data is not a " + std::string(dt->torch) + " tensor");
-      at::Tensor x = t.tensor;
-      std::vector<std::int64_t> shape = x.sizes().vec();
+      std::vector<std::int64_t> shape = t.tensor.sizes().vec();
       if (t.raw != nullptr) shape.pop_back();
       if (shape != c.sizes)
         throw Error("dcp.chunk", dir_, where,
                     "stored tensor has shape " + shape_text(shape) + ", the metadata says " + shape_text(c.sizes));
-      if (list.size() == 1) {
-        whole = x;  // one chunk is the whole tensor: keep it as read (an alias of the file where it can be)
-        break;
+      parts.push_back(t.tensor);
+    }
+    at::Tensor whole;
+    if (parts.size() == 1) {
+      whole = parts[0];  // one chunk is the whole tensor: keep it as read (an alias of the file where it can be)
+    } else if (!parts.empty()) {
+      whole = empty_of(dt, size);
+      for (std::size_t i = 0; i < parts.size(); ++i) {
+        at::Tensor view = whole;
+        for (std::size_t d = 0; d < size.size(); ++d)
+          view = view.narrow(static_cast<std::int64_t>(d), list[i].offsets[d], list[i].sizes[d]);
+        view.copy_(parts[i]);
       }
-      if (!whole.defined()) whole = empty_of(dt, size);
-      at::Tensor view = whole;
-      for (std::size_t d = 0; d < size.size(); ++d) view = view.narrow(static_cast<std::int64_t>(d), c.offsets[d], c.sizes[d]);
-      view.copy_(x);
     }
     if (!whole.defined()) whole = empty_of(dt, size);  // no chunks: an empty tensor
     Node n;

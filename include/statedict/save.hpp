@@ -212,7 +212,7 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
     p.global("torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2");
     p.out += "((";
     p.text("storage", true);
-    p.global("torch", v3 ? "UntypedStorage" : dt->storage);
+    p.global(v3 ? "torch.storage" : "torch", v3 ? "UntypedStorage" : dt->storage);  // where torch.save names them
     p.text(s.key);
     p.text("cpu", true);
     p.integer(static_cast<std::int64_t>(v3 ? s.storage.nbytes() : s.storage.nbytes() / dt->size));

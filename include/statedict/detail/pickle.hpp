@@ -801,7 +801,9 @@ private:
       return rebuild_tensor(fn, a);
     if (is({"torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"})) {
       if (a.empty() || arg(a, 0).kind != Kind::tensor) fail("pickle.bad_tensor", op_at_, fn + " without a tensor");
-      return parameter(a);
+      if (a.size() > 1 && arg(a, 1).kind == Kind::boolean && arg(a, 0).pending != npos)
+        st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).b;
+      return a[0];
     }
     if (is({"torch._tensor._rebuild_from_type_v2", "torch._tensor._rebuild_from_type"})) {
       // (func, new_type, args[, state]): rebuild with func, drop the Python subclass.
@@ -887,12 +889,19 @@ private:
         Dtype dt = nullptr;
         std::string why;
         auto t = numpy_tensor(a[0], {}, node(a[1]).s, &dt, &why);
-        if (!t.defined()) return unreadable_object(fn, args_id, why);
         Node nd;
-        nd.kind = Kind::tensor;
-        nd.tensor = t;
-        if (!native(dt)) nd.raw = dt;
-        return tree_.add(std::move(nd));
+        if (t.defined()) {
+          nd.kind = Kind::tensor;
+          nd.tensor = t;
+          if (!native(dt)) nd.raw = dt;
+          return tree_.add(std::move(nd));
+        }
+        nd.kind = Kind::object;
+        nd.s = fn;
+        nd.args = args_id;
+        auto id = tree_.add(std::move(nd));
+        mark_unreadable(id, why);
+        return id;
       }
     }
     if (is({"torch._utils._rebuild_device_tensor_from_numpy", "torch._utils._rebuild_device_tensor_from_cpu_tensor"})) {
@@ -900,7 +909,11 @@ private:
     }
     if (is({"torch.nn.parameter.Parameter", "torch.nn.parameter.Buffer"})) {
       // PyTorch <= 0.3: Parameter(tensor[, requires_grad]) then BUILD; the tensor is what matters.
-      if (!a.empty() && arg(a, 0).kind == Kind::tensor) return parameter(a);
+      if (!a.empty() && arg(a, 0).kind == Kind::tensor) {
+        if (a.size() > 1 && arg(a, 1).kind == Kind::boolean && arg(a, 0).pending != npos)
+          st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).b;
+        return a[0];
+      }
     }
     if (fn.compare(0, 22, "torch._utils._rebuild_") == 0) {
       // The other tensor rebuilders: listed with the reason, never silently dropped.
@@ -915,7 +928,13 @@ private:
       std::string why = fn + " is not a tensor rebuilder statedict interprets";
       for (const auto& [name, text] : reasons)
         if (fn == name) why = text;
-      return unreadable_object(fn, args_id, why);
+      Node nd;
+      nd.kind = Kind::object;
+      nd.s = fn;
+      nd.args = args_id;
+      auto id = tree_.add(std::move(nd));
+      mark_unreadable(id, why);
+      return id;
     }
     // Anything else: an inert object that remembers what it was.
     Node nd;
@@ -1030,22 +1049,6 @@ private:
     if (unit > 1)
       for (std::uint64_t e = 0; e + unit <= bytes; e += unit) std::reverse(p + e, p + e + unit);
     return t;
-  }
-  /// (tensor, requires_grad, ...) of a Parameter: the tensor, which keeps requires_grad.
-  std::uint32_t parameter(const std::vector<std::uint32_t>& a) {
-    if (a.size() > 1 && arg(a, 1).kind == Kind::boolean && arg(a, 0).pending != npos)
-      st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).b;
-    return a[0];
-  }
-  /// An inert object of class `fn` that stands for a tensor statedict cannot read.
-  std::uint32_t unreadable_object(const std::string& fn, std::uint32_t args_id, std::string why) {
-    Node nd;
-    nd.kind = Kind::object;
-    nd.s = fn;
-    nd.args = args_id;
-    const auto id = tree_.add(std::move(nd));
-    mark_unreadable(id, std::move(why));
-    return id;
   }
   /// A tensor-like value statedict cannot represent: listed by Checkpoint::unreadable() with `why`.
   void mark_unreadable(std::uint32_t id, std::string why) {

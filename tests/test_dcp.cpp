@@ -138,3 +138,60 @@ TEST_CASE("malformed DCP metadata and chunks are refused naming the tensor or fi
     CHECK(failure(d).rfind("pickle.truncated", 0) == 0);
   }
 }
+
+TEST_CASE("a tensor stored in chunks is assembled only when used; a slice reads only the chunks it overlaps", "[dcp][lazy]") {
+  const at::Tensor full = torch::arange(24, torch::kFloat).reshape({6, 4});
+  auto pieces = std::make_shared<statedict::detail::Pieces>();
+  pieces->dtype = statedict::detail::find_dtype(at::kFloat);
+  pieces->size = {6, 4};
+  // The second chunk's bytes are poison: any slice that touches them throws.
+  pieces->parts.push_back({{0, 0}, {3, 4}, full.narrow(0, 0, 3).clone()});
+  pieces->parts.push_back({{3, 0}, {3, 4}, at::Tensor()});
+  const at::Tensor first = pieces->slice(0, 0, 3);
+  CHECK(first.equal(full.narrow(0, 0, 3)));
+  CHECK(first.data_ptr() == pieces->parts[0].data.data_ptr());  // one chunk holds it: a view, no copy
+  CHECK(pieces->slice(0, 1, 2).equal(full.narrow(0, 1, 2)));
+  CHECK_THROWS(pieces->slice(1, 0, 2));  // columns cross both chunks
+  pieces->parts[1].data = full.narrow(0, 3, 3).clone();
+  CHECK(pieces->slice(1, 1, 2).equal(full.narrow(1, 1, 2)));
+  CHECK(pieces->slice(0, 2, 3).equal(full.narrow(0, 2, 3)));
+  CHECK(pieces->whole().equal(full));
+  CHECK(pieces->whole().data_ptr() == pieces->whole().data_ptr());  // assembled once
+
+  // In a DCP folder from 4 ranks, embed.weight [10, 6] is 4 chunks: listed lazily for matching and
+  // convert, assembled for Value::tensor() and tensors().
+  const auto four = statedict::read(fixture("torch2/dcp_4ranks"));
+  const auto one = statedict::read(fixture("torch2/dcp_1ranks"));
+  const auto lazy = statedict::detail::lazy_tensors(four.root());
+  const auto it = std::find_if(lazy.begin(), lazy.end(), [](const auto& t) { return t.key == "embed.weight"; });
+  REQUIRE(it != lazy.end());
+  REQUIRE(it->lazy != nullptr);
+  CHECK(it->tensor.sizes() == c10::IntArrayRef({10, 6}));
+  CHECK(it->tensor.storage().nbytes() <= 4);  // a placeholder, not the data
+  CHECK(statedict::detail::resolve(*it).equal(one.at("embed.weight").tensor()));
+  for (const auto& t : statedict::detail::lazy_tensors(one.root())) CHECK(t.lazy == nullptr);
+  for (const auto& t : four.tensors()) CHECK(t.lazy == nullptr);
+}
+
+TEST_CASE("a DCP folder converts through lazy tensors, sliced and cast, to the bytes torch.chunk gives", "[dcp][lazy]") {
+  const auto one = statedict::read(fixture("torch2/dcp_1ranks"));
+  std::vector<statedict::NamedTensor> out;
+  for (const auto& t : statedict::detail::lazy_tensors(statedict::read(fixture("torch2/dcp_4ranks")).root())) {
+    if (t.key != "embed.weight") continue;
+    statedict::detail::LazyTensor make = *t.lazy;
+    make.dim = 1;
+    make.start = 2;
+    make.len = 2;
+    make.cast = at::kDouble;
+    out.push_back({"rank1", statedict::detail::placeholder(statedict::detail::find_dtype(at::kDouble), {10, 2}), nullptr,
+                   std::make_shared<const statedict::detail::LazyTensor>(make)});
+  }
+  REQUIRE(out.size() == 1);
+  const at::Tensor want = one.at("embed.weight").tensor().chunk(3, 1)[1].to(at::kDouble);
+  for (const char* name : {"lazy.pt", "lazy.safetensors"}) {
+    const std::string path = sdtest::temp_path(name);
+    statedict::save(out, path);
+    INFO(name);
+    CHECK(statedict::read(path).at("rank1").tensor().equal(want));
+  }
+}

@@ -58,6 +58,9 @@ struct NamedTensor {
   /// before LibTorch 2.3), else nullptr. `tensor` then holds the raw bytes: uint8, with one more
   /// trailing dimension of the element size. Such tensors are listed and converted; loading one fails.
   const char* raw_dtype = nullptr;
+  /// Set only in lists statedict makes for itself (detail::lazy_tensors): `tensor` is then a
+  /// placeholder with the shape and dtype, and lazy->get() makes the bytes. Lists from tensors() never have it.
+  std::shared_ptr<const detail::LazyTensor> lazy = nullptr;
 
   /// PyTorch's dtype name ("float32", "float8_e4m3fn", ...).
   std::string dtype() const;
@@ -96,6 +99,7 @@ struct CheckpointData {
   std::size_t max_depth = 1000;
 };
 Checkpoint make_checkpoint(std::shared_ptr<const CheckpointData> data);
+std::vector<NamedTensor> lazy_tensors(const Value& v);
 }  // namespace detail
 
 /// A read-only handle to one value in a checkpoint. Cheap to copy; keeps the checkpoint alive.
@@ -134,7 +138,7 @@ public:
     if (n().raw != nullptr)
       fail("format.unsupported_dtype",
            std::string("dtype ") + n().raw->torch + " is not available in LibTorch " + TORCH_VERSION + "; raw_tensor() holds its bytes");
-    return n().tensor;
+    return detail::tensor_of(n());
   }
   /// For a tensor whose dtype this LibTorch lacks: PyTorch's name of it; nullptr otherwise.
   const char* raw_dtype() const {
@@ -144,12 +148,12 @@ public:
   /// The tensor, or for a raw_dtype() its bytes (uint8, one more trailing dimension of the element size).
   const at::Tensor& raw_tensor() const {
     expect(Kind::tensor, "a tensor");
-    return n().tensor;
+    return detail::tensor_of(n());
   }
   /// A tensor value with its key, as tensors() lists it (raw_dtype set for dtypes this LibTorch lacks).
   NamedTensor named(std::string key = {}) const {
     expect(Kind::tensor, "a tensor");
-    return {std::move(key), n().tensor, n().raw != nullptr ? n().raw->torch : nullptr};
+    return {std::move(key), detail::tensor_of(n()), n().raw != nullptr ? n().raw->torch : nullptr};
   }
 
   /// Number of elements of a list, tuple, set or dict.
@@ -250,6 +254,7 @@ public:
 
 private:
   friend class Checkpoint;
+  friend std::vector<NamedTensor> detail::lazy_tensors(const Value&);
   Value(std::shared_ptr<const detail::CheckpointData> d, std::uint32_t id) : data_(std::move(d)), id_(id) {}
   const detail::Node& n() const { return data_->tree.nodes[id_]; }
   Value child(std::uint32_t id) const { return Value(data_, id); }
@@ -294,7 +299,7 @@ private:
   /// Appends the tensors below `id`; `path` is its dotted key, extended and restored in place so
   /// that each key is built once.
   void flatten(std::uint32_t id, std::string& path, std::vector<NamedTensor>& out, std::vector<UnreadableValue>* unreadable,
-               std::vector<char>& on_path, std::size_t depth) const {
+               std::vector<char>& on_path, std::size_t depth, bool lazy = false) const {
     if (on_path[id]) return;  // a cycle: Python objects may refer to themselves
     if (depth > data_->max_depth)
       throw Error("limit.depth", data_->path, path, "values nested deeper than max_depth (" + std::to_string(data_->max_depth) + ")");
@@ -303,7 +308,7 @@ private:
     auto descend = [&](std::uint32_t child_id, auto&& append_key) {
       if (len > 0) path += '.';
       append_key();
-      flatten(child_id, path, out, unreadable, on_path, depth + 1);
+      flatten(child_id, path, out, unreadable, on_path, depth + 1, lazy);
       path.resize(len);
     };
     auto by_keys = [&](const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kvs) {
@@ -320,7 +325,15 @@ private:
     on_path[id] = 1;
     switch (nd.kind) {
     case Kind::tensor:
-      if (unreadable == nullptr) out.push_back({path, nd.tensor, nd.raw != nullptr ? nd.raw->torch : nullptr});
+      if (unreadable == nullptr) {
+        const char* raw = nd.raw != nullptr ? nd.raw->torch : nullptr;
+        if (!nd.pieces)
+          out.push_back({path, nd.tensor, raw});
+        else if (lazy)
+          out.push_back({path, nd.tensor, raw, std::make_shared<const detail::LazyTensor>(detail::LazyTensor{nd.pieces, {}})});
+        else
+          out.push_back({path, nd.pieces->whole(), raw});
+      }
       break;
     case Kind::dict:
       by_keys(nd.kv);
@@ -335,7 +348,7 @@ private:
         if (unreadable != nullptr) unreadable->push_back({path, nd.s, data_->reasons[nd.pending]});
         break;
       }
-      if (nd.state != detail::npos) flatten(nd.state, path, out, unreadable, on_path, depth + 1);
+      if (nd.state != detail::npos) flatten(nd.state, path, out, unreadable, on_path, depth + 1, lazy);
       by_keys(nd.kv);
       for (std::size_t i = 0; i < nd.items.size(); ++i) by_index(i, nd.items[i]);
       break;
@@ -533,6 +546,17 @@ private:
 
 namespace detail {
 inline Checkpoint make_checkpoint(std::shared_ptr<const CheckpointData> data) { return Checkpoint(std::move(data)); }
+/// tensors(), except that a tensor stored in pieces is not assembled: its entry has a placeholder
+/// and a LazyTensor (see NamedTensor::lazy).
+inline std::vector<NamedTensor> lazy_tensors(const Value& v) {
+  std::vector<NamedTensor> out;
+  std::vector<char> on_path(v.data_->tree.nodes.size(), 0);
+  std::string path;
+  v.flatten(v.id_, path, out, nullptr, on_path, 0, true);
+  return out;
+}
+/// The bytes of an entry of such a list.
+inline at::Tensor resolve(const NamedTensor& t) { return t.lazy ? t.lazy->get() : t.tensor; }
 }  // namespace detail
 
 }  // namespace statedict

@@ -67,19 +67,20 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
   torch::NoGradGuard no_grad;
   for (const auto& c : copies) {
     at::Tensor dst = targets[c.target].tensor;
-    const bool same_layout = dst.device().is_cpu() && c.source.scalar_type() == dst.scalar_type() && c.source.is_contiguous() &&
-                             c.source.sizes().equals(dst.sizes());
-    const bool aligned = reinterpret_cast<std::uintptr_t>(c.source.data_ptr()) % std::min<std::size_t>(c.source.element_size(), 16) == 0;
+    const at::Tensor source = c.get();  // a lazy source reads its bytes here, one tensor at a time
+    const bool same_layout =
+        dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() && source.is_contiguous() && source.sizes().equals(dst.sizes());
+    const bool aligned = reinterpret_cast<std::uintptr_t>(source.data_ptr()) % std::min<std::size_t>(source.element_size(), 16) == 0;
     if (zero_copy && same_layout && aligned) {
-      dst.set_data(c.source);
+      dst.set_data(source);
       continue;
     }
-    const MappedFile* file = owns_source ? mapped_file_of(c.source) : nullptr;
-    if (file != nullptr && same_layout && dst.is_contiguous() && pread_into(*file, c.source, dst)) continue;
-    dst.copy_(c.source);
-    if (file != nullptr && c.source.is_contiguous())  // a strided shard shares its pages with other ranks' rows
-      file->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(c.source.data_ptr()) - file->data()),
-                    static_cast<std::size_t>(c.source.numel()) * c.source.element_size());
+    const MappedFile* file = owns_source ? mapped_file_of(source) : nullptr;
+    if (file != nullptr && same_layout && dst.is_contiguous() && pread_into(*file, source, dst)) continue;
+    dst.copy_(source);
+    if (file != nullptr && source.is_contiguous())  // a strided shard shares its pages with other ranks' rows
+      file->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(source.data_ptr()) - file->data()),
+                    static_cast<std::size_t>(source.numel()) * source.element_size());
   }
 }
 
@@ -145,7 +146,7 @@ inline LoadReport diff(const Checkpoint& target, const Checkpoint& source, const
   r.dry_run = true;
   r.module_name = target.path();
   std::vector<detail::Target> targets;
-  for (auto& t : target.tensors()) targets.push_back({t.key, t.tensor});
+  for (auto& t : detail::lazy_tensors(target.root())) targets.push_back({t.key, t.tensor});  // shapes and dtypes only
   try {
     detail::plan(targets, source, options, r);
   } catch (const Error& e) {

@@ -192,12 +192,6 @@ inline std::string quoted_list(const std::vector<std::string>& keys, bool group)
   return s;
 }
 
-inline std::string shape_str(const std::vector<std::int64_t>& v) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + "]";
-}
-
 }  // namespace detail
 
 /// Prints the report. A failed load starts like PyTorch's message ("Error(s) in loading state_dict

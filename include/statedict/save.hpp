@@ -141,6 +141,17 @@ private:
 };
 
 inline std::uint64_t tensor_bytes(const at::Tensor& t) { return static_cast<std::uint64_t>(t.numel()) * t.element_size(); }
+inline std::uint64_t tensor_bytes(const NamedTensor& t) { return tensor_bytes(t.tensor); }
+
+/// A lazy tensor's bytes, contiguous on the CPU, checked against the size its header promised.
+inline at::Tensor made(const LazyTensor& lazy, std::uint64_t nbytes) {
+  at::Tensor c = lazy.get().contiguous();
+  if (!c.device().is_cpu()) c = c.cpu();
+  if (tensor_bytes(c) != nbytes)
+    throw Error("save.layout", "", "",
+                "a tensor made while writing has " + std::to_string(tensor_bytes(c)) + " bytes, not " + std::to_string(nbytes));
+  return c;
+}
 
 /// The dtype a tensor is saved as: its own, or for a raw tensor the one it stands for.
 inline Dtype saved_dtype(const NamedTensor& t) {
@@ -152,6 +163,11 @@ struct ElementView {
   std::int64_t offset = 0;
 };
 inline ElementView element_view(const NamedTensor& t, Dtype dt) {
+  if (t.lazy) {  // made when written, contiguous in a storage of its own
+    ElementView v{t.shape(), std::vector<std::int64_t>(t.shape().size(), 1), 0};
+    for (std::size_t d = v.sizes.size(); d-- > 1;) v.strides[d - 1] = v.strides[d] * v.sizes[d];
+    return v;
+  }
   ElementView v{t.tensor.sizes().vec(), t.tensor.strides().vec(), t.tensor.storage_offset()};
   if (t.raw_dtype != nullptr) {
     v.sizes.pop_back();
@@ -173,12 +189,12 @@ inline std::vector<NamedTensor> to_cpu(const std::vector<NamedTensor>& tensors) 
     if (dt == nullptr || c10::isQIntType(dt->type))
       throw Error("format.unsupported_dtype", "", t.key, "dtype " + t.dtype() + " cannot be saved");
     at::Tensor c = t.tensor.detach();
-    if (!c.device().is_cpu()) c = c.cpu();
+    if (!c.device().is_cpu() && !t.lazy) c = c.cpu();
     if (c.is_sparse() || c.is_quantized() || c.is_mkldnn())
       throw Error("save.layout", "", t.key, "only dense strided tensors can be saved");
     if (t.raw_dtype != nullptr && (c.scalar_type() != at::kByte || c.dim() == 0 || c.size(-1) != dt->size || c.stride(-1) != 1))
       throw Error("save.layout", "", t.key, "a raw " + t.dtype() + " tensor must be uint8 with a last dimension of its element size");
-    r.push_back({t.key, c, t.raw_dtype});
+    r.push_back({t.key, c, t.raw_dtype, t.lazy});
   }
   return r;
 }
@@ -190,6 +206,8 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
     Dtype dtype;
     at::Storage storage;
     std::string key;
+    std::shared_ptr<const LazyTensor> lazy;  // a tensor made when written (storage then unset)
+    std::uint64_t nbytes = 0;
   };
   std::vector<StorageRec> storages;
   std::map<std::pair<const void*, int>, std::size_t> index;
@@ -201,9 +219,12 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
     const at::Tensor& t = tensors[i].tensor;
     const Dtype dt = saved_dtype(tensors[i]);
     const ElementView v = element_view(tensors[i], dt);
-    const void* impl = t.storage().unsafeGetStorageImpl();
+    const auto& lazy = tensors[i].lazy;
+    const void* impl = lazy ? static_cast<const void*>(lazy.get()) : t.storage().unsafeGetStorageImpl();
     auto [it, fresh] = index.emplace(std::make_pair(impl, static_cast<int>(dt - dtype_table)), storages.size());
-    if (fresh) storages.push_back({impl, dt, t.storage(), std::to_string(storages.size())});
+    if (fresh)
+      storages.push_back({impl, dt, lazy ? at::Storage() : t.storage(), std::to_string(storages.size()), lazy,
+                          lazy ? tensor_bytes(t) : t.storage().nbytes()});
     const StorageRec& s = storages[it->second];
     // Dtypes that have a torch.<X>Storage class are written as PyTorch 1.x-2.x do (typed storage,
     // _rebuild_tensor_v2); the newer ones as PyTorch 2.x does (untyped storage, _rebuild_tensor_v3).
@@ -215,7 +236,7 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
     p.global(v3 ? "torch.storage" : "torch", v3 ? "UntypedStorage" : dt->storage);  // where torch.save names them
     p.text(s.key);
     p.text("cpu", true);
-    p.integer(static_cast<std::int64_t>(v3 ? s.storage.nbytes() : s.storage.nbytes() / dt->size));
+    p.integer(static_cast<std::int64_t>(v3 ? s.nbytes : s.nbytes / dt->size));
     p.out += "tQ";
     p.integer(v.offset);
     p.int_tuple(v.sizes);
@@ -236,13 +257,18 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) c = '_';
   if (top.empty()) top = "archive";
   std::uint64_t total = p.out.size(), done = 0;
-  for (const auto& s : storages) total += s.storage.nbytes();
+  for (const auto& s : storages) total += s.nbytes;
   AtomicFile f(path);
   ZipWriter z(f);
   z.add(top + "/data.pkl", p.out.data(), p.out.size());
   for (const auto& s : storages) {
-    z.add(top + "/data/" + s.key, s.storage.data(), s.storage.nbytes());
-    done += s.storage.nbytes();
+    if (s.lazy) {
+      const at::Tensor c = made(*s.lazy, s.nbytes);
+      z.add(top + "/data/" + s.key, c.data_ptr(), s.nbytes);
+    } else {
+      z.add(top + "/data/" + s.key, s.storage.data(), s.nbytes);
+    }
+    done += s.nbytes;
     if (opts.progress()) opts.progress()(done, total);
   }
   z.add(top + "/version", "3\n", 2);
@@ -254,7 +280,7 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
 inline void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors, const SaveOptions& opts) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!opts.metadata().empty()) header["__metadata__"] = opts.metadata();
-  std::vector<at::Tensor> data;
+  std::vector<std::pair<at::Tensor, std::shared_ptr<const LazyTensor>>> data;
   std::uint64_t offset = 0;
   for (const auto& t : tensors) {
     if (t.key == "__metadata__") throw Error("save.name", path, t.key, "a tensor cannot be named __metadata__ in safetensors");
@@ -262,11 +288,11 @@ inline void write_safetensors(const std::string& path, const std::vector<NamedTe
     // safetensors' own list of dtypes has no complex128 (statedict still reads "C128").
     if (dt->safetensors == nullptr || dt->type == c10::ScalarType::ComplexDouble)
       throw Error("format.unsupported_dtype", path, t.key, "safetensors has no " + std::string(dt->torch));
-    at::Tensor c = t.tensor.contiguous();
+    at::Tensor c = t.lazy ? t.tensor : t.tensor.contiguous();  // a lazy tensor is made when written
     const std::uint64_t n = tensor_bytes(c);
     header[t.key] = {{"dtype", dt->safetensors}, {"shape", t.shape()}, {"data_offsets", {offset, offset + n}}};
     offset += n;
-    data.push_back(c);
+    data.emplace_back(c, t.lazy);
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
@@ -276,9 +302,11 @@ inline void write_safetensors(const std::string& path, const std::vector<NamedTe
   f.write(len);
   f.write(text);
   std::uint64_t done = 0;
-  for (const auto& c : data) {
-    f.write(c.data_ptr(), static_cast<std::size_t>(tensor_bytes(c)));
-    done += tensor_bytes(c);
+  for (const auto& [placed, lazy] : data) {
+    const std::uint64_t n = tensor_bytes(placed);
+    const at::Tensor c = lazy ? made(*lazy, n) : placed;
+    f.write(c.data_ptr(), static_cast<std::size_t>(n));
+    done += n;
     if (opts.progress()) opts.progress()(done, offset);
   }
   f.commit();

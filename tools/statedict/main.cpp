@@ -22,7 +22,7 @@ struct TreeSummary {
 
 TreeSummary summarize(const statedict::Value& v) {
   TreeSummary s;
-  for (const auto& t : v.tensors()) {
+  for (const auto& t : statedict::detail::lazy_tensors(v)) {
     ++s.tensors;
     s.bytes += static_cast<std::uint64_t>(t.tensor.numel()) * t.tensor.element_size();
   }
@@ -52,7 +52,7 @@ void print_unreadable(const statedict::Value& root) {
 }
 
 void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, const std::string& select) {
-  const auto tensors = root.tensors();
+  const auto tensors = statedict::detail::lazy_tensors(root);
   std::uint64_t bytes = 0;
   for (const auto& t : tensors) bytes += static_cast<std::uint64_t>(t.tensor.numel()) * t.tensor.element_size();
   std::cout << "file:    " << ck.path() << "\n";
@@ -114,12 +114,12 @@ int run_inspect(const std::string& file, const std::string& select, bool json, b
   if (!select.empty()) out["select"] = select;
   if (!ck.metadata().empty()) out["metadata"] = ck.metadata();
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
-  for (const auto& t : root.tensors()) {
+  for (const auto& t : statedict::detail::lazy_tensors(root)) {
     nlohmann::ordered_json e;
     e["key"] = t.key;
     e["dtype"] = t.dtype();
     e["shape"] = t.shape();
-    if (hash) e["sha256"] = statedict::tensor_sha256(t.tensor);
+    if (hash) e["sha256"] = statedict::tensor_sha256(statedict::detail::resolve(t));
     list.push_back(std::move(e));
   }
   out["tensors"] = std::move(list);
@@ -213,21 +213,44 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
   }
   std::vector<statedict::NamedTensor> tensors;
   std::uint64_t total = 0;
-  for (auto& t : root.tensors()) {
-    at::Tensor x = t.tensor;
-    if (to && t.raw_dtype == nullptr && x.is_floating_point()) x = x.to(*to);
+  // Every tensor that is cast, sliced or stored in DCP chunks is made only when it is written, so
+  // the conversion holds about one tensor at a time.
+  for (auto& t : statedict::detail::lazy_tensors(root)) {
+    statedict::detail::LazyTensor make;
+    if (t.lazy)
+      make = *t.lazy;
+    else
+      make.base = t.tensor;
+    bool lazy = static_cast<bool>(t.lazy);
+    std::vector<std::int64_t> shape = t.shape();
+    const statedict::detail::Dtype raw = t.raw_dtype != nullptr ? statedict::detail::dtype_from_torch(t.raw_dtype) : nullptr;
+    c10::ScalarType type = t.tensor.scalar_type();
+    if (to && raw == nullptr && c10::isFloatingType(type) && type != *to) {
+      make.cast = *to;
+      type = *to;
+      lazy = true;
+    }
     std::string key = rewrite.apply(t.key);
     if (const auto* sh = statedict::detail::shard_for(o, key)) {
-      // This rank's piece only, in storage of its own (a view would save the whole tensor's storage).
-      const std::int64_t dims = static_cast<std::int64_t>(t.shape().size()), dim = sh->dim < 0 ? sh->dim + dims : sh->dim;
+      const std::int64_t dims = static_cast<std::int64_t>(shape.size()), dim = sh->dim < 0 ? sh->dim + dims : sh->dim;
       if (dim < 0 || dim >= dims)
         throw statedict::Error("options.bad_shard", in, key,
                                "--shard dim " + std::to_string(sh->dim) + " of a " + std::to_string(dims) + "-d tensor");
-      const auto [start, len] = statedict::detail::chunk_range(x.size(dim), sh->rank, sh->world);
-      x = x.narrow(dim, start, len).clone(at::MemoryFormat::Contiguous);
+      const auto [start, len] = statedict::detail::chunk_range(shape[static_cast<std::size_t>(dim)], sh->rank, sh->world);
+      make.dim = dim;
+      make.start = start;
+      make.len = len;
+      shape[static_cast<std::size_t>(dim)] = len;
+      lazy = true;
     }
-    total += static_cast<std::uint64_t>(x.numel()) * x.element_size();
-    tensors.push_back({std::move(key), x, t.raw_dtype});
+    if (!lazy) {
+      tensors.push_back({std::move(key), t.tensor, t.raw_dtype});
+    } else {
+      const statedict::detail::Dtype dt = raw != nullptr ? raw : statedict::detail::find_dtype(type);
+      tensors.push_back({std::move(key), statedict::detail::placeholder(dt, shape), t.raw_dtype,
+                         std::make_shared<const statedict::detail::LazyTensor>(std::move(make))});
+    }
+    total += statedict::detail::tensor_bytes(tensors.back().tensor);
   }
   statedict::SaveOptions so;
   so.max_shard_size(max_shard);

@@ -217,9 +217,12 @@ private:
     if (covered != numel)
       throw Error("dcp.missing_chunk", dir_, fqn,
                   "the chunks cover " + std::to_string(covered) + " of the tensor's " + std::to_string(numel) + " elements");
-    // Every chunk is read and checked against its file before the whole tensor is allocated, so a
-    // size in the metadata never allocates more than the files hold.
-    std::vector<at::Tensor> parts;
+    // Every chunk's record is parsed and checked against the metadata here; its bytes stay in the
+    // file's mapping. A tensor of several chunks is assembled only when it is used, and a slice of it
+    // (a tensor-parallel rank's part) touches only the chunks it overlaps.
+    auto pieces = std::make_shared<Pieces>();
+    pieces->dtype = dt;
+    pieces->size = size;
     for (std::size_t i = 0; i < list.size(); ++i) {
       const Chunk& c = list[i];
       auto cd = read_record(fqn, c.offsets);
@@ -230,33 +233,21 @@ private:
       std::vector<std::int64_t> shape = t.tensor.sizes().vec();
       if (t.raw != nullptr) shape.pop_back();
       if (shape != c.sizes)
-        throw Error("dcp.chunk", dir_, where,
-                    "stored tensor has shape " + shape_text(shape) + ", the metadata says " + shape_text(c.sizes));
-      parts.push_back(t.tensor);
+        throw Error("dcp.chunk", dir_, where, "stored tensor has shape " + shape_str(shape) + ", the metadata says " + shape_str(c.sizes));
+      pieces->parts.push_back({c.offsets, c.sizes, t.tensor});
     }
-    at::Tensor whole;
-    if (parts.size() == 1) {
-      whole = parts[0];  // one chunk is the whole tensor: keep it as read (an alias of the file where it can be)
-    } else if (!parts.empty()) {
-      whole = empty_of(dt, size);
-      for (std::size_t i = 0; i < parts.size(); ++i) {
-        at::Tensor view = whole;
-        for (std::size_t d = 0; d < size.size(); ++d)
-          view = view.narrow(static_cast<std::int64_t>(d), list[i].offsets[d], list[i].sizes[d]);
-        view.copy_(parts[i]);
-      }
-    }
-    if (!whole.defined()) whole = empty_of(dt, size);  // no chunks: an empty tensor
     Node n;
     n.kind = Kind::tensor;
-    n.tensor = whole;
     if (!native(dt)) n.raw = dt;
+    if (pieces->parts.size() == 1) {
+      n.tensor = pieces->parts[0].data;  // one chunk is the whole tensor: kept as read
+    } else if (pieces->parts.empty()) {
+      n.tensor = empty_of(dt, size);  // no chunks: an empty tensor
+    } else {
+      n.tensor = placeholder(dt, size);
+      n.pieces = std::move(pieces);
+    }
     return out_->add(std::move(n));
-  }
-  static std::string shape_text(const std::vector<std::int64_t>& v) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-    return s + "]";
   }
 
   /// Copies a value tree read from a bytes item into the checkpoint's tree.

@@ -139,6 +139,13 @@ inline at::Tensor empty_of(Dtype dtype, at::IntArrayRef sizes) {
   return at::empty(sz, at::TensorOptions().dtype(at::kByte));
 }
 
+/// A shape as "[4, 3, 7, 7]".
+inline std::string shape_str(const std::vector<std::int64_t>& v) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
 /// Bytes that need reversing per element to turn big-endian data into little-endian.
 inline std::size_t swap_unit(Dtype t, bool big) {
   if (!big) return 1;

@@ -29,7 +29,9 @@ struct Target {
 /// A planned copy from a checkpoint tensor into a target.
 struct Copy {
   std::size_t target;
-  at::Tensor source;
+  at::Tensor source;                       // or, when lazy is set, a placeholder of its shape and dtype
+  std::shared_ptr<const LazyTensor> lazy;  // made when applied (a DCP tensor, or the chunks of it a shard overlaps)
+  at::Tensor get() const { return lazy ? lazy->get() : source; }
 };
 
 inline bool glob_match(std::string_view pat, std::string_view s) {
@@ -292,7 +294,7 @@ inline Candidate best_subtree(const Value& root, const KeyIndex& targets, bool w
   bool first = true;
   for (const auto& [path, v] : subs) {
     std::vector<std::string> keys;
-    for (const auto& t : v.tensors()) keys.push_back(t.key);
+    for (const auto& t : lazy_tensors(v)) keys.push_back(t.key);
     if (keys.empty()) continue;
     Candidate c{path, 0, keys.size(), {}};
     if (with_prefix) {
@@ -387,7 +389,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     r.error_id = "load.not_a_state_dict";
     return copies;
   }
-  const std::vector<NamedTensor> sources = source_root.tensors();
+  const std::vector<NamedTensor> sources = lazy_tensors(source_root);
 
   // 2. Key rules, in the order given.
   std::optional<KeyRewriter> rewriter;
@@ -448,6 +450,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     }
     used[s] = 1;
     at::Tensor src = sources[s].tensor;
+    std::shared_ptr<const LazyTensor> lazy = sources[s].lazy;
     r.matched.push_back({tg.key, sources[s].key, rules_used[s].empty() ? "exact" : rules_used[s]});
     std::string slice;  // the shard taken, for the report
     if (const LoadOptions::Shard* sh = shard_for(opts, tg.key); sh != nullptr && sources[s].raw_dtype == nullptr) {
@@ -461,6 +464,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       slice = "rank " + std::to_string(sh->rank) + " of " + std::to_string(sh->world) + ": [" + std::to_string(start) + ", " +
               std::to_string(start + len) + ") along dim " + std::to_string(dim) + " of " + shape_str(src.sizes().vec());
       src = src.narrow(dim, start, len);
+      if (lazy) lazy = std::make_shared<const LazyTensor>(LazyTensor{lazy->pieces, {}, dim, start, len, {}});
       r.matched.back().rule += "; shard " + slice;
     }
     if (sources[s].raw_dtype != nullptr) {
@@ -482,7 +486,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     }
     if (src.scalar_type() != tg.tensor.scalar_type()) {
       DtypeMismatch d{tg.key, sources[s].key, dtype_name(tg.tensor.scalar_type()), dtype_name(src.scalar_type()), false, false};
-      d.lossy = cast_is_lossy(src, tg.tensor.scalar_type());
+      d.lossy = cast_is_lossy(lazy ? lazy->get() : src, tg.tensor.scalar_type());
       if (opts.dtype_mismatch() == Policy::error) {
         r.errors.push_back("dtype mismatch for " + tg.key + ": the checkpoint has " + d.source_dtype + ", the model " + d.target_dtype +
                            ".");
@@ -492,12 +496,12 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       } else {
         d.cast = true;
         ++casts[{d.source_dtype, d.target_dtype}];
-        copies.push_back({t, src});
+        copies.push_back({t, src, lazy});
       }
       r.dtype_mismatch.push_back(d);
       continue;
     }
-    copies.push_back({t, src});
+    copies.push_back({t, src, lazy});
   }
   std::vector<std::string> unexpected_hard;
   for (std::size_t i = 0; i < sources.size(); ++i) {

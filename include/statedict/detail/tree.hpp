@@ -2,6 +2,7 @@
 // The storage behind statedict::Value: every object a file holds is one Node in an arena, children
 // are indices. An arena (rather than shared pointers) makes cycles a pickle can build harmless.
 #include <statedict/detail/dtypes.hpp>
+#include <statedict/detail/lazy.hpp>
 
 #include <ATen/ATen.h>
 
@@ -53,7 +54,12 @@ struct Node {
   std::uint32_t pending = npos;                             // tensor: index of its spec until materialized; storage: spec
   at::Tensor tensor;
   Dtype raw = nullptr;  // tensor: a dtype this LibTorch lacks; `tensor` then holds its bytes (see raw_view)
+  // tensor stored in pieces, assembled when first needed; `tensor` is then a placeholder of its shape and dtype
+  std::shared_ptr<const Pieces> pieces;
 };
+
+/// A tensor node's bytes (assembling a tensor stored in pieces on first use).
+inline const at::Tensor& tensor_of(const Node& n) { return n.pieces ? n.pieces->whole() : n.tensor; }
 
 struct Tree {
   // A deque: growing never moves the nodes already made (a vector of 1.7M nodes, the tree of 100k

@@ -1,0 +1,96 @@
+#pragma once
+// Tensors made only when their bytes are needed: a tensor stored in pieces (the chunks of a DCP
+// tensor) is assembled on first use, and a slice of it touches only the pieces it overlaps. Lists
+// statedict makes for itself (matching, convert, inspect) carry a LazyTensor and a placeholder of
+// the right shape and dtype, so that a rank's load or a convert holds about one tensor at a time.
+#include <statedict/detail/dtypes.hpp>
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+namespace statedict::detail {
+
+/// A tensor of `size` stored as disjoint pieces that together cover it (checked by the reader).
+struct Pieces {
+  struct Piece {
+    std::vector<std::int64_t> offsets, sizes;
+    at::Tensor data;  // the piece as read (an alias of the file's mapping where it can be); raw dtypes as bytes
+  };
+  Dtype dtype = nullptr;
+  std::vector<std::int64_t> size;
+  std::vector<Piece> parts;
+
+  /// The region [start, start+len) along `dim` (dim < 0: the whole tensor): a view of one piece
+  /// when one piece holds the region, else a new tensor filled from the pieces that overlap it.
+  at::Tensor slice(std::int64_t dim, std::int64_t start, std::int64_t len) const {
+    const std::size_t n = size.size();
+    std::vector<std::int64_t> lo(n, 0), hi = size;
+    if (dim >= 0) {
+      lo[static_cast<std::size_t>(dim)] = start;
+      hi[static_cast<std::size_t>(dim)] = start + len;
+    }
+    for (const auto& p : parts) {
+      bool holds = true;
+      for (std::size_t d = 0; d < n && holds; ++d) holds = p.offsets[d] <= lo[d] && hi[d] <= p.offsets[d] + p.sizes[d];
+      if (!holds) continue;
+      at::Tensor view = p.data;
+      for (std::size_t d = 0; d < n; ++d) view = view.narrow(static_cast<std::int64_t>(d), lo[d] - p.offsets[d], hi[d] - lo[d]);
+      return view;
+    }
+    std::vector<std::int64_t> shape(n);
+    for (std::size_t d = 0; d < n; ++d) shape[d] = hi[d] - lo[d];
+    at::Tensor out = empty_of(dtype, shape);
+    for (const auto& p : parts) {
+      at::Tensor dst = out, src = p.data;
+      bool overlaps = true;
+      for (std::size_t d = 0; d < n && overlaps; ++d) {
+        const std::int64_t a = std::max(lo[d], p.offsets[d]), b = std::min(hi[d], p.offsets[d] + p.sizes[d]);
+        overlaps = a < b;
+        if (!overlaps) break;
+        dst = dst.narrow(static_cast<std::int64_t>(d), a - lo[d], b - a);
+        src = src.narrow(static_cast<std::int64_t>(d), a - p.offsets[d], b - a);
+      }
+      if (overlaps) dst.copy_(src);
+    }
+    return out;
+  }
+
+  /// The whole tensor, assembled once and kept (what Value::tensor() returns).
+  const at::Tensor& whole() const {
+    std::call_once(once_, [this] { whole_ = slice(-1, 0, 0); });
+    return whole_;
+  }
+
+private:
+  mutable std::once_flag once_;
+  mutable at::Tensor whole_;
+};
+
+/// How to make a tensor when its bytes are needed: a region of pieces or of a tensor, then a cast.
+struct LazyTensor {
+  std::shared_ptr<const Pieces> pieces = nullptr;  // or
+  at::Tensor base = {};
+  std::int64_t dim = -1, start = 0, len = 0;
+  std::optional<c10::ScalarType> cast = std::nullopt;
+
+  at::Tensor get() const {
+    at::Tensor t = pieces ? pieces->slice(dim, start, len) : dim < 0 ? base : base.narrow(dim, start, len);
+    return cast ? t.to(*cast) : t;
+  }
+};
+
+/// A tensor with no bytes of its own that has the given shape and dtype (a raw dtype: uint8 with the
+/// element-size dimension), standing in for a lazy tensor wherever only its shape and dtype are read.
+inline at::Tensor placeholder(Dtype dt, std::vector<std::int64_t> shape) {
+  if (native(dt)) return at::empty({}, at::TensorOptions().dtype(dt->type)).expand(shape);
+  shape.push_back(static_cast<std::int64_t>(dt->size));
+  return at::empty({static_cast<std::int64_t>(dt->size)}, at::TensorOptions().dtype(at::kByte)).expand(shape);
+}
+
+}  // namespace statedict::detail

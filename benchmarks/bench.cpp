@@ -1,7 +1,7 @@
 // Side-by-side load benchmark. Every figure is measured in this run, on this machine, each
 // measurement in a fresh child process (so peak RSS is its own), and reported as a median.
 //
-//   bench WORKDIR [--runs N] [--quick]
+//   bench WORKDIR [--runs N] [--quick] [--tensor-parallel]
 //
 // WORKDIR holds the checkpoints benchmarks/make_checkpoints.py wrote (benchmarks/run.sh does both).
 // Exits 1 when a load fails or loads values other than Python's.
@@ -17,12 +17,14 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +38,7 @@ struct Sample {
   double read_mib = 0;  // bytes read by read/pread system calls (rchar), MiB
   bool ok = true;
   double release_seconds = 0;  // zero-copy: freeing the model's replaced memory, after the load
+  double check = 0;            // tensor parallel: the sum of the rank's parameters, compared across sources
 };
 
 long status_kib(const char* field) {
@@ -256,6 +259,95 @@ Sample python_load(const std::string& path, int layers, int width, int runs) {
   return median(v);
 }
 
+/// Drops a file's (or a folder's files') pages from the page cache: the next load reads from disk.
+void evict(const std::string& path) {
+  if (std::filesystem::is_directory(path)) {
+    for (const auto& e : std::filesystem::directory_iterator(path)) evict(e.path().string());
+    return;
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  ::fdatasync(fd);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+}
+/// Bytes of a file (or a folder's files) in the page cache (mincore): after evict() and a load, what
+/// the load read from the disk, readahead included, whether through pread or the mapping.
+std::uint64_t resident(const std::string& path) {
+  if (std::filesystem::is_directory(path)) {
+    std::uint64_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(path)) n += resident(e.path().string());
+    return n;
+  }
+  const std::size_t size = file_size(path);
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0 || size == 0) {
+    if (fd >= 0) ::close(fd);
+    return 0;
+  }
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) return 0;
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in((size + page - 1) / page);
+  std::uint64_t n = 0;
+  if (::mincore(p, size, in.data()) == 0)
+    for (auto b : in) n += (b & 1) ? page : 0;
+  ::munmap(p, size);
+  return n;
+}
+std::uint64_t total_size(const std::string& path) {
+  if (!std::filesystem::is_directory(path)) return file_size(path);
+  std::uint64_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(path)) n += file_size(e.path().string());
+  return n;
+}
+
+/// Rank `rank` of `world` of the MLP under Megatron-style tensor parallelism: even layers
+/// column-parallel (output features split), odd layers row-parallel (input features split).
+std::shared_ptr<torch::nn::Module> make_tp_mlp(int layers, int width, int world) {
+  torch::NoGradGuard g;
+  torch::nn::Sequential s;
+  for (int i = 0; i < layers; ++i)
+    s->push_back(i % 2 == 0 ? torch::nn::Linear(width, width / world) : torch::nn::Linear(width / world, width));
+  return s.ptr();
+}
+statedict::LoadOptions tp_options(int layers, int rank, int world) {
+  statedict::LoadOptions o;
+  for (int i = 0; i < layers; ++i) {
+    const std::string l = std::to_string(i);
+    if (i % 2 == 0)
+      o.shard(l + ".weight", 0, rank, world).shard(l + ".bias", 0, rank, world);
+    else
+      o.shard(l + ".weight", 1, rank, world);
+  }
+  return o;
+}
+/// One rank's load: the bytes it makes the kernel read (from a cold page cache, mincore after the
+/// load), then its time and peak from a warm one, as every other row is measured.
+Sample tp_load(const std::string& path, int layers, int width, int rank, int world) {
+  auto run = [&](bool sum) {
+    return in_child([&](const Timer& timed) {
+      auto m = make_tp_mlp(layers, width, world);
+      bool ok = false;
+      timed([&] { ok = statedict::load(m, path, tp_options(layers, rank, world)).ok(); });
+      // The values, summed after the clock stopped: the same from every source. In the child: a
+      // parent that ran a parallel ATen op would fork children whose thread pool is gone.
+      if (ok && sum)
+        for (const auto& t : statedict::detail::module_targets(*m)) timed.s.check += t.tensor.to(at::kDouble).sum().item<double>();
+      return ok;
+    });
+  };
+  evict(path);
+  const Sample cold = run(false);
+  const double read_mib = static_cast<double>(resident(path)) / (1 << 20);
+  warm(path);
+  Sample s = run(true);
+  s.ok = s.ok && cold.ok;
+  s.read_mib = read_mib;
+  return s;
+}
+
 void row(const std::string& what, const Sample& s, double base_seconds, const char* base_name) {
   char buf[256];
   if (!s.ok) {
@@ -269,6 +361,60 @@ void row(const std::string& what, const Sample& s, double base_seconds, const ch
                   what.c_str(), s.seconds, s.peak_mib, s.read_mib, ratio);
   }
   std::cout << buf << std::endl;
+}
+
+/// The tensor-parallel table; false when a rank failed or loaded other values from another source.
+bool tensor_parallel_rows(const std::string& dir, int layers, int width) {
+  // Tensor parallelism: each rank of 2 and of 4 loads only its slice of every layer. "bytes read" is
+  // what the kernel read from the disk for that rank from a cold page cache (mincore after the load,
+  // readahead included); the time is from a warm cache. The baseline is one rank loading it all.
+  {
+    std::cout << "| tensor parallel, " << layers
+              << " x Linear(4096, 4096) | time (slowest rank) | peak RSS above model | "
+                 "bytes read (largest rank) | share of the file; time vs whole-model load |\n|---|---|---|---|---|\n";
+    const std::string zip = dir + "/mlp" + std::to_string(layers) + ".pt", st = dir + "/mlp" + std::to_string(layers) + ".safetensors";
+    auto mlp = [&] { return make_mlp(layers, width).ptr(); };
+    bool values_ok = true;
+    evict(zip);
+    const Sample cold = statedict_load(mlp, zip, false);
+    const double whole_read = static_cast<double>(resident(zip)) / (1 << 20);
+    warm(zip);
+    Sample whole = statedict_load(mlp, zip, false);
+    whole.ok = whole.ok && cold.ok;
+    whole.read_mib = whole_read;
+    row("whole model, 1 rank, torch zip", whole, whole.seconds, "itself");
+    std::vector<std::pair<std::string, std::string>> sources{{"torch zip", zip}, {"safetensors", st}};
+    for (int w : {2, 4}) {
+      const std::string folder = dir + "/mlp" + std::to_string(layers) + "_tp" + std::to_string(w);
+      if (std::filesystem::exists(folder + "/.metadata")) sources.emplace_back("DCP written by " + std::to_string(w) + " ranks", folder);
+    }
+    if (sources.size() == 2) std::cout << "| (no DCP folders: benchmarks/run.sh makes them when the trixie root exists) | | | | |\n";
+    std::map<int, std::vector<double>> reference;  // world -> each rank's sum, from the torch zip
+    for (const auto& [name, path] : sources) {
+      for (int w : {2, 4}) {
+        Sample worst{0, 0, true};
+        bool same = true;
+        for (int r = 0; r < w; ++r) {
+          const Sample s = tp_load(path, layers, width, r, w);
+          worst.ok = worst.ok && s.ok;
+          worst.seconds = std::max(worst.seconds, s.seconds);
+          worst.peak_mib = std::max(worst.peak_mib, s.peak_mib);
+          worst.read_mib = std::max(worst.read_mib, s.read_mib);
+          auto& ref = reference[w];
+          if (ref.size() <= static_cast<std::size_t>(r)) ref.push_back(s.check);
+          same = same && ref[static_cast<std::size_t>(r)] == s.check;
+        }
+        values_ok &= same && worst.ok;
+        char label[160], share[96];
+        std::snprintf(share, sizeof share, "the whole load; %.0f%% of the file",
+                      100.0 * worst.read_mib * (1 << 20) / static_cast<double>(total_size(path)));
+        std::snprintf(label, sizeof label, "%d ranks, %s%s", w, name.c_str(), same ? "" : " (VALUES DIFFER)");
+        row(label, worst, whole.seconds, share);
+      }
+    }
+    std::cout << "\n";
+    return values_ok;
+  }
 }
 
 }  // namespace
@@ -312,10 +458,11 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   int runs = 3;
-  bool quick = false;
+  bool quick = false, tp_only = false;  // --tensor-parallel: only that table
   for (int i = 2; i < argc; ++i) {
     if (std::string(argv[i]) == "--runs" && i + 1 < argc) runs = std::stoi(argv[++i]);
     if (std::string(argv[i]) == "--quick") quick = true;
+    if (std::string(argv[i]) == "--tensor-parallel") tp_only = true;
   }
   torch::set_num_threads(2);
   auto med = [&](const std::function<Sample()>& f) {
@@ -325,6 +472,7 @@ int main(int argc, char** argv) {
   };
   std::cout << "| measurement | time (median of " << runs << ") | peak RSS above model | bytes read | ratio |\n|---|---|---|---|---|\n";
 
+  if (tp_only) return tensor_parallel_rows(dir, quick ? 4 : 16, 4096) ? 0 : 1;
   // The headline: 16 x Linear(4096, 4096), fp32, 1 GiB.
   const int layers = quick ? 4 : 16, width = 4096;
   auto mlp = [&] { return make_mlp(layers, width).ptr(); };
@@ -406,6 +554,8 @@ int main(int argc, char** argv) {
               << (same ? ": every tensor equals Python's (sha256)" : ": DIFFER from Python's");
   }
   std::cout << "\n\n";
+
+  values_ok &= tensor_parallel_rows(dir, layers, width);
 
   std::cout << "| scaling | time | peak RSS above model | per unit |\n|---|---|---|---|\n";
   for (int n : quick ? std::vector<int>{1, 4} : std::vector<int>{1, 4, 16, 32}) {

@@ -7,5 +7,15 @@ work=${1:-build/bench-data}
 shift || true
 bash scripts/build.sh >/dev/null
 /usr/bin/python3 benchmarks/make_checkpoints.py "$work" "$@" >&2
+# The tensor-parallel rows' DCP folders need PyTorch 2.x: written in the trixie root when it exists
+# (scripts/trixie.sh makes it) and WORKDIR lies inside this checkout, where the root sees it.
+root=${STATEDICT_TRIXIE_ROOT:-/var/lib/statedict/trixie}
+case " $* " in *" --quick "*) ;; *)
+  if [ -f "$root/.statedict-ready" ] && [ "${work#/}" = "$work" ]; then
+    bash scripts/trixie.sh python3 benchmarks/make_dcp.py "$work" >&2
+  else
+    echo "run.sh: no DCP folders for the tensor-parallel rows (needs the trixie root and a WORKDIR inside the checkout)" >&2
+  fi ;;
+esac
 echo "statedict $(./build/tools/statedict/statedict --version | cut -d' ' -f2), $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 ./build/benchmarks/statedict_bench "$work" "$@"

@@ -110,3 +110,24 @@ TEST_CASE("with 2 ranks a dim-0 shard reads about half of the tensor's bytes", "
   CHECK(read <= tensor_bytes * 55 / 100);
   CHECK(read >= tensor_bytes / 2);
 }
+
+TEST_CASE("with 2 ranks a dim-1 shard of wide rows reads only its half of each row", "[shard]") {
+  // Rows of 8 KiB: each rank's half-row is a 4 KiB run, read with pread run by run rather than by
+  // touching (and reading ahead) whole rows of the mapping.
+  const at::Tensor big = torch::arange(1024 * 2048, torch::kFloat).reshape({1024, 2048});
+  const std::string path = sdtest::temp_path("shard_wide.safetensors");
+  statedict::save(std::vector<statedict::NamedTensor>{{"w", big}}, path);
+  for (std::int64_t rank : {0, 1}) {
+    Slices m({1024, 1024}, {1});
+    const std::uint64_t before = bytes_read();
+    const auto r =
+        statedict::load(m, path, statedict::LoadOptions{}.rename("^w$", "rows").ignore_missing("cols").shard("rows", 1, rank, 2));
+    const std::uint64_t read = bytes_read() - before;
+    REQUIRE(r.ok());
+    CHECK(m.rows.equal(big.narrow(1, rank * 1024, 1024)));
+    const auto tensor_bytes = static_cast<std::uint64_t>(big.numel()) * 4;
+    INFO("rank " << rank << " read " << read << " of " << tensor_bytes);
+    CHECK(read <= tensor_bytes * 55 / 100);
+    CHECK(read >= tensor_bytes / 2);
+  }
+}

@@ -11,6 +11,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <memory>
+#include <optional>
 #include <type_traits>
 
 namespace statedict {
@@ -60,6 +61,43 @@ inline bool pread_into(const MappedFile& f, const at::Tensor& src, at::Tensor& d
                    static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(src.data_ptr()) - f.data()));
 }
 
+/// While alive, the kernel reads ahead nothing on the file: a tensor-parallel slice is followed in the
+/// file by the other ranks' parts (the rest of the tensor, or of each row), and readahead (8 MiB on
+/// some disks) would read them too.
+struct NoReadahead {
+  int fd;
+  explicit NoReadahead(int f) : fd(f) { ::posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM); }
+  ~NoReadahead() { ::posix_fadvise(fd, 0, 0, POSIX_FADV_NORMAL); }
+  NoReadahead(const NoReadahead&) = delete;
+  NoReadahead& operator=(const NoReadahead&) = delete;
+};
+
+/// A strided view of the mapping (a slice along a dim other than 0), read run by run with pread:
+/// only the slice's bytes reach the page cache, where touching the mapping would fault in, and read
+/// ahead, whole rows. Used when each contiguous run is at least a page.
+inline bool pread_runs(const MappedFile& f, const at::Tensor& src, at::Tensor& dst) {
+  const std::int64_t dims = src.dim();
+  std::int64_t inner = dims, run = 1;  // dims [inner, dims) form contiguous runs of `run` elements
+  while (inner > 0 && src.stride(inner - 1) == run) run *= src.size(--inner);
+  const std::size_t run_bytes = static_cast<std::size_t>(run) * src.element_size();
+  if (inner == 0 || run_bytes < 4096 || src.numel() == 0) return false;
+  const auto* base = static_cast<const std::uint8_t*>(src.data_ptr());
+  auto* out = static_cast<std::uint8_t*>(dst.data_ptr());
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(inner), 0);
+  for (std::int64_t n = src.numel() / run; n > 0; --n) {
+    std::int64_t at = 0;
+    for (std::int64_t d = 0; d < inner; ++d) at += idx[static_cast<std::size_t>(d)] * src.stride(d);
+    const std::uint8_t* p = base + at * static_cast<std::int64_t>(src.element_size());
+    if (!f.read_at(out, run_bytes, static_cast<std::uint64_t>(p - f.data()))) return false;
+    out += run_bytes;
+    for (std::int64_t d = inner - 1; d >= 0; --d) {  // next outer index, last dim fastest
+      if (++idx[static_cast<std::size_t>(d)] < src.size(d)) break;
+      idx[static_cast<std::size_t>(d)] = 0;
+    }
+  }
+  return true;
+}
+
 /// Writes the planned copies. Runs only after every check passed. `owns_source`: the checkpoint was
 /// read by this load and nobody else holds it, so its bytes are the file's and may be read with
 /// pread, and its mapping released as it is consumed.
@@ -76,8 +114,18 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
       continue;
     }
     const MappedFile* file = owns_source ? mapped_file_of(source) : nullptr;
+    std::optional<NoReadahead> exact;
+    if (file != nullptr && c.slice) exact.emplace(file->fd());
     if (file != nullptr && same_layout && dst.is_contiguous() && pread_into(*file, source, dst)) continue;
+    if (file != nullptr && !source.is_contiguous() && dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() &&
+        source.sizes().equals(dst.sizes()) && dst.is_contiguous() && pread_runs(*file, source, dst))
+      continue;
     dst.copy_(source);
+    if (owns_source && c.lazy && c.lazy->pieces)  // assembled from chunks: let their pages go as well
+      for (const auto& p : c.lazy->pieces->parts)
+        if (const MappedFile* pf = p.data.defined() && p.data.is_contiguous() ? mapped_file_of(p.data) : nullptr)
+          pf->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(p.data.data_ptr()) - pf->data()),
+                      static_cast<std::size_t>(p.data.numel()) * p.data.element_size());
     if (file != nullptr && source.is_contiguous())  // a strided shard shares its pages with other ranks' rows
       file->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(source.data_ptr()) - file->data()),
                     static_cast<std::size_t>(source.numel()) * source.element_size());

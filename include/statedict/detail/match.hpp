@@ -31,6 +31,7 @@ struct Copy {
   std::size_t target;
   at::Tensor source;                       // or, when lazy is set, a placeholder of its shape and dtype
   std::shared_ptr<const LazyTensor> lazy;  // made when applied (a DCP tensor, or the chunks of it a shard overlaps)
+  bool slice = false;                      // a tensor-parallel rank's part of the checkpoint tensor
   at::Tensor get() const { return lazy ? lazy->get() : source; }
 };
 
@@ -496,12 +497,12 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       } else {
         d.cast = true;
         ++casts[{d.source_dtype, d.target_dtype}];
-        copies.push_back({t, src, lazy});
+        copies.push_back({t, src, lazy, !slice.empty()});
       }
       r.dtype_mismatch.push_back(d);
       continue;
     }
-    copies.push_back({t, src, lazy});
+    copies.push_back({t, src, lazy, !slice.empty()});
   }
   std::vector<std::string> unexpected_hard;
   for (std::size_t i = 0; i < sources.size(); ++i) {

@@ -1,8 +1,8 @@
 import os
 
 from conan import ConanFile
+from conan.tools.cmake import CMake, CMakeToolchain, cmake_layout
 from conan.tools.files import copy
-from conan.tools.layout import basic_layout
 
 
 class StatedictConan(ConanFile):
@@ -16,11 +16,12 @@ class StatedictConan(ConanFile):
     no_copy_source = True
 
     def export_sources(self):
-        copy(self, "include/*", src=os.path.join(self.recipe_folder, ".."), dst=self.export_sources_folder)
-        copy(self, "LICENSE", src=os.path.join(self.recipe_folder, ".."), dst=self.export_sources_folder)
+        root = os.path.join(self.recipe_folder, "..")
+        for pattern in ("include/*", "cmake/*", "CMakeLists.txt", "LICENSE"):
+            copy(self, pattern, src=root, dst=self.export_sources_folder)
 
     def layout(self):
-        basic_layout(self, src_folder=".")
+        cmake_layout(self, src_folder=".")
 
     def requirements(self):
         self.requires("libtorch/[>=1.13]")
@@ -29,13 +30,27 @@ class StatedictConan(ConanFile):
     def package_id(self):
         self.info.clear()
 
+    def generate(self):
+        # The headers and the CMake package are installed by the project's own install rules; only
+        # the library is configured (no tests, examples, benchmarks or command line tool).
+        tc = CMakeToolchain(self)
+        for option in ("TESTS", "EXAMPLES", "BENCHMARKS", "TOOLS", "FUZZERS"):
+            tc.cache_variables[f"STATEDICT_BUILD_{option}"] = False
+        tc.cache_variables["STATEDICT_INSTALL"] = True
+        tc.cache_variables["STATEDICT_WERROR"] = False
+        tc.generate()
+
     def package(self):
-        copy(self, "*.hpp", src=os.path.join(self.source_folder, "include"), dst=os.path.join(self.package_folder, "include"))
+        cmake = CMake(self)
+        cmake.configure()
+        cmake.install()
         copy(self, "LICENSE", src=self.source_folder, dst=os.path.join(self.package_folder, "licenses"))
 
     def package_info(self):
         self.cpp_info.bindirs = []
         self.cpp_info.libdirs = []
-        self.cpp_info.set_property("cmake_file_name", "statedict")
-        self.cpp_info.set_property("cmake_target_name", "statedict::statedict")
-        self.cpp_info.requires = ["libtorch::libtorch", "nlohmann_json::nlohmann_json"]
+        # Consumers use the package's own statedictConfig.cmake (target statedict::statedict, which
+        # finds Torch and nlohmann_json itself), so LibTorch may come from the system
+        # ([platform_requires]) or from a Conan package that provides TorchConfig.cmake.
+        self.cpp_info.set_property("cmake_find_mode", "none")
+        self.cpp_info.builddirs = [os.path.join("share", "statedict", "cmake")]

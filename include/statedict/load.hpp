@@ -61,6 +61,16 @@ inline bool pread_into(const MappedFile& f, const at::Tensor& src, at::Tensor& d
                    static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(src.data_ptr()) - f.data()));
 }
 
+/// Gives back the mapped pages of the chunks a lazy tensor was made from (they stay valid: touched
+/// again, they are read again from the file). Only for chunks nobody else sees.
+inline void release_pieces(const LazyTensor& lazy) {
+  if (!lazy.pieces) return;
+  for (const auto& p : lazy.pieces->parts)
+    if (const MappedFile* f = p.data.defined() && p.data.is_contiguous() ? mapped_file_of(p.data) : nullptr)
+      f->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(p.data.data_ptr()) - f->data()),
+                 static_cast<std::size_t>(p.data.numel()) * p.data.element_size());
+}
+
 /// While alive, the kernel reads ahead nothing on the file: a tensor-parallel slice is followed in the
 /// file by the other ranks' parts (the rest of the tensor, or of each row), and readahead (8 MiB on
 /// some disks) would read them too.
@@ -121,12 +131,8 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
         source.sizes().equals(dst.sizes()) && dst.is_contiguous() && pread_runs(*file, source, dst))
       continue;
     dst.copy_(source);
-    if (owns_source && c.lazy && c.lazy->pieces)  // assembled from chunks: let their pages go as well
-      for (const auto& p : c.lazy->pieces->parts)
-        if (const MappedFile* pf = p.data.defined() && p.data.is_contiguous() ? mapped_file_of(p.data) : nullptr)
-          pf->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(p.data.data_ptr()) - pf->data()),
-                      static_cast<std::size_t>(p.data.numel()) * p.data.element_size());
-    if (file != nullptr && source.is_contiguous())  // a strided shard shares its pages with other ranks' rows
+    if (owns_source && c.lazy) release_pieces(*c.lazy);  // assembled from chunks: let their pages go as well
+    if (file != nullptr && source.is_contiguous())       // a strided shard shares its pages with other ranks' rows
       file->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(source.data_ptr()) - file->data()),
                     static_cast<std::size_t>(source.numel()) * source.element_size());
   }

@@ -265,6 +265,7 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
     if (s.lazy) {
       const at::Tensor c = made(*s.lazy, s.nbytes);
       z.add(top + "/data/" + s.key, c.data_ptr(), s.nbytes);
+      release_pieces(*s.lazy);  // a convert holds about one tensor, not the chunks' pages too
     } else {
       z.add(top + "/data/" + s.key, s.storage.data(), s.nbytes);
     }
@@ -306,6 +307,7 @@ inline void write_safetensors(const std::string& path, const std::vector<NamedTe
     const std::uint64_t n = tensor_bytes(placed);
     const at::Tensor c = lazy ? made(*lazy, n) : placed;
     f.write(c.data_ptr(), static_cast<std::size_t>(n));
+    if (lazy) release_pieces(*lazy);
     done += n;
     if (opts.progress()) opts.progress()(done, offset);
   }

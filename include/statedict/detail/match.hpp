@@ -205,7 +205,8 @@ inline std::size_t edit_distance(const std::string& a, const std::string& b, std
 }
 
 /// A cast loses information when it leaves the floating-point family or does not round-trip.
-inline bool cast_is_lossy(const at::Tensor& src, c10::ScalarType dst) {
+/// `lazy`: makes the source's values, needed only for an integer narrowing (a placeholder has none).
+inline bool cast_is_lossy(const at::Tensor& src, c10::ScalarType dst, const LazyTensor* lazy = nullptr) {
   const auto s = src.scalar_type();
   if (s == dst) return false;
   const bool s_float = c10::isFloatingType(s) || c10::isComplexType(s);
@@ -213,7 +214,8 @@ inline bool cast_is_lossy(const at::Tensor& src, c10::ScalarType dst) {
   if (c10::isComplexType(s) && !c10::isComplexType(dst)) return true;
   if (s_float && !d_float) return true;
   if (s_float && d_float) return false;  // a precision change between float types: expected
-  return !src.to(dst).to(s).equal(src);
+  const at::Tensor values = lazy != nullptr ? lazy->get() : src;
+  return !values.to(dst).to(s).equal(values);
 }
 
 inline std::string module_display_name(std::string name) {
@@ -487,7 +489,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     }
     if (src.scalar_type() != tg.tensor.scalar_type()) {
       DtypeMismatch d{tg.key, sources[s].key, dtype_name(tg.tensor.scalar_type()), dtype_name(src.scalar_type()), false, false};
-      d.lossy = cast_is_lossy(lazy ? lazy->get() : src, tg.tensor.scalar_type());
+      d.lossy = cast_is_lossy(src, tg.tensor.scalar_type(), lazy.get());
       if (opts.dtype_mismatch() == Policy::error) {
         r.errors.push_back("dtype mismatch for " + tg.key + ": the checkpoint has " + d.source_dtype + ", the model " + d.target_dtype +
                            ".");

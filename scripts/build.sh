@@ -7,5 +7,7 @@ export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 # Paths relative to the checkout in ccache's hashes: another clone (CI's) reuses this one's objects.
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=1
 build="${BUILD_DIR:-build}"
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" >/dev/null
+# Everything a developer of statedict builds (a plain configure builds only what users install).
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" -DSTATEDICT_BUILD_TESTS=ON \
+      -DSTATEDICT_BUILD_EXAMPLES=ON -DSTATEDICT_BUILD_BENCHMARKS=ON -DSTATEDICT_WERROR=ON >/dev/null
 cmake --build "$build" -j "$(nproc)"

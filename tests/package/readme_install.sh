@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Follows the README's "From source with CMake" steps on a copy of the source tree, with HOME in a
+# scratch folder, then builds and runs a consumer against what they installed. Also checks that
+# installing before building stops with a message saying what to do, and that a headers-only
+# configure (tools off) installs with nothing to build.
+# Usage: readme_install.sh SOURCE_DIR WORK_DIR CHECKPOINT
+set -euo pipefail
+src=$(cd "$1" && pwd) work=$2 ckpt=$3
+rm -rf "$work"
+mkdir -p "$work/src" "$work/home"
+work=$(cd "$work" && pwd)
+tar -C "$src" --exclude='./build*' --exclude='./.git' -cf - . | tar -C "$work/src" -xf -
+export HOME="$work/home"
+
+# The three command lines of the fenced block that follows the README's marker.
+mapfile -t steps < <(awk '/<!-- tested by tests\/package\/readme_install.sh -->/ {m = 1; next}
+                          m && /^```sh/ {b = 1; next}
+                          b && /^```/ {exit}
+                          b && NF {sub(/ *#.*/, ""); print}' "$src/README.md")
+if [ "${#steps[@]}" -ne 3 ]; then
+  echo "expected 3 commands (configure, build, install) in the README's install block, found ${#steps[@]}" >&2
+  exit 1
+fi
+configure=${steps[0]} build=${steps[1]} install=${steps[2]}
+run() { echo "+ $1"; (cd "$work/src" && eval "$1") >/dev/null; }
+
+run "$configure"
+# Installing what is not built yet fails, before installing anything, and says what to run.
+if (cd "$work/src" && eval "$install") >"$work/early.log" 2>&1; then
+  echo "cmake --install succeeded before the build" >&2
+  exit 1
+fi
+grep -q "not built yet" "$work/early.log" || { cat "$work/early.log" >&2; exit 1; }
+[ ! -e "$HOME/.local/include/statedict" ] || { echo "the failed install left headers behind" >&2; exit 1; }
+echo "  before the build, it stops: $(grep -o "statedict: the command line tool is not built yet" "$work/early.log")"
+run "$build"
+run "$install"
+
+prefix="$HOME/.local"
+for f in include/statedict/statedict.hpp share/statedict/cmake/statedictConfig.cmake share/statedict/LICENSE; do
+  [ -f "$prefix/$f" ] || { echo "missing after install: $prefix/$f" >&2; exit 1; }
+done
+"$prefix/bin/statedict" --version
+
+# A project of the user's: find_package(statedict) against that prefix, as the README says.
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S "$src/tests/package/consumer" -B "$work/consumer" -G Ninja "${launcher[@]}" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/consumer" >/dev/null
+"$work/consumer/consumer" "$ckpt"
+
+# Headers alone: configure with the tools off, build (nothing to do), install.
+(cd "$work/src" && cmake -S . -B build-headers -DSTATEDICT_BUILD_TOOLS=OFF >/dev/null &&
+   cmake --build build-headers >/dev/null && cmake --install build-headers --prefix "$work/headers" >/dev/null)
+[ -f "$work/headers/include/statedict/statedict.hpp" ] && [ ! -e "$work/headers/bin" ] ||
+  { echo "headers-only install: wrong contents" >&2; find "$work/headers" >&2; exit 1; }
+echo "headers-only install: $(find "$work/headers" -type f | wc -l) files, no binary"

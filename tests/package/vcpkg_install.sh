@@ -3,7 +3,7 @@
 # the overlay port ports/statedict on this checkout), then builds a consumer with vcpkg's toolchain
 # file and runs it and the installed CLI.
 # vcpkg cannot build LibTorch here, so libtorch, nlohmann-json and cli11 are overlay stand-ins
-# (tests/package/vcpkg/system-ports/) that install nothing: CMake finds the system's packages.
+# (ports/system/) that install nothing: CMake finds the system's packages.
 # The vcpkg command is $STATEDICT_VCPKG, else `vcpkg` on PATH; its registry checkout (scripts/,
 # triplets/, ports/vcpkg-cmake*) is $VCPKG_ROOT, else the vcpkg executable's folder. Without them it
 # says so and exits 77 (ctest: skipped). Everything vcpkg writes goes to WORK_DIR.
@@ -26,13 +26,15 @@ work=$(cd "$work" && pwd)
 triplet=x64-linux-release
 [ "$(uname -m)" = aarch64 ] && triplet=arm64-linux-release
 
-# No downloads: system cmake/ninja/git, no binary cache, nothing written outside WORK_DIR.
+# vcpkg fixes the rpath of installed binaries with patchelf, which it would otherwise download.
+command -v patchelf >/dev/null || bash "$src/scripts/deps.sh" patchelf
+# No downloads: system cmake/ninja/git/patchelf, no binary cache, nothing written outside WORK_DIR.
 export VCPKG_ROOT="$root" VCPKG_FORCE_SYSTEM_BINARIES=1 VCPKG_BINARY_SOURCES=clear VCPKG_DISABLE_METRICS=1
 export STATEDICT_SOURCE="$src"   # ports/statedict builds this checkout instead of a release tarball
 "$vcpkg" version | head -1
 "$vcpkg" install --x-manifest-root="$src/ports/example-app" --x-install-root="$work/installed" \
   --x-buildtrees-root="$work/buildtrees" --x-packages-root="$work/packages" --downloads-root="$work/downloads" \
-  --overlay-ports="$src/tests/package/vcpkg/system-ports" --triplet="$triplet" --host-triplet="$triplet" \
+  --overlay-ports="$src/ports/system" --triplet="$triplet" --host-triplet="$triplet" \
   2>&1 | tee "$work/install.log" | tail -12
 grep -q "statedict\[.*tools.*\]:$triplet" "$work/install.log" || grep -q "statedict:$triplet" "$work/install.log"
 installed="$work/installed/$triplet"

@@ -62,6 +62,24 @@ check convert-shard-rows 0 '^embed\.weight +float32 +\[3, 6\]' -- "$bin" inspect
 check convert-shard-cols 0 '^proj\.weight +float32 +\[5, 4\]' -- "$bin" inspect "$tmp/rank1.pt"
 check convert-shard-bad 2 'options\.bad_shard' -- "$bin" convert "$fx/torch2/dcp_2ranks" "$tmp/x.pt" --shard 'embed.*:0:4:4'
 check diff-shard 0 'Would load' -- "$bin" diff "$tmp/rank1.pt" "$fx/torch2/dcp_4ranks" --shard 'embed.*:0:1:4' --shard 'proj.weight:1:1:2'
+# Bad arguments are exit 2 with one line; a mistyped command names the right one.
+check diff-bad-rename 2 'options\.bad_rename' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_dataparallel.pt" --rename '['
+check diff-bad-regex 2 '^statedict: error: --rename \[=x: not a valid regular expression.*options\.bad_regex' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_dataparallel.pt" --rename '[=x'
+check unknown-flag 2 '' -- "$bin" inspect "$fx/resnet_plain.pt" --no-such-flag
+check unknown-command 2 "unknown command 'insepct'; did you mean 'inspect'\?" -- "$bin" insepct "$fx/resnet_plain.pt"
+check unknown-command-far 2 "unknown command 'frobnicate' \(commands: inspect, diff, convert" -- "$bin" frobnicate
+# A key rule that changes nothing is named, in the report and by convert.
+check diff-unused-rule 1 'warning: strip_prefix\("modul\."\) changed no key: no checkpoint key starts with "modul\."' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_dataparallel.pt" --strip-prefix modul.
+check diff-unused-rule-json 1 '"warnings": \[$' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_dataparallel.pt" --strip-prefix modul. --json
+check convert-unused-rule 0 'warning: rename\("\^head\\\.", "fc\."\) changed no key' -- "$bin" convert "$fx/resnet_plain.pt" "$tmp/r.pt" --rename '^head\.=fc.'
+# convert writes only the formats it names, never into a directory's name, and says what it left.
+check convert-onnx 2 'OUT .*out\.onnx: convert writes a torch\.save zip.*--format.*options\.bad_output' -- "$bin" convert "$fx/resnet_plain.pt" "$tmp/out.onnx"
+[ ! -e "$tmp/out.onnx" ] || { echo "FAIL convert-onnx wrote a file"; failed=$((failed + 1)); }
+mkdir -p "$tmp/outdir"
+check convert-dir 2 'is a directory; name the file to write, e\.g\. .*outdir/model\.safetensors' -- "$bin" convert "$fx/resnet_plain.pt" "$tmp/outdir"
+check convert-format 0 'wrote 122 tensors' -- "$bin" convert "$fx/resnet_plain.pt" "$tmp/weights.data" --format safetensors
+check convert-format-read 0 '^format: +safetensors' -- "$bin" inspect "$tmp/weights.data"
+check convert-left-behind 0 'not carried over \([0-9]+ value\(s\) that are not tensors\):.*epoch \(int\)' -- "$bin" convert "$fx/training.pt" "$tmp/training.safetensors"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -235,6 +235,23 @@ TEST_CASE("running statistics the model lacks are explained", "[load]") {
             .ok());
 }
 
+TEST_CASE("a key rule that changes no key is a warning naming it, printed even when the load fails", "[load]") {
+  sdtest::TinyResNet net;
+  // A typo in the prefix: nothing is stripped, the load fails, and the report says which rule did nothing.
+  const auto typo = statedict::diff(net, statedict::read(fixture("resnet_dataparallel.pt")),
+                                    LoadOptions{}.strip_prefix("modul.").rename("^head\\.", "fc."));
+  CHECK_FALSE(typo.ok());
+  REQUIRE(typo.warnings.size() >= 2);
+  CHECK(typo.warnings[0] == "strip_prefix(\"modul.\") changed no key: no checkpoint key starts with \"modul.\"");
+  CHECK(typo.warnings[1] == "rename(\"^head\\.\", \"fc.\") changed no key: its pattern matches no checkpoint key");
+  CHECK(printed(typo).find("\twarning: strip_prefix(\"modul.\") changed no key") != std::string::npos);
+  CHECK(typo.to_json()["warnings"].size() == typo.warnings.size());
+  // Rules that each change some key give no such warning.
+  const auto fine = statedict::diff(net, statedict::read(fixture("resnet_dataparallel.pt")), LoadOptions{}.strip_prefix("module."));
+  CHECK(fine.ok());
+  for (const auto& w : fine.warnings) CHECK(w.find("changed no key") == std::string::npos);
+}
+
 TEST_CASE("near misses are suggested as renames", "[load]") {
   struct Net : torch::nn::Module {
     Net() { head = register_module("head", torch::nn::Linear(8, 10)); }

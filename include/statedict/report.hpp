@@ -204,6 +204,7 @@ inline std::ostream& operator<<(std::ostream& os, const LoadReport& r) {
   } else if (!r.ok()) {
     os << "Error(s) in loading state_dict for " << name << ":\n";
     for (const auto& e : r.errors) os << "\t" << e << "\n";
+    for (const auto& w : r.warnings) os << "\twarning: " << w << "\n";
   } else {
     os << (r.dry_run ? "Would load " : "Loaded ") << r.loaded << " of " << r.module_tensors << " tensors into " << name;
     if (!r.file.empty()) os << " from " << r.file;

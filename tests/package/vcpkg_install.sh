@@ -31,7 +31,7 @@ command -v patchelf >/dev/null || bash "$src/scripts/deps.sh" patchelf
 # No downloads: system cmake/ninja/git/patchelf, no binary cache, nothing written outside WORK_DIR.
 export VCPKG_ROOT="$root" VCPKG_FORCE_SYSTEM_BINARIES=1 VCPKG_BINARY_SOURCES=clear VCPKG_DISABLE_METRICS=1
 export STATEDICT_SOURCE="$src"   # ports/statedict builds this checkout instead of a release tarball
-"$vcpkg" version | head -1
+"$vcpkg" version | sed -n 1p   # sed reads it all: head would end vcpkg with SIGPIPE under pipefail
 "$vcpkg" install --x-manifest-root="$src/ports/example-app" --x-install-root="$work/installed" \
   --x-buildtrees-root="$work/buildtrees" --x-packages-root="$work/packages" --downloads-root="$work/downloads" \
   --overlay-ports="$src/ports/system" --triplet="$triplet" --host-triplet="$triplet" \

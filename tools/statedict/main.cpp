@@ -4,7 +4,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 
 #include <unistd.h>
@@ -41,6 +43,33 @@ std::string describe(const statedict::Value& v) {
                                                               : v.type_name();
   if (s.tensors > 0) return r + ": " + std::to_string(s.tensors) + " tensors, " + statedict::bytes_text(s.bytes);
   return r + ": " + v.repr(70);
+}
+
+/// Values that are not tensors (epoch, args, an optimizer's param_groups): a dict or sequence that
+/// holds tensors is walked into, anything else is one entry under its dotted key.
+struct PlainValue {
+  std::string key, type, repr;
+};
+void plain_values(const statedict::Value& v, const std::string& key, std::vector<PlainValue>& out) {
+  if (v.is_tensor()) return;
+  if ((v.is_dict() || v.is_sequence()) && summarize(v).tensors > 0) {
+    const std::string dot = key.empty() ? "" : key + ".";
+    if (v.is_dict()) {
+      const auto items = v.items();
+      const auto keys = v.keys();
+      for (std::size_t i = 0; i < items.size(); ++i) plain_values(items[i].second, dot + keys[i], out);
+    } else {
+      for (std::size_t i = 0; i < v.size(); ++i) plain_values(v[i], dot + std::to_string(i), out);
+    }
+    return;
+  }
+  if (!v.unreadable().empty()) return;  // listed as "not read as tensors"
+  out.push_back({key, v.type_name(), v.repr(60)});
+}
+std::vector<PlainValue> plain_values(const statedict::Value& root) {
+  std::vector<PlainValue> out;
+  plain_values(root, "", out);
+  return out;
 }
 
 /// Tensor-like values that are not tensors here: nothing vanishes without a word.
@@ -172,6 +201,16 @@ struct KeyFlags {
         o.rename(r.substr(0, eq), r.substr(eq + 1));
       }
     }
+    // A rename that is not a regex is a bad argument (exit 2, one line), not a failed load.
+    for (const statedict::KeyRule& rule : o.rules()) {
+      if (rule.kind != statedict::KeyRule::Kind::rename) continue;
+      try {
+        const std::vector<statedict::KeyRule> one{rule};
+        const statedict::detail::KeyRewriter check(one);
+      } catch (const statedict::Error& e) {
+        throw statedict::Error(e.id(), "", "--rename " + rule.pattern + "=" + rule.replacement, e.reason());
+      }
+    }
   }
 };
 
@@ -197,8 +236,32 @@ int run_diff(const CLI::App& cmd, const std::string& target_path, const std::str
   return r.ok() ? exit_ok : exit_not_ok;
 }
 
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+/// The format convert writes to OUT: from --format, else from OUT's extension; anything else is a
+/// bad argument (a typo such as out.onnx would otherwise silently become a torch zip).
+statedict::SaveOptions::Format output_format(const std::string& out, const std::string& format) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (out.empty() || out.back() == '/' || fs::is_directory(out, ec))
+    throw statedict::Error("options.bad_output", "", "OUT " + out,
+                           "is a directory; name the file to write, e.g. " + (fs::path(out) / "model.safetensors").string());
+  if (format == "torch") return statedict::SaveOptions::Format::torch;
+  if (format == "safetensors") return statedict::SaveOptions::Format::safetensors;
+  if (!format.empty()) throw statedict::Error("options.bad_output", "", "--format " + format, "expected torch or safetensors");
+  if (ends_with(out, ".safetensors")) return statedict::SaveOptions::Format::safetensors;
+  for (const char* ext : {".pt", ".pth", ".bin", ".ckpt"})
+    if (ends_with(out, ext)) return statedict::SaveOptions::Format::torch;
+  throw statedict::Error("options.bad_output", "", "OUT " + out,
+                         "convert writes a torch.save zip (.pt, .pth, .bin, .ckpt) or safetensors (.safetensors); "
+                         "name the file so, or pass --format torch|safetensors");
+}
+
 int run_convert(const CLI::App& cmd, const std::string& in, const std::string& out, const std::string& select, const std::string& dtype,
-                std::uint64_t max_shard, const KeyFlags& keys) {
+                const std::string& format, std::uint64_t max_shard, const KeyFlags& keys) {
+  const statedict::SaveOptions::Format fmt = output_format(out, format);
   const statedict::Checkpoint ck = statedict::read(in);
   const statedict::Value root = select.empty() ? ck.root() : ck.at(select);
   statedict::LoadOptions o;
@@ -212,6 +275,7 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
     to = dt->type;
   }
   std::vector<statedict::NamedTensor> tensors;
+  std::vector<char> fired;  // per key rule: did it change a key
   std::uint64_t total = 0;
   // Every tensor that is cast, sliced or stored in DCP chunks is made only when it is written, so
   // the conversion holds about one tensor at a time.
@@ -230,7 +294,7 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
       type = *to;
       lazy = true;
     }
-    std::string key = rewrite.apply(t.key);
+    std::string key = rewrite.apply(t.key, nullptr, &fired);
     if (const auto* sh = statedict::detail::shard_for(o, key)) {
       const std::int64_t dims = static_cast<std::int64_t>(shape.size()), dim = sh->dim < 0 ? sh->dim + dims : sh->dim;
       if (dim < 0 || dim >= dims)
@@ -253,6 +317,7 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
     total += statedict::detail::tensor_bytes(tensors.back().tensor);
   }
   statedict::SaveOptions so;
+  so.format(fmt);
   so.max_shard_size(max_shard);
   for (const auto& [k, v] : ck.metadata()) so.metadata(k, v);
   // A progress bar on stderr for large files when a person is watching.
@@ -265,6 +330,17 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
   statedict::save(tensors, out, so);
   std::cout << "wrote " << tensors.size() << " tensors (" << statedict::bytes_text(total) << ") to " << out
             << (max_shard && total > max_shard ? " (sharded, see " + out + ".index.json)" : std::string()) << "\n";
+  // Only tensors are written: say what stayed behind.
+  const std::vector<PlainValue> left = plain_values(root);
+  const auto bad = root.unreadable();
+  if (!left.empty()) {
+    std::cout << "not carried over (" << left.size() << " value(s) that are not tensors):";
+    for (std::size_t i = 0; i < left.size() && i < 8; ++i) std::cout << (i ? ", " : " ") << left[i].key << " (" << left[i].type << ")";
+    std::cout << (left.size() > 8 ? ", ..." : "") << "\n";
+  }
+  if (!bad.empty())
+    std::cout << "not carried over (" << bad.size() << " tensor-like value(s) not read as tensors; see statedict inspect)\n";
+  for (const std::string& w : statedict::detail::unused_rules(o.rules(), fired)) std::cerr << "statedict: warning: " << w << "\n";
   return exit_ok;
 }
 
@@ -298,18 +374,33 @@ int main(int argc, char** argv) {
   diff->add_flag("--json", json, "Print the report as JSON");
   diff_keys.add_to(diff);
 
-  std::string in, out_path, dtype;
+  std::string in, out_path, dtype, format;
   std::uint64_t max_shard = 0;
   KeyFlags convert_keys;
   auto* convert = app.add_subcommand(
       "convert", "Rewrite a checkpoint as a torch.save zip or safetensors (by OUT's extension), fixing keys and dtypes on the way");
   convert->add_option("IN", in, "Any checkpoint statedict reads")->required();
-  convert->add_option("OUT", out_path, "Output: *.safetensors, or anything else for a torch.save zip")->required();
+  convert->add_option("OUT", out_path, "Output file: *.safetensors, or *.pt/*.pth/*.bin/*.ckpt for a torch.save zip")->required();
+  convert->add_option("--format", format, "torch or safetensors, whatever OUT's extension")->check(CLI::IsMember({"torch", "safetensors"}));
   convert->add_option("--select", select, "Only the tensors under this dotted path");
   convert->add_option("--dtype", dtype, "Cast floating-point tensors: float16, bfloat16, float32 or float64");
   convert->add_option("--max-shard-size", max_shard, "Shard into files of at most this many bytes, with OUT.index.json");
   convert_keys.add_to(convert);
 
+  // A mistyped command gets the closest name (CLI11 alone says only that a subcommand is required).
+  const std::vector<std::string> commands{"inspect", "diff", "convert"};
+  if (argc > 1 && argv[1][0] != '-' && std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {
+    const std::string typed = argv[1];
+    std::string best;
+    std::size_t best_d = 4;
+    for (const std::string& name : commands) {
+      const std::size_t d = statedict::detail::edit_distance(typed, name, 3);
+      if (d < best_d) best = name, best_d = d;
+    }
+    std::cerr << "statedict: error: unknown command '" << typed << "'" << (best.empty() ? "" : "; did you mean '" + best + "'?")
+              << " (commands: inspect, diff, convert; see statedict --help)\n";
+    return exit_error;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) { return app.exit(e) == 0 ? exit_ok : exit_error; }
@@ -321,7 +412,7 @@ int main(int argc, char** argv) {
     }
     if (*convert) {
       file = in;
-      return run_convert(*convert, in, out_path, select, dtype, max_shard, convert_keys);
+      return run_convert(*convert, in, out_path, select, dtype, format, max_shard, convert_keys);
     }
     return exit_error;
   } catch (const statedict::Error& e) {

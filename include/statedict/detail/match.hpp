@@ -242,8 +242,10 @@ public:
       }
     }
   }
-  /// The rewritten key; `used` (if given) receives the rules that changed it, joined by '.'.
-  std::string apply(const std::string& key, std::string* used = nullptr) const {
+  /// The rewritten key; `used` (if given) receives the rules that changed it, joined by '.';
+  /// `fired` (if given, one flag per rule) has the flag of each rule that changed it set.
+  std::string apply(const std::string& key, std::string* used = nullptr, std::vector<char>* fired = nullptr) const {
+    if (fired != nullptr) fired->resize(rules_.size(), 0);
     std::string k = key;
     for (std::size_t j = 0; j < rules_.size(); ++j) {
       const KeyRule& rule = rules_[j];
@@ -254,7 +256,9 @@ public:
         k = rule.pattern + k;
       else if (rule.kind == KeyRule::Kind::rename)
         k = std::regex_replace(k, regexes_[j], rule.replacement);
-      if (used != nullptr && k != before) *used += (used->empty() ? "" : ".") + rule.text();
+      if (k == before) continue;
+      if (used != nullptr) *used += (used->empty() ? "" : ".") + rule.text();
+      if (fired != nullptr) (*fired)[j] = 1;
     }
     return k;
   }
@@ -263,6 +267,21 @@ private:
   std::vector<KeyRule> rules_;
   std::vector<std::regex> regexes_;
 };
+
+/// Warnings for the key rules that changed no key (`fired` as KeyRewriter::apply fills it): a
+/// strip_prefix or rename that matches nothing is almost always a typo or the wrong sub-tree.
+inline std::vector<std::string> unused_rules(const std::vector<KeyRule>& rules, const std::vector<char>& fired) {
+  std::vector<std::string> out;
+  for (std::size_t j = 0; j < rules.size(); ++j) {
+    if (j < fired.size() && fired[j]) continue;
+    const KeyRule& rule = rules[j];
+    const std::string why = rule.kind == KeyRule::Kind::strip_prefix ? "no checkpoint key starts with \"" + rule.pattern + "\""
+                            : rule.kind == KeyRule::Kind::rename     ? "its pattern matches no checkpoint key"
+                                                                     : "it adds nothing";
+    out.push_back(rule.text() + " changed no key: " + why);
+  }
+  return out;
+}
 
 struct Candidate {
   std::string path;
@@ -408,7 +427,9 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
   std::vector<std::string> rules_used(sources.size());
   if (!opts.rules().empty()) {
     rewritten.resize(sources.size());
-    for (std::size_t i = 0; i < sources.size(); ++i) rewritten[i] = rewriter->apply(sources[i].key, &rules_used[i]);
+    std::vector<char> fired;
+    for (std::size_t i = 0; i < sources.size(); ++i) rewritten[i] = rewriter->apply(sources[i].key, &rules_used[i], &fired);
+    for (std::string& w : unused_rules(opts.rules(), fired)) r.warnings.push_back(std::move(w));
   }
   std::vector<std::string_view> keys(sources.size());
   auto view_keys = [&] {

@@ -44,6 +44,15 @@ TEST_CASE("a plain state dict loads into the mirrored ResNet with Python's value
   CHECK(module_listing(*net) == sdtest::expected_listing("resnet_plain.pt")["tensors"]);
 }
 
+// What load/diff accept as the module, decided at compile time (anything else stops at a
+// static_assert that lists the accepted kinds); a Checkpoint goes to the checkpoint-to-checkpoint diff.
+static_assert(statedict::detail::is_module<sdtest::TinyResNet>::value);
+static_assert(statedict::detail::is_module<sdtest::TinyResNetImpl>::value);
+static_assert(statedict::detail::is_module<std::shared_ptr<sdtest::TinyResNetImpl>>::value);
+static_assert(statedict::detail::is_module<torch::nn::Module>::value);
+static_assert(!statedict::detail::is_module<int>::value);
+static_assert(!statedict::detail::is_module<statedict::Checkpoint>::value);
+
 TEST_CASE("every accepted way to name a module works: holder, shared_ptr, reference, Checkpoint source", "[load]") {
   sdtest::TinyResNet holder;
   auto shared = std::make_shared<sdtest::TinyResNetImpl>();
@@ -148,6 +157,70 @@ TEST_CASE("weights nested under a key: select, auto_select, and the classic mode
   }
   sdtest::TinyResNet m;
   CHECK(statedict::load(m, fixture("resnet_lightning.pt"), LoadOptions{}.select("state_dict").strip_prefix("model.")).ok());
+}
+
+TEST_CASE("the first suggestion, followed, makes the load pass: nested weights, a renamed layer", "[load][suggest]") {
+  // A training checkpoint without select: select("model") passes; stripping "model." would leave the
+  // optimizer's tensors unexpected, so it is not first (or not offered at all).
+  sdtest::TinyResNet net;
+  const auto nested = statedict::diff(net, fixture("training.pt"));
+  INFO(printed(nested));
+  REQUIRE_FALSE(nested.suggestions.empty());
+  CHECK(nested.loaded == 0);  // a failed load loads nothing, and says so
+  const statedict::Suggestion& pick = nested.suggestions.front();
+  CHECK(pick.option == "select(\"model\")");
+  CHECK(pick.passes);
+  CHECK(pick.loads == 122);
+  for (const auto& sug : nested.suggestions)
+    if (sug.options) CHECK((sug.passes || sug.loads > 0));
+  REQUIRE(pick.options);
+  CHECK(statedict::load(net, fixture("training.pt"), *pick.options).ok());
+
+  // fc -> classifier: only those keys differ. The fix is a rename of that prefix alone (adding a
+  // prefix to every key, as offered before, breaks the 120 keys that matched).
+  statedict::Checkpoint plain = statedict::read(fixture("resnet_plain.pt"));
+  std::vector<statedict::NamedTensor> renamed;
+  for (auto t : plain.tensors()) {
+    if (t.key.rfind("fc.", 0) == 0) t.key = "classifier." + t.key.substr(3);
+    renamed.push_back(t);
+  }
+  const std::string model_path = sdtest::temp_path("renamed_head.safetensors");
+  statedict::save(renamed, model_path);
+  const auto layer = statedict::diff(statedict::read(model_path), plain);
+  INFO(printed(layer));
+  CHECK_FALSE(layer.ok());
+  REQUIRE_FALSE(layer.suggestions.empty());
+  CHECK(layer.suggestions.front().option == "rename(\"^fc\\\\.\", \"classifier.\")");
+  CHECK(layer.suggestions.front().cli == "--rename '^fc\\.=classifier.'");
+  CHECK(layer.suggestions.front().passes);
+  REQUIRE(layer.suggestions.front().options);
+  const auto followed = statedict::diff(statedict::read(model_path), plain, *layer.suggestions.front().options);
+  CHECK(followed.ok());
+  CHECK(followed.loaded == 122);
+  // auto_prefix reconciles prefixes that a quarter of the keys share (module., model.), not one
+  // layer's name, so it is not offered here (it was, and failed).
+  for (const auto& sug : layer.suggestions) CHECK(sug.text.find("auto_prefix") == std::string::npos);
+}
+
+TEST_CASE("auto_select takes a sub-tree only when it fits, never an optimizer's state, and says why", "[load][suggest]") {
+  sdtest::TinyResNet net;
+  const auto good = statedict::diff(net, fixture("training.pt"), LoadOptions{}.auto_select());
+  REQUIRE(good.ok());
+  CHECK(good.selected == "model");
+  CHECK(good.selected_why.find("122 of 122 module keys match") != std::string::npos);
+  CHECK(printed(good).find("(auto_select 'model': 122 of 122 module keys match there") != std::string::npos);
+
+  // The wrong model: nothing fits, so nothing is selected (before, 'optimizer.state.0' was).
+  sdtest::TinyBert bert;
+  const auto wrong = statedict::diff(bert, fixture("training.pt"), LoadOptions{}.auto_select());
+  INFO(printed(wrong));
+  CHECK_FALSE(wrong.ok());
+  CHECK(wrong.selected.empty());
+  CHECK(wrong.selected.find("optimizer") == std::string::npos);
+  bool said = false;
+  for (const auto& w : wrong.warnings) said |= w.find("auto_select found no sub-tree that fits") != std::string::npos;
+  CHECK(said);
+  CHECK(printed(wrong).find("auto_select found no sub-tree that fits") != std::string::npos);
 }
 
 TEST_CASE("fp16 and bf16 checkpoints load into an fp32 model with every cast reported, values as Python casts them", "[load]") {
@@ -258,11 +331,20 @@ TEST_CASE("near misses are suggested as renames", "[load]") {
     torch::nn::Linear head{nullptr};
   } net;
   const auto r = statedict::diff(net, fixture("resnet_plain.pt"), LoadOptions{}.ignore_unexpected("*"));
+  INFO(printed(r));
   CHECK_FALSE(r.ok());
-  bool found = false;
-  for (const auto& s : r.suggestions) found |= s.text.find("looks like checkpoint key") != std::string::npos;
-  CHECK(found);
-  const auto fixed = statedict::load(net, fixture("resnet_plain.pt"), LoadOptions{}.rename("^fc\\.", "head.").ignore_unexpected("*"));
+  // Each near miss is named with the checkpoint key of the module's shape (conv1.weight is as close
+  // a name as fc.weight, but does not fit), and the pair is offered as the one rename it is, first,
+  // because it is the fix that passes.
+  CHECK(has_suggestion(r, "rename(\"^fc\\\\.weight$\", \"head.weight\")"));
+  CHECK_FALSE(has_suggestion(r, "rename(\"^conv1\\\\.weight$\", \"head.weight\")"));
+  REQUIRE_FALSE(r.suggestions.empty());
+  const statedict::Suggestion& first = r.suggestions.front();
+  CHECK(first.option == "rename(\"^fc\\\\.\", \"head.\")");
+  CHECK(first.passes);
+  CHECK(first.loads == 2);
+  REQUIRE(first.options);
+  const auto fixed = statedict::load(net, fixture("resnet_plain.pt"), *first.options);
   INFO(printed(fixed));
   CHECK(fixed.ok());
   CHECK(fixed.loaded == 2);

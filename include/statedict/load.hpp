@@ -23,6 +23,17 @@ template <class T> torch::nn::Module& as_module(const std::shared_ptr<T>& p) { r
 template <class T> torch::nn::Module& as_module(torch::nn::ModuleHolder<T>& h) { return *h.ptr(); }
 template <class T> torch::nn::Module& as_module(const torch::nn::ModuleHolder<T>& h) { return *h.ptr(); }
 
+/// Whether load/diff accept an M as the module (as_module takes it).
+template <class M, class = void> struct is_module : std::false_type {};
+template <class M> struct is_module<M, std::void_t<decltype(as_module(std::declval<M&>()))>> : std::true_type {};
+/// The module overloads step aside for a Checkpoint, so diff(checkpoint, checkpoint) is the
+/// checkpoint-to-checkpoint diff whether or not its arguments are const.
+template <class M> using if_not_checkpoint = std::enable_if_t<!std::is_same_v<std::decay_t<M>, Checkpoint>, int>;
+#define STATEDICT_CHECK_MODULE(M)                                                                                                          \
+  static_assert(::statedict::detail::is_module<std::remove_reference_t<M>>::value,                                                         \
+                "statedict::load/diff take a torch::nn::Module& (or a class derived from it), a TORCH_MODULE holder "                      \
+                "such as torch::nn::Linear, or a std::shared_ptr to a module; the source is a path or a statedict::Checkpoint")
+
 /// A module's own parameters, read in place. named_parameters(false) returns a copy of them (an
 /// OrderedDict with a hash index: 0.1 s for 100k parameters, half the matching budget). LibTorch keeps
 /// them in the protected member parameters_, which a pointer to member formed in a derived class
@@ -177,19 +188,25 @@ inline LoadReport run(torch::nn::Module& m, const Checkpoint* ck, const std::str
 /// Loads a checkpoint file into a module: a torch::nn::Module&, a TORCH_MODULE holder or a
 /// std::shared_ptr to a module. Never throws for file, key, shape or dtype problems: the report says
 /// what went wrong, and a load that fails leaves the module bit-for-bit unchanged.
-template <class M> LoadReport load(M&& module, const std::string& path, const LoadOptions& options = {}) {
+template <class M, detail::if_not_checkpoint<M> = 0> LoadReport load(M&& module, const std::string& path, const LoadOptions& options = {}) {
+  STATEDICT_CHECK_MODULE(M);
   return detail::run(detail::as_module(module), nullptr, path, options, false);
 }
 /// Loads from a checkpoint already read.
-template <class M> LoadReport load(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
+template <class M, detail::if_not_checkpoint<M> = 0>
+LoadReport load(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
+  STATEDICT_CHECK_MODULE(M);
   return detail::run(detail::as_module(module), &checkpoint, checkpoint.path(), options, false);
 }
 
 /// A dry run: the report load() would give, without touching the module.
-template <class M> LoadReport diff(M&& module, const std::string& path, const LoadOptions& options = {}) {
+template <class M, detail::if_not_checkpoint<M> = 0> LoadReport diff(M&& module, const std::string& path, const LoadOptions& options = {}) {
+  STATEDICT_CHECK_MODULE(M);
   return detail::run(detail::as_module(module), nullptr, path, options, true);
 }
-template <class M> LoadReport diff(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
+template <class M, detail::if_not_checkpoint<M> = 0>
+LoadReport diff(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
+  STATEDICT_CHECK_MODULE(M);
   return detail::run(detail::as_module(module), &checkpoint, checkpoint.path(), options, true);
 }
 
@@ -211,3 +228,5 @@ inline LoadReport diff(const Checkpoint& target, const Checkpoint& source, const
 }
 
 }  // namespace statedict
+
+#undef STATEDICT_CHECK_MODULE

@@ -1,11 +1,13 @@
 #pragma once
 // statedict::LoadReport: everything a load (or dry run) found, printable the way PyTorch prints.
 #include <statedict/error.hpp>
+#include <statedict/options.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -37,6 +39,12 @@ struct Suggestion {
   std::string text;    ///< what statedict noticed and what to do
   std::string option;  ///< the LoadOptions call that fixes it, if one does: strip_prefix("module.")
   std::string cli;     ///< the same as a statedict CLI flag: --strip-prefix module.
+  /// The whole options to load with (yours, plus the fix), for a fix; empty for a hint. Checked by
+  /// a dry run before it was offered: `passes` says whether that load succeeds, `loads` how many
+  /// tensors it fills. Fixes come first in `suggestions`, those that pass first, then by `loads`.
+  std::optional<LoadOptions> options = std::nullopt;
+  bool passes = false;
+  std::size_t loads = 0;
 };
 
 /// The outcome of statedict::load or statedict::diff.
@@ -49,8 +57,9 @@ public:
   std::string module_name;  ///< class of the module ("ResNet")
   std::string file;
   std::string format;
-  std::string selected;     ///< the sub-tree used ("" = the whole checkpoint)
-  std::string selected_by;  ///< "select", "auto_select" or ""
+  std::string selected;      ///< the sub-tree used ("" = the whole checkpoint)
+  std::string selected_by;   ///< "select", "auto_select" or ""
+  std::string selected_why;  ///< for auto_select: how well the sub-tree fits ("122 of 122 module keys match there, ...")
   bool dry_run = false;
   bool applied = false;  ///< the module was changed (only when ok() and not a dry run)
   std::size_t module_tensors = 0;
@@ -79,6 +88,8 @@ public:
     j["file"] = file;
     j["format"] = format;
     j["selected"] = selected;
+    j["selected_by"] = selected_by;
+    j["selected_why"] = selected_why;
     j["dry_run"] = dry_run;
     j["applied"] = applied;
     j["module_tensors"] = module_tensors;
@@ -102,7 +113,14 @@ public:
     j["skipped"] = skipped;
     j["tolerated"] = tolerated;
     j["suggestions"] = nlohmann::json::array();
-    for (const auto& s : suggestions) j["suggestions"].push_back({{"text", s.text}, {"option", s.option}, {"cli", s.cli}});
+    for (const auto& s : suggestions) {
+      nlohmann::json e{{"text", s.text}, {"option", s.option}, {"cli", s.cli}};
+      if (s.options) {
+        e["passes"] = s.passes;
+        e["loads"] = s.loads;
+      }
+      j["suggestions"].push_back(std::move(e));
+    }
     j["errors"] = errors;
     j["warnings"] = warnings;
     if (!error.empty()) j["error"] = {{"id", error_id}, {"message", error}};
@@ -204,11 +222,15 @@ inline std::ostream& operator<<(std::ostream& os, const LoadReport& r) {
   } else if (!r.ok()) {
     os << "Error(s) in loading state_dict for " << name << ":\n";
     for (const auto& e : r.errors) os << "\t" << e << "\n";
+    if (!r.selected.empty())
+      os << "\tfrom the sub-tree '" << r.selected << "' (" << r.selected_by << (r.selected_why.empty() ? "" : ": " + r.selected_why)
+         << ")\n";
     for (const auto& w : r.warnings) os << "\twarning: " << w << "\n";
   } else {
     os << (r.dry_run ? "Would load " : "Loaded ") << r.loaded << " of " << r.module_tensors << " tensors into " << name;
     if (!r.file.empty()) os << " from " << r.file;
-    if (!r.selected.empty()) os << " (" << r.selected_by << " '" << r.selected << "')";
+    if (!r.selected.empty())
+      os << " (" << r.selected_by << " '" << r.selected << "'" << (r.selected_why.empty() ? "" : ": " + r.selected_why) << ")";
     os << "\n";
     for (const auto& w : r.warnings) os << "\twarning: " << w << "\n";
   }

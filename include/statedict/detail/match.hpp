@@ -99,27 +99,54 @@ private:
   std::vector<std::pair<std::size_t, std::size_t>> duplicates_;
 };
 
-/// A prefix difference: remove `strip` from checkpoint keys that have it, then put `add` in front.
+/// Text escaped for an ECMAScript regex, and for a C++ string literal.
+inline std::string regex_escape(const std::string& s) {
+  std::string r;
+  for (char c : s) {
+    if (std::strchr("\\^$.|?*+()[]{}", c) != nullptr) r += '\\';
+    r += c;
+  }
+  return r;
+}
+inline std::string cpp_escape(const std::string& s) {
+  std::string r;
+  for (char c : s) {
+    if (c == '\\' || c == '"') r += '\\';
+    r += c;
+  }
+  return r;
+}
+
+/// A prefix difference between checkpoint and module keys. Strip alone removes the prefix where a
+/// key has it; add alone prefixes every key (the model is wrapped); both replace the prefix on the
+/// keys that have it and leave every other key alone (a renamed layer: "fc." -> "classifier.").
 struct PrefixFix {
   std::string strip, add;
   std::size_t matches = 0;
   bool identity() const { return strip.empty() && add.empty(); }
   std::string apply(std::string_view k) const {
+    const bool has = !strip.empty() && starts_with(k, strip);
+    if (!strip.empty() && !add.empty() && !has) return std::string(k);
     std::string out = add;
-    out += !strip.empty() && starts_with(k, strip) ? k.substr(strip.size()) : k;
+    out += has ? k.substr(strip.size()) : k;
     return out;
   }
   std::string option() const {
-    std::string o;
-    if (!strip.empty()) o += "strip_prefix(\"" + strip + "\")";
-    if (!add.empty()) o += std::string(o.empty() ? "" : ".") + "add_prefix(\"" + add + "\")";
-    return o;
+    if (!strip.empty() && !add.empty()) return "rename(\"" + cpp_escape("^" + regex_escape(strip)) + "\", \"" + cpp_escape(add) + "\")";
+    return strip.empty() ? "add_prefix(\"" + add + "\")" : "strip_prefix(\"" + strip + "\")";
   }
   std::string cli() const {
-    std::string o;
-    if (!strip.empty()) o += "--strip-prefix " + strip;
-    if (!add.empty()) o += std::string(o.empty() ? "" : " ") + "--add-prefix " + add;
-    return o;
+    if (!strip.empty() && !add.empty()) return "--rename '^" + regex_escape(strip) + "=" + add + "'";
+    return strip.empty() ? "--add-prefix " + add : "--strip-prefix " + strip;
+  }
+  /// The same as LoadOptions calls, appended to `o`'s key rules.
+  void add_to(LoadOptions& o) const {
+    if (!strip.empty() && !add.empty())
+      o.rename("^" + regex_escape(strip), add);
+    else if (!strip.empty())
+      o.strip_prefix(strip);
+    else if (!add.empty())
+      o.add_prefix(add);
   }
 };
 
@@ -168,23 +195,6 @@ inline bool one_component_apart(const std::string& a, const std::string& b) {
     i = ea + 1;
     j = eb + 1;
   }
-}
-
-inline std::string regex_escape(const std::string& s) {
-  std::string r;
-  for (char c : s) {
-    if (std::strchr("\\^$.|?*+()[]{}", c) != nullptr) r += '\\';
-    r += c;
-  }
-  return r;
-}
-inline std::string cpp_escape(const std::string& s) {
-  std::string r;
-  for (char c : s) {
-    if (c == '\\' || c == '"') r += '\\';
-    r += c;
-  }
-  return r;
 }
 
 inline std::size_t edit_distance(const std::string& a, const std::string& b, std::size_t cap) {
@@ -292,6 +302,8 @@ struct Candidate {
 
 /// Sub-trees worth selecting: the root and every dict-like value down to depth 3 holding tensors.
 inline void list_subtrees(const Value& v, const std::string& path, int depth, std::vector<std::pair<std::string, Value>>& out) {
+  // An optimizer's state_dict ({"state", "param_groups"}) holds per-parameter buffers, never a model.
+  if (v.is_dict() && v.find("state") && v.find("param_groups")) return;
   if (v.is_dict()) {
     out.emplace_back(path, v);
     if (depth >= 3) return;
@@ -365,8 +377,32 @@ inline const LoadOptions::Shard* shard_for(const LoadOptions& opts, const std::s
   return nullptr;
 }
 
-inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoint& ck, const LoadOptions& opts, LoadReport& r) {
+/// `suggest` off: no suggestions (a dry run made to check one); `usable` receives how many tensors
+/// would load if the policies allowed it (the copies before a failing report clears them).
+inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoint& ck, const LoadOptions& opts, LoadReport& r,
+                              bool suggest = true, std::size_t* usable = nullptr) {
   std::vector<Copy> copies;
+  // A fix is offered only as the options it needs, checked by a dry run: how much of the module a
+  // load with them fills, and whether it passes. Fixes that load no more than now are dropped; the
+  // rest are ordered, those that pass first, then by tensors loaded.
+  auto verify = [&](Suggestion& sug, std::size_t now) {
+    if (!sug.options) return true;
+    LoadReport dry;
+    std::size_t n = 0;
+    plan(targets, ck, *sug.options, dry, false, &n);
+    sug.passes = dry.ok();
+    sug.loads = sug.passes ? dry.loaded : n;
+    if (!sug.passes && sug.loads <= now) return false;
+    sug.text += sug.passes
+                    ? " [checked: loads " + std::to_string(sug.loads) + " of " + std::to_string(targets.size()) + "]"
+                    : " [checked: pairs " + std::to_string(sug.loads) + " of " + std::to_string(targets.size()) + ", the load still fails]";
+    return true;
+  };
+  auto with = [&](const auto& change) {
+    LoadOptions o = opts;
+    change(o);
+    return o;
+  };
   r.module_tensors = targets.size();
   r.file = ck.path();
   r.format = format_name(ck.format());
@@ -391,18 +427,30 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       if (best.score > 0) {
         text += ". The tensors under '" + best.path + "' fit the model (" + std::to_string(best.score) + " of " +
                 std::to_string(targets.size()) + " keys match): use select(\"" + best.path + "\") (CLI: --select " + best.path + ")";
-        r.suggestions.push_back({text, "select(\"" + best.path + "\")", "--select " + best.path});
-      } else {
+        Suggestion sug{text, "select(\"" + best.path + "\")", "--select " + best.path};
+        sug.options = with([&](LoadOptions& o) { o.select(best.path); });
+        if (suggest && verify(sug, 0)) r.suggestions.push_back(std::move(sug));
+      } else if (suggest) {
         r.suggestions.push_back({text, "", ""});
       }
       return copies;
     }
   } else if (opts.auto_select()) {
+    // A sub-tree is taken only when at least half of the module's keys match there (after prefix
+    // reconciliation with auto_prefix); an optimizer's state is never a candidate.
     const Candidate best = best_subtree(ck.root(), target_set, opts.auto_prefix());
-    if (!best.path.empty()) {
-      source_root = ck.at(best.path);
-      r.selected = best.path;
-      r.selected_by = "auto_select";
+    const std::string fit = std::to_string(best.score) + " of " + std::to_string(targets.size()) + " module keys match";
+    if (best.score * 2 >= targets.size() && best.score > 0) {
+      if (!best.path.empty()) {
+        source_root = ck.at(best.path);
+        r.selected = best.path;
+        r.selected_by = "auto_select";
+        r.selected_why = fit + " there, the most of any sub-tree";
+      }
+    } else {
+      r.warnings.push_back("auto_select found no sub-tree that fits the module (the best, " +
+                           (best.path.empty() ? std::string("the whole checkpoint") : "'" + best.path + "'") + ": " + fit +
+                           "; at least half must); the whole checkpoint was used");
     }
   }
   if (!source_root.is_dict() && source_root.kind() != Kind::object && !source_root.is_sequence()) {
@@ -555,7 +603,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
   if (!missing_soft.empty()) {
     std::size_t nbt = 0;
     for (const auto& k : missing_soft) nbt += k.find("num_batches_tracked") != std::string::npos;
-    if (nbt > 0)
+    if (nbt > 0 && !r.matched.empty())  // when nothing matched, the cause is elsewhere
       r.warnings.push_back(std::to_string(nbt) +
                            " num_batches_tracked buffer(s) missing from the checkpoint (PyTorch versions differ); left as they were.");
   }
@@ -565,18 +613,28 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
   if (opts.dtype_mismatch() == Policy::warn)
     for (const auto& [pair, n] : casts)
       r.warnings.push_back("cast " + std::to_string(n) + " tensor(s) from " + pair.first + " to " + pair.second + ".");
-  r.loaded = copies.size();
   if (!targets.empty() && copies.empty())
     r.errors.push_back("no tensor of the checkpoint matched the model (0 of " + std::to_string(targets.size()) + " loaded).");
   else if (!targets.empty() && static_cast<double>(copies.size()) < opts.min_coverage() * static_cast<double>(targets.size()))
     r.errors.push_back("only " + std::to_string(copies.size()) + " of " + std::to_string(targets.size()) +
                        " tensors would be loaded, below min_coverage " + std::to_string(opts.min_coverage()) + ".");
+  const std::size_t pairable = copies.size();
+  if (usable != nullptr) *usable = pairable;
+  // A failed load loads nothing, and its report says so (not "loaded 40 of 40").
+  if (!r.ok()) copies.clear();
+  r.loaded = copies.size();
+  if (!suggest) return copies;
 
-  // 6. Suggestions.
+  // 6. Suggestions: fixes (each with the options that apply it, checked by a dry run), then hints.
   std::vector<std::string> unexpected_keys;  // after rules
+  std::vector<std::size_t> unexpected_at;    // their indices in sources
   for (std::size_t i = 0; i < sources.size(); ++i)
-    if (!used[i]) unexpected_keys.emplace_back(keys[i]);
+    if (!used[i]) {
+      unexpected_keys.emplace_back(keys[i]);
+      unexpected_at.push_back(i);
+    }
   const KeyIndex missing_set(std::vector<std::string_view>(r.missing.begin(), r.missing.end()));
+  std::vector<Suggestion> fixes, hints;
   std::unordered_set<std::string> explained;  // missing keys a prefix suggestion accounts for
   if (!r.missing.empty() && !unexpected_keys.empty()) {
     const PrefixFix fix = best_prefix_fix(unexpected_keys, missing_set);
@@ -589,9 +647,11 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       else if (fix.strip.empty())
         text = std::to_string(fix.matches) + " missing key(s) are the checkpoint's keys with '" + fix.add + "' in front";
       else
-        text = std::to_string(fix.matches) + " unexpected key(s) match the model once '" + fix.strip + "' is replaced by '" + fix.add + "'";
-      text += ": use " + fix.option() + " (CLI: " + fix.cli() + "), or auto_prefix() (CLI: --auto)";
-      r.suggestions.push_back({text, fix.option(), fix.cli()});
+        text = std::to_string(fix.matches) + " unexpected key(s) match the model once '" + fix.strip + "' is replaced by '" + fix.add +
+               "' (a renamed layer)";
+      Suggestion sug{text + ": use " + fix.option() + " (CLI: " + fix.cli() + ")", fix.option(), fix.cli()};
+      sug.options = with([&](LoadOptions& o) { fix.add_to(o); });
+      fixes.push_back(std::move(sug));
     }
   }
   if (!targets.empty() && r.matched.size() * 2 < targets.size()) {
@@ -604,54 +664,96 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
         cli += (cli.empty() ? "" : " ") + best.fix.cli();
       }
       const std::string where = best.path.empty() ? "at the top level of the checkpoint" : "under '" + best.path + "'";
-      r.suggestions.push_back({"the tensors " + where + " fit the model (" + std::to_string(best.score) + " of " +
-                                   std::to_string(targets.size()) + " keys match); the top-level keys are " +
-                                   join_quoted(top_level_keys(ck.root()), 12) + ": use " + opt + " (CLI: " + cli + ")",
-                               opt, cli});
+      Suggestion sug{"the tensors " + where + " fit the model (" + std::to_string(best.score) + " of " + std::to_string(targets.size()) +
+                         " keys match); the top-level keys are " + join_quoted(top_level_keys(ck.root()), 12) + ": use " + opt +
+                         " (CLI: " + cli + ")",
+                     opt, cli};
+      // The rules apply under the new sub-tree: the user's own rules are kept, the fix follows them.
+      sug.options = with([&](LoadOptions& o) {
+        o.select(best.path);
+        best.fix.add_to(o);
+      });
+      fixes.push_back(std::move(sug));
     }
   }
   // Near misses: a missing key and an unused checkpoint key that differ a little.
   std::size_t near = 0;
+  std::vector<std::pair<std::string, std::string>> pairs;  // (checkpoint key, module key)
   for (const auto& m : r.missing) {
     if (near >= 5 || r.missing.size() > 200 || unexpected_keys.size() > 2000) break;
     if (explained.count(m)) continue;
     const std::size_t cap = std::max<std::size_t>(2, m.size() / 10);
+    const std::size_t ti = target_set.find(m);
     std::string best_key;
-    std::size_t best_d = cap + 1;
-    for (const auto& u : unexpected_keys) {
+    // Closest name first; among equally close ones, a tensor of the module's shape.
+    std::size_t best_d = 2 * (cap + 1);
+    for (std::size_t j = 0; j < unexpected_keys.size(); ++j) {
+      const std::string& u = unexpected_keys[j];
       const bool suffix = u.size() > m.size() && u.compare(u.size() - m.size(), m.size(), m) == 0 && u[u.size() - m.size() - 1] == '.';
       const std::size_t d = suffix ? 1 : one_component_apart(m, u) ? 2 : edit_distance(m, u, cap);
-      if (d < best_d) {
-        best_d = d;
+      if (d > cap) continue;
+      const bool fits = ti != KeyIndex::none && sources[unexpected_at[j]].shape() == targets[ti].tensor.sizes().vec();
+      if (2 * d + (fits ? 0 : 1) < best_d) {
+        best_d = 2 * d + (fits ? 0 : 1);
         best_key = u;
       }
     }
     if (!best_key.empty()) {
       const std::string re = "^" + regex_escape(best_key) + "$";
       const std::string opt = "rename(\"" + cpp_escape(re) + "\", \"" + m + "\")";
-      r.suggestions.push_back(
-          {"missing \"" + m + "\" looks like checkpoint key \"" + best_key + "\": use " + opt, opt, "--rename '" + re + "=" + m + "'"});
+      Suggestion sug{"missing \"" + m + "\" looks like checkpoint key \"" + best_key + "\": use " + opt, opt,
+                     "--rename '" + re + "=" + m + "'"};
+      sug.options = with([&](LoadOptions& o) { o.rename(re, m); });
+      fixes.push_back(std::move(sug));
+      pairs.emplace_back(best_key, m);
       ++near;
     }
   }
-  for (const auto& s : r.shape_mismatch) {
+  // Several near misses that are one renamed layer ("fc.weight"/"fc.bias" -> "head.*"): one rename
+  // of the keys' common part up to the differing component, which also covers what was not listed.
+  if (pairs.size() >= 2) {
+    std::string from, to;
+    bool same = true;
+    for (const auto& [u, m] : pairs) {
+      const std::size_t cu = u.rfind('.'), cm = m.rfind('.');
+      if (cu == std::string::npos || cm == std::string::npos || u.compare(cu, std::string::npos, m, cm, std::string::npos) != 0) {
+        same = false;
+        break;
+      }
+      const std::string f = u.substr(0, cu + 1), t = m.substr(0, cm + 1);
+      if (from.empty()) from = f, to = t;
+      same = same && f == from && t == to;
+    }
+    if (same && !from.empty()) {
+      const std::string re = "^" + regex_escape(from);
+      const std::string opt = "rename(\"" + cpp_escape(re) + "\", \"" + to + "\")";
+      Suggestion sug{"the missing keys under '" + to + "' look like the checkpoint's keys under '" + from + "' (a renamed layer): use " +
+                         opt,
+                     opt, "--rename '" + re + "=" + to + "'"};
+      sug.options = with([&](LoadOptions& o) { o.rename(re, to); });
+      fixes.push_back(std::move(sug));
+    }
+  }
+  for (const auto& sm : r.shape_mismatch) {
     std::int64_t nt = 1, ns = 1;
-    for (auto d : s.target_shape) nt *= d;
-    for (auto d : s.source_shape) ns *= d;
+    for (auto d : sm.target_shape) nt *= d;
+    for (auto d : sm.source_shape) ns *= d;
     if (nt != ns) continue;
-    std::vector<std::int64_t> rev(s.source_shape.rbegin(), s.source_shape.rend());
-    r.suggestions.push_back({"\"" + s.key + "\" has " + shape_str(s.source_shape) + " in the checkpoint and " + shape_str(s.target_shape) +
-                                 " in the model: same number of elements" +
-                                 (rev == s.target_shape && s.target_shape.size() == 2 ? ", transposed?" : ", reshaped?"),
-                             "", ""});
+    std::vector<std::int64_t> rev(sm.source_shape.rbegin(), sm.source_shape.rend());
+    hints.push_back({"\"" + sm.key + "\" has " + shape_str(sm.source_shape) + " in the checkpoint and " + shape_str(sm.target_shape) +
+                         " in the model: same number of elements" +
+                         (rev == sm.target_shape && sm.target_shape.size() == 2 ? ", transposed?" : ", reshaped?"),
+                     "", ""});
   }
   if (!r.shape_mismatch.empty() && opts.shape_mismatch() == Policy::error) {
     std::vector<std::string> ks;
-    for (const auto& s : r.shape_mismatch) ks.push_back(s.key);
-    r.suggestions.push_back({std::to_string(ks.size()) + " tensor(s) have another shape (" + quoted_list(ks, true) +
-                                 "), e.g. a classifier head of another size: to keep the model's values for them and load the rest, use "
-                                 "shape_mismatch(statedict::Policy::warn) (CLI: --lenient)",
-                             "shape_mismatch(statedict::Policy::warn)", "--lenient"});
+    for (const auto& sm : r.shape_mismatch) ks.push_back(sm.key);
+    Suggestion sug{std::to_string(ks.size()) + " tensor(s) have another shape (" + quoted_list(ks, true) +
+                       "), e.g. a classifier head of another size: to keep the model's values for them and load the rest, use "
+                       "shape_mismatch(statedict::Policy::warn) (CLI: --lenient)",
+                   "shape_mismatch(statedict::Policy::warn)", "--lenient"};
+    sug.options = with([](LoadOptions& o) { o.shape_mismatch(Policy::warn); });
+    fixes.push_back(std::move(sug));
   }
   {
     std::vector<std::string> stats;
@@ -662,13 +764,22 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
             target_set.count(u.substr(0, u.size() - sfx.size()) + ".weight"))
           stats.push_back(u);
       }
-    if (!stats.empty())
-      r.suggestions.push_back({"the checkpoint has BatchNorm running statistics the model lacks (" + quoted_list(stats, true) +
-                                   "): was the model built with track_running_stats(false)? To leave them unused, use "
-                                   "ignore_unexpected(\"*.running_*\").ignore_unexpected(\"*.num_batches_tracked\")",
-                               "ignore_unexpected(\"*.running_*\").ignore_unexpected(\"*.num_batches_tracked\")", ""});
+    if (!stats.empty()) {
+      Suggestion sug{"the checkpoint has BatchNorm running statistics the model lacks (" + quoted_list(stats, true) +
+                         "): was the model built with track_running_stats(false)? To leave them unused, use "
+                         "ignore_unexpected(\"*.running_*\").ignore_unexpected(\"*.num_batches_tracked\")",
+                     "ignore_unexpected(\"*.running_*\").ignore_unexpected(\"*.num_batches_tracked\")", ""};
+      sug.options = with([](LoadOptions& o) { o.ignore_unexpected("*.running_*").ignore_unexpected("*.num_batches_tracked"); });
+      fixes.push_back(std::move(sug));
+    }
   }
-  if (!r.ok()) copies.clear();
+  std::vector<Suggestion> kept;
+  for (auto& f : fixes)
+    if (verify(f, pairable)) kept.push_back(std::move(f));
+  std::stable_sort(kept.begin(), kept.end(),
+                   [](const Suggestion& a, const Suggestion& b) { return a.passes != b.passes ? a.passes : a.loads > b.loads; });
+  for (auto& k : kept) r.suggestions.push_back(std::move(k));
+  for (auto& h : hints) r.suggestions.push_back(std::move(h));
   return copies;
 }
 

@@ -31,6 +31,17 @@ check inspect-top 0 'model +dict of 122: 122 tensors' -- "$bin" inspect "$fx/tra
 check inspect-table 0 '^model\.conv1\.weight +float32 +\[4, 3, 7, 7\]' -- "$bin" inspect "$fx/training.pt"
 check inspect-select 0 '"key": "conv1.weight"' -- "$bin" inspect "$fx/training.pt" --select model --json
 check inspect-hash 0 '"sha256": "[0-9a-f]{64}"' -- "$bin" inspect "$fx/resnet.safetensors" --json --hash
+check inspect-values 0 '^  args +argparse\.Namespace: argparse\.Namespace\(' -- "$bin" inspect "$fx/training.pt"
+check inspect-values-nested 0 '^  optimizer\.param_groups\.0\.lr +float: 0\.1$' -- "$bin" inspect "$fx/training.pt"
+check inspect-values-json 0 '"key": "epoch",$' -- "$bin" inspect "$fx/training.pt" --json
+"$bin" inspect "$fx/training.pt" --json | python3 -c '
+import json, sys
+v = {e["key"]: e for e in json.load(sys.stdin)["values"]}
+assert v["epoch"] == {"key": "epoch", "type": "int", "value": 5}, v["epoch"]
+assert v["optimizer.param_groups.0.lr"]["value"] == 0.1
+assert v["args"]["type"] == "argparse.Namespace" and "tiny_resnet" in v["args"]["value"]
+assert "model.conv1.weight" not in v
+' && passed=$((passed + 1)) || { echo "FAIL inspect-values-json-fields"; failed=$((failed + 1)); }
 check inspect-module 0 'whole pickled module __main__.TinyResNet' -- "$bin" inspect "$fx/resnet_module.pt"
 check inspect-missing 2 '^statedict: error: .*nope\.pt: cannot open' -- "$bin" inspect "$fx/nope.pt"
 check inspect-bad-select 2 "no key 'model_state_dict'.*'model'" -- "$bin" inspect "$fx/training.pt" --select model_state_dict

@@ -70,4 +70,12 @@ template <class F> std::string error_id(F&& f) {
   return "";
 }
 
+/// The message of the statedict::Error thrown by f, or "" when nothing was thrown.
+template <class F> std::string error_text(F&& f) {
+  try {
+    f();
+  } catch (const statedict::Error& e) { return e.what(); }
+  return "";
+}
+
 }  // namespace sdtest

@@ -46,6 +46,47 @@ TEST_CASE("every fixture lists exactly the tensors, dtypes, shapes and bytes PyT
   CHECK(checked >= 60);
 }
 
+TEST_CASE("scalars read as numbers whatever holds them: Python values, numpy scalars, 0-dim tensors", "[read][values]") {
+  const auto ck = statedict::read(fixture("training.pt"));
+  // Indexing a checkpoint is at(): the shortest way to the values a script wants.
+  CHECK(ck["epoch"].as_int() == 5);
+  CHECK(ck["epoch"].as_double() == 5.0);
+  CHECK(ck["args.lr"].as_double() == Approx(0.1));
+  // np.float64(0.731) is a 0-dim tensor in the tree; it is still a number.
+  const statedict::Value acc = ck["best_acc1"];
+  CHECK(acc.kind() == Kind::tensor);
+  CHECK(acc.is_number());
+  CHECK(acc.as_double() == Approx(0.731));
+  CHECK(sdtest::error_text([&] { (void)acc.as_int(); }).find("expected an int, found the float64 scalar 0.731") != std::string::npos);
+  CHECK(sdtest::error_text([&] { (void)acc.as_bool(); }).find("expected a bool") != std::string::npos);
+  // A tensor with dimensions is not a scalar.
+  CHECK_FALSE(ck["predictions"].is_number());
+  CHECK(sdtest::error_text([&] { (void)ck["predictions"].as_double(); }).find("expected a float, found tensor") != std::string::npos);
+  CHECK_FALSE(ck["args"].is_number());
+
+  // torch 2.x optimizers keep `step` as a float tensor(3.); numpy 2 scalars of every kind.
+  const auto p4 = statedict::read(fixture("torch2/training_proto4.pt"));
+  CHECK(p4["acc"].as_double() == Approx(0.25));
+  const auto numpy_values = statedict::read(fixture("torch2/numpy_values.pt"));
+  for (const auto& [key, v] : numpy_values.root().items()) {
+    (void)key;
+    if (v.is_tensor() && v.raw_dtype() == nullptr && v.tensor().dim() == 0 && !v.tensor().is_complex()) {
+      INFO(v.repr());
+      CHECK(v.as_double() == Approx(v.tensor().to(at::kDouble).item<double>()));
+    }
+  }
+  const std::string step_file = sdtest::temp_path("step.pt");
+  statedict::save({{"step", at::scalar_tensor(3.0)}, {"half", at::scalar_tensor(2.5)}}, step_file);
+  const auto steps = statedict::read(step_file);
+  CHECK(steps["step"].as_int() == 3);
+  CHECK(sdtest::error_text([&] { (void)steps["half"].as_int(); }).find("scalar 2.5") != std::string::npos);
+
+  // Kind prints as its enumerator's name.
+  std::ostringstream os;
+  os << ck["args"].kind() << " " << ck["epoch"].kind() << " " << Kind::tensor;
+  CHECK(os.str() == "object integer tensor");
+}
+
 TEST_CASE("a training checkpoint reads with its non-tensor values intact", "[read]") {
   const auto ck = statedict::read(fixture("training.pt"));
   CHECK(ck.at("epoch").as_int() == 5);

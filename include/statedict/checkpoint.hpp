@@ -111,20 +111,44 @@ public:
   bool is_tensor() const { return kind() == Kind::tensor; }
   bool is_sequence() const { return kind() == Kind::list || kind() == Kind::tuple || kind() == Kind::set; }
 
+  /// Scalars: a Python bool/int/float, or a one-element tensor with no dimensions, which is what a
+  /// numpy scalar (np.float64(0.5)) and torch 2.x's optimizer `step` (tensor(3.)) are read as.
   bool as_bool() const {
+    if (const at::Tensor* t = scalar_tensor()) {
+      if (t->scalar_type() != at::kBool) fail("value.type", "expected a bool, found a " + named().dtype() + " scalar tensor");
+      return t->item<bool>();
+    }
     expect(Kind::boolean, "a bool");
     return n().b;
   }
-  /// The integer; throws for ints wider than 64 bits (see as_string() for their hex digits).
+  /// The integer; throws for ints wider than 64 bits (see as_string() for their hex digits). A
+  /// floating-point scalar tensor holding a whole number (an optimizer's step) is accepted.
   std::int64_t as_int() const {
+    if (const at::Tensor* t = scalar_tensor()) {
+      if (c10::isIntegralType(t->scalar_type(), /*includeBool=*/true)) return t->item<std::int64_t>();
+      const double d = as_double();
+      if (!(d == static_cast<double>(static_cast<std::int64_t>(d))) || d < -9.2e18 || d > 9.2e18)
+        fail("value.type", "expected an int, found the " + named().dtype() + " scalar " + std::to_string(d));
+      return static_cast<std::int64_t>(d);
+    }
     expect(Kind::integer, "an int");
     if (n().big) fail("value.type", "integer wider than 64 bits: " + n().s);
     return n().i;
   }
   double as_double() const {
+    if (const at::Tensor* t = scalar_tensor()) {
+      if (t->is_complex()) fail("value.type", "expected a float, found a complex scalar tensor");
+      return t->to(at::kDouble).item<double>();
+    }
     if (kind() == Kind::integer) return static_cast<double>(as_int());
+    if (kind() == Kind::boolean) return n().b ? 1.0 : 0.0;
     expect(Kind::floating, "a float");
     return n().f;
+  }
+  /// Whether as_double() works: an int, float or bool, or a real scalar tensor.
+  bool is_number() const {
+    if (const at::Tensor* t = scalar_tensor()) return !t->is_complex();
+    return kind() == Kind::integer || kind() == Kind::floating || kind() == Kind::boolean;
   }
   /// Text of a string, bytes of a bytes value, hex of a big int, class name of an object.
   const std::string& as_string() const {
@@ -292,6 +316,11 @@ private:
     return texts;
   }
   [[noreturn]] void fail(const std::string& id, const std::string& why) const { throw Error(id, data_->path, "", why); }
+  /// The tensor of a value that is a 0-dim tensor (a numpy or torch scalar), else nullptr.
+  const at::Tensor* scalar_tensor() const {
+    if (kind() != Kind::tensor || n().raw != nullptr || n().pieces) return nullptr;
+    return n().tensor.dim() == 0 ? &n().tensor : nullptr;
+  }
   void expect(Kind k, const char* what) const {
     if (kind() != k) fail("value.type", std::string("expected ") + what + ", found " + type_name());
   }
@@ -529,6 +558,8 @@ public:
   Value root() const { return Value(data_, data_->root); }
   /// Navigates by dotted path from the root; throws Error "path.not_found" listing the keys there.
   Value at(std::string_view path) const { return root().at(path); }
+  /// The same as at(path): ck["epoch"].as_int(), ck["args.lr"].as_double().
+  Value operator[](std::string_view path) const { return root().at(path); }
   /// Every tensor with its dotted key, in file order.
   std::vector<NamedTensor> tensors() const { return root().tensors(); }
   /// Every tensor-like value that could not be read as a tensor, with the reason.

@@ -50,7 +50,7 @@ cmake --build "$work/consumer" >/dev/null
 "$work/consumer/consumer" "$ckpt"
 
 # Headers alone: configure with the tools off, build (nothing to do), install.
-(cd "$work/src" && cmake -S . -B build-headers -DSTATEDICT_BUILD_TOOLS=OFF >/dev/null &&
+(cd "$work/src" && cmake -S . -B build-headers -G Ninja -DSTATEDICT_BUILD_TOOLS=OFF >/dev/null &&
    cmake --build build-headers >/dev/null && cmake --install build-headers --prefix "$work/headers" >/dev/null)
 [ -f "$work/headers/include/statedict/statedict.hpp" ] && [ ! -e "$work/headers/bin" ] ||
   { echo "headers-only install: wrong contents" >&2; find "$work/headers" >&2; exit 1; }

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -49,10 +50,16 @@ std::string describe(const statedict::Value& v) {
 /// holds tensors is walked into, anything else is one entry under its dotted key.
 struct PlainValue {
   std::string key, type, repr;
+  statedict::Value value;
 };
 void plain_values(const statedict::Value& v, const std::string& key, std::vector<PlainValue>& out) {
   if (v.is_tensor()) return;
-  if ((v.is_dict() || v.is_sequence()) && summarize(v).tensors > 0) {
+  // Dicts are walked down to their leaves, and so are lists of dicts (param_groups.0.lr); a list
+  // of plain values (param_groups.0.params), a set or an object without tensors is one entry.
+  bool walk = v.is_dict() || summarize(v).tensors > 0;
+  if (!walk && v.is_sequence())
+    for (std::size_t i = 0; i < v.size() && !walk; ++i) walk = v[i].is_dict() || v[i].is_sequence();
+  if (walk && v.size() > 0) {
     const std::string dot = key.empty() ? "" : key + ".";
     if (v.is_dict()) {
       const auto items = v.items();
@@ -64,12 +71,35 @@ void plain_values(const statedict::Value& v, const std::string& key, std::vector
     return;
   }
   if (!v.unreadable().empty()) return;  // listed as "not read as tensors"
-  out.push_back({key, v.type_name(), v.repr(60)});
+  out.push_back({key, v.type_name(), v.repr(60), v});
 }
 std::vector<PlainValue> plain_values(const statedict::Value& root) {
   std::vector<PlainValue> out;
   plain_values(root, "", out);
   return out;
+}
+
+/// A value as JSON: numbers, bools, strings and None as themselves, anything else as its repr.
+nlohmann::ordered_json json_value(const PlainValue& p) {
+  using statedict::Kind;
+  const statedict::Value& v = p.value;
+  switch (v.kind()) {
+  case Kind::none:
+    return nullptr;
+  case Kind::boolean:
+    return v.as_bool();
+  case Kind::string:
+    return v.as_string();
+  case Kind::integer:
+    if (v.repr().size() < 19) return v.as_int();
+    break;
+  case Kind::floating:
+    if (std::isfinite(v.as_double())) return v.as_double();
+    break;
+  default:
+    break;
+  }
+  return p.repr;
 }
 
 /// Tensor-like values that are not tensors here: nothing vanishes without a word.
@@ -114,6 +144,17 @@ void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, 
   } else {
     std::cout << "\ntop level: " << describe(root) << "\n";
   }
+  // Every value that is not a tensor (epoch, args, an optimizer's param_groups), under its key.
+  const std::vector<PlainValue> values = plain_values(root);
+  if (!values.empty()) {
+    std::cout << "\nvalues (" << values.size() << "):\n";
+    std::size_t w = 0;
+    for (const auto& p : values) w = std::max(w, p.key.size());
+    for (std::size_t i = 0; i < values.size() && i < 40; ++i)
+      std::cout << "  " << values[i].key << std::string(w - values[i].key.size() + 2, ' ') << values[i].type << ": " << values[i].repr
+                << "\n";
+    if (values.size() > 40) std::cout << "  ... and " << values.size() - 40 << " more (all of them with --json)\n";
+  }
   if (tensors.empty()) return print_unreadable(root);
   std::size_t wk = 3, wd = 5;
   for (const auto& t : tensors) {
@@ -152,6 +193,9 @@ int run_inspect(const std::string& file, const std::string& select, bool json, b
     list.push_back(std::move(e));
   }
   out["tensors"] = std::move(list);
+  nlohmann::ordered_json values = nlohmann::ordered_json::array();
+  for (const auto& p : plain_values(root)) values.push_back({{"key", p.key}, {"type", p.type}, {"value", json_value(p)}});
+  out["values"] = std::move(values);
   nlohmann::ordered_json unreadable = nlohmann::ordered_json::array();
   for (const auto& u : root.unreadable()) unreadable.push_back({{"key", u.key}, {"type", u.type}, {"reason", u.reason}});
   out["unreadable"] = std::move(unreadable);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +32,15 @@ enum class Kind {
   tensor,
   object,  // an inert instance of a class statedict does not interpret (argparse.Namespace, ...)
 };
+
+/// The kind's name: "none", "boolean", ..., "object" (the enumerator's own spelling).
+inline const char* kind_name(Kind k) {
+  static const char* const names[] = {"none", "boolean", "integer", "floating", "complex", "string", "bytes",
+                                      "list", "tuple",   "set",     "dict",     "tensor",  "object"};
+  const auto i = static_cast<std::size_t>(k);
+  return i < sizeof(names) / sizeof(names[0]) ? names[i] : "unknown";
+}
+inline std::ostream& operator<<(std::ostream& os, Kind k) { return os << kind_name(k); }
 
 namespace detail {
 

@@ -91,6 +91,10 @@ check convert-dir 2 'is a directory; name the file to write, e\.g\. .*outdir/mod
 check convert-format 0 'wrote 122 tensors' -- "$bin" convert "$fx/resnet_plain.pt" "$tmp/weights.data" --format safetensors
 check convert-format-read 0 '^format: +safetensors' -- "$bin" inspect "$tmp/weights.data"
 check convert-left-behind 0 'not carried over \([0-9]+ value\(s\) that are not tensors\):.*epoch \(int\)' -- "$bin" convert "$fx/training.pt" "$tmp/training.safetensors"
+# One part of a larger model: --submodule.
+"$bin" convert "$fx/resnet_plain.pt" "$tmp/detector.pt" --add-prefix backbone. >/dev/null
+check diff-submodule 0 '^Would load 122 of 122' -- "$bin" diff "$fx/resnet_plain.pt" "$tmp/detector.pt" --submodule backbone
+check diff-submodule-none 1 'submodule\("neck\."\) matched no checkpoint key' -- "$bin" diff "$fx/resnet_plain.pt" "$tmp/detector.pt" --submodule neck.
 # The first suggestion of `diff --json`, its "cli" flags followed, makes the same diff pass.
 for src in resnet_dataparallel.pt training.pt resnet_compiled.pt resnet_wrapper.pt resnet_head5.pt resnet_lightning.pt resnet_ema.pt; do
   flags=$("$bin" diff "$fx/resnet_plain.pt" "$fx/$src" --json |

@@ -202,6 +202,44 @@ TEST_CASE("the first suggestion, followed, makes the load pass: nested weights, 
   for (const auto& sug : layer.suggestions) CHECK(sug.text.find("auto_prefix") == std::string::npos);
 }
 
+TEST_CASE("submodule loads one part of a larger model: its keys only, prefix removed, the rest left aside", "[load][suggest]") {
+  // A checkpoint of a whole detector: backbone.* (a TinyResNet) and head.*.
+  std::vector<statedict::NamedTensor> whole;
+  for (auto t : statedict::read(fixture("resnet_plain.pt")).tensors()) {
+    t.key = "backbone." + t.key;
+    whole.push_back(t);
+  }
+  whole.push_back({"head.weight", at::ones({3, 10}), nullptr});
+  whole.push_back({"head.bias", at::zeros({3}), nullptr});
+  const std::string path = sdtest::temp_path("detector.pt");
+  statedict::save(whole, path);
+
+  sdtest::TinyResNet backbone;
+  const auto before = fingerprint(*backbone);
+  // Stripping the prefix alone leaves head.* unexpected; the fix that passes is submodule, first.
+  const auto plain = statedict::load(backbone, path);
+  INFO(printed(plain));
+  CHECK_FALSE(plain.ok());
+  CHECK(fingerprint(*backbone) == before);
+  REQUIRE_FALSE(plain.suggestions.empty());
+  CHECK(plain.suggestions.front().option == "submodule(\"backbone.\")");
+  CHECK(plain.suggestions.front().passes);
+  CHECK(has_suggestion(plain, "strip_prefix(\"backbone.\")"));
+
+  const auto part = statedict::load(backbone, path, LoadOptions{}.submodule("backbone"));
+  INFO(printed(part));
+  REQUIRE(part.ok());
+  CHECK(part.loaded == 122);
+  CHECK(part.unexpected.empty());
+  CHECK(part.matched.front().source == "conv1.weight");
+  CHECK(module_listing(*backbone) == sdtest::expected_listing("resnet_plain.pt")["tensors"]);
+
+  const auto none = statedict::diff(backbone, path, LoadOptions{}.submodule("neck."));
+  CHECK_FALSE(none.ok());
+  REQUIRE_FALSE(none.warnings.empty());
+  CHECK(none.warnings.front() == "submodule(\"neck.\") matched no checkpoint key (the first is \"backbone.conv1.weight\")");
+}
+
 TEST_CASE("auto_select takes a sub-tree only when it fits, never an optimizer's state, and says why", "[load][suggest]") {
   sdtest::TinyResNet net;
   const auto good = statedict::diff(net, fixture("training.pt"), LoadOptions{}.auto_select());

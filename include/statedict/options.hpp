@@ -56,6 +56,14 @@ public:
     auto_select_ = on;
     return *this;
   }
+  /// Load one part of a larger model: only the checkpoint keys under this prefix ("backbone." or
+  /// "backbone") take part, with the prefix removed; the others are left aside, not unexpected.
+  /// Applies after select/auto_select and before the key rules; report keys are relative to it.
+  LoadOptions& submodule(std::string prefix) {
+    if (!prefix.empty() && prefix.back() != '.') prefix += '.';
+    submodule_ = std::move(prefix);
+    return *this;
+  }
   /// Remove a prefix from checkpoint keys that have it ("module.", "_orig_mod."). Repeatable.
   LoadOptions& strip_prefix(std::string prefix) {
     rules_.push_back({KeyRule::Kind::strip_prefix, std::move(prefix), {}});
@@ -158,6 +166,7 @@ public:
 
   const std::string& select() const { return select_; }
   bool auto_select() const { return auto_select_; }
+  const std::string& submodule() const { return submodule_; }
   const std::vector<KeyRule>& rules() const { return rules_; }
   bool auto_prefix() const { return auto_prefix_; }
   Policy missing() const { return missing_; }
@@ -180,6 +189,7 @@ public:
 private:
   std::string select_;
   bool auto_select_ = false;
+  std::string submodule_;
   std::vector<KeyRule> rules_;
   bool auto_prefix_ = false;
   Policy missing_ = Policy::error, unexpected_ = Policy::error, shape_ = Policy::error, dtype_ = Policy::warn;

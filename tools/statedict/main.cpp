@@ -258,11 +258,12 @@ struct KeyFlags {
   }
 };
 
-int run_diff(const CLI::App& cmd, const std::string& target_path, const std::string& source_path, const std::string& select, bool auto_,
-             bool lenient, bool json, const KeyFlags& keys) {
+int run_diff(const CLI::App& cmd, const std::string& target_path, const std::string& source_path, const std::string& select,
+             const std::string& submodule, bool auto_, bool lenient, bool json, const KeyFlags& keys) {
   const statedict::Checkpoint target = statedict::read(target_path);  // unreadable target: exit 2 via the handler
   statedict::LoadOptions o;
   if (!select.empty()) o.select(select);
+  if (!submodule.empty()) o.submodule(submodule);
   if (auto_) o.auto_select().auto_prefix();
   if (lenient) o.lenient();
   keys.apply(cmd, o);
@@ -405,7 +406,7 @@ int main(int argc, char** argv) {
   inspect->add_flag("--json", json, "Machine-readable output: {file, format, tensors: [{key, dtype, shape, sha256}]}");
   inspect->add_flag("--hash", hash, "Add the SHA-256 of each tensor's contiguous little-endian bytes");
 
-  std::string target, source;
+  std::string target, source, submodule;
   bool auto_ = false, lenient = false;
   KeyFlags diff_keys;
   auto* diff = app.add_subcommand(
@@ -414,6 +415,8 @@ int main(int argc, char** argv) {
   diff->add_option("SOURCE", source, "Checkpoint to load")->required();
   diff->add_option("--select", select, "Take SOURCE's tensors under this dotted path");
   diff->add_flag("--auto", auto_, "auto_select + auto_prefix: find the sub-tree and the prefix difference");
+  diff->add_option("--submodule", submodule,
+                   "Only SOURCE's keys under this prefix (e.g. backbone.), with it removed; the rest is left aside");
   diff->add_flag("--lenient", lenient, "Missing, unexpected and mis-shaped tensors are reported, not errors");
   diff->add_flag("--json", json, "Print the report as JSON");
   diff_keys.add_to(diff);
@@ -452,7 +455,7 @@ int main(int argc, char** argv) {
     if (*inspect) return run_inspect(file, select, json, hash);
     if (*diff) {
       file = source;
-      return run_diff(*diff, target, source, select, auto_, lenient, json, diff_keys);
+      return run_diff(*diff, target, source, select, submodule, auto_, lenient, json, diff_keys);
     }
     if (*convert) {
       file = in;

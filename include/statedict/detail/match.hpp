@@ -459,7 +459,22 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     r.error_id = "load.not_a_state_dict";
     return copies;
   }
-  const std::vector<NamedTensor> sources = lazy_tensors(source_root);
+  std::vector<NamedTensor> sources = lazy_tensors(source_root);
+  if (!opts.submodule().empty()) {
+    // Only the sub-module's keys, relative to it; the rest of the checkpoint is not this load's.
+    const std::string& sub = opts.submodule();
+    const std::string first = sources.empty() ? std::string() : sources.front().key;
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+      if (!starts_with(sources[i].key, sub)) continue;
+      if (i != kept) sources[kept] = std::move(sources[i]);
+      sources[kept++].key.erase(0, sub.size());
+    }
+    sources.resize(kept);
+    if (kept == 0)
+      r.warnings.push_back("submodule(\"" + sub + "\") matched no checkpoint key" +
+                           (first.empty() ? std::string() : " (the first is \"" + first + "\")"));
+  }
 
   // 2. Key rules, in the order given.
   std::optional<KeyRewriter> rewriter;
@@ -652,6 +667,14 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       Suggestion sug{text + ": use " + fix.option() + " (CLI: " + fix.cli() + ")", fix.option(), fix.cli()};
       sug.options = with([&](LoadOptions& o) { fix.add_to(o); });
       fixes.push_back(std::move(sug));
+      // The module may be one part of the checkpoint's model (a backbone): then only that part.
+      if (fix.add.empty() && opts.submodule().empty()) {
+        Suggestion part{"the module may be the part of the checkpoint's model under '" + fix.strip +
+                            "': to load only that part, use submodule(\"" + fix.strip + "\") (CLI: --submodule " + fix.strip + ")",
+                        "submodule(\"" + fix.strip + "\")", "--submodule " + fix.strip};
+        part.options = with([&](LoadOptions& o) { o.submodule(fix.strip); });
+        fixes.push_back(std::move(part));
+      }
     }
   }
   if (!targets.empty() && r.matched.size() * 2 < targets.size()) {
@@ -776,8 +799,27 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
   std::vector<Suggestion> kept;
   for (auto& f : fixes)
     if (verify(f, pairable)) kept.push_back(std::move(f));
-  std::stable_sort(kept.begin(), kept.end(),
-                   [](const Suggestion& a, const Suggestion& b) { return a.passes != b.passes ? a.passes : a.loads > b.loads; });
+  // submodule(p) is offered only where strip_prefix(p) alone does not pass (a DataParallel file).
+  std::unordered_set<std::string> passing;
+  for (const auto& k : kept)
+    if (k.passes) passing.insert(k.option);
+  kept.erase(std::remove_if(kept.begin(), kept.end(),
+                            [&](const Suggestion& k) {
+                              return k.option.rfind("submodule(", 0) == 0 && passing.count("strip_prefix(" + k.option.substr(10)) > 0;
+                            }),
+             kept.end());
+  // Ties: the usual idiom first (select a sub-tree, strip a wrapper's prefix), submodule last.
+  const auto idiom = [](const Suggestion& x) {
+    return x.option.rfind("select(", 0) == 0         ? 0
+           : x.option.rfind("strip_prefix(", 0) == 0 ? 1
+           : x.option.rfind("submodule(", 0) == 0    ? 3
+                                                     : 2;
+  };
+  std::stable_sort(kept.begin(), kept.end(), [&](const Suggestion& a, const Suggestion& b) {
+    if (a.passes != b.passes) return a.passes;
+    if (a.loads != b.loads) return a.loads > b.loads;
+    return idiom(a) < idiom(b);
+  });
   for (auto& k : kept) r.suggestions.push_back(std::move(k));
   for (auto& h : hints) r.suggestions.push_back(std::move(h));
   return copies;

@@ -127,7 +127,8 @@ public:
     if (const at::Tensor* t = scalar_tensor()) {
       if (c10::isIntegralType(t->scalar_type(), /*includeBool=*/true)) return t->item<std::int64_t>();
       const double d = as_double();
-      if (!(d == static_cast<double>(static_cast<std::int64_t>(d))) || d < -9.2e18 || d > 9.2e18)
+      // The range check comes first: converting a double outside int64's range is undefined.
+      if (!(d >= -9.2e18 && d <= 9.2e18) || d != static_cast<double>(static_cast<std::int64_t>(d)))
         fail("value.type", "expected an int, found the " + named().dtype() + " scalar " + std::to_string(d));
       return static_cast<std::int64_t>(d);
     }
@@ -559,7 +560,7 @@ public:
   /// Navigates by dotted path from the root; throws Error "path.not_found" listing the keys there.
   Value at(std::string_view path) const { return root().at(path); }
   /// The same as at(path): ck["epoch"].as_int(), ck["args.lr"].as_double().
-  Value operator[](std::string_view path) const { return root().at(path); }
+  Value operator[](std::string_view path) const { return at(path); }
   /// Every tensor with its dotted key, in file order.
   std::vector<NamedTensor> tensors() const { return root().tensors(); }
   /// Every tensor-like value that could not be read as a tensor, with the reason.

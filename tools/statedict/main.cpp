@@ -91,7 +91,9 @@ nlohmann::ordered_json json_value(const PlainValue& p) {
   case Kind::string:
     return v.as_string();
   case Kind::integer:
-    if (v.repr().size() < 19) return v.as_int();
+    try {
+      return v.as_int();
+    } catch (const statedict::Error&) {}  // wider than 64 bits: its repr (hex)
     break;
   case Kind::floating:
     if (std::isfinite(v.as_double())) return v.as_double();

@@ -101,6 +101,20 @@ for src in resnet_dataparallel.pt training.pt resnet_compiled.pt resnet_wrapper.
           python3 -c 'import json, sys; s = json.load(sys.stdin)["suggestions"]; print(s[0]["cli"] if s and s[0].get("passes") else "")')
   eval "check follow-$src 0 '^Would load' -- \"\$bin\" diff \"\$fx/resnet_plain.pt\" \"\$fx/$src\" $flags"
 done
+# The same for a renamed layer (a regex flag that must survive the shell), a misspelt --select (the
+# suggested flag replaces it) and BatchNorm statistics the model lacks (globs).
+"$bin" convert "$fx/resnet_plain.pt" "$tmp/renamed.pt" --rename '^fc\.=classifier.' >/dev/null
+check suggest-rename-cli 1 "CLI: --rename '\^classifier\\\\.=fc\.'" -- "$bin" diff "$fx/resnet_plain.pt" "$tmp/renamed.pt"
+check suggest-select-cli 1 '\(CLI: --select model\)' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/training.pt" --select modle
+for case in "renamed.pt" "renamed.pt --lenient" "training.pt --select modle" "training.pt --strip-prefix model."; do
+  set -- $case
+  src=$1; shift
+  [ -e "$tmp/$src" ] && path="$tmp/$src" || path="$fx/$src"
+  flags=$("$bin" diff "$fx/resnet_plain.pt" "$path" "$@" --json |
+          python3 -c 'import json, sys; s = json.load(sys.stdin)["suggestions"]; print(s[0]["cli"] if s and s[0].get("passes") else "")')
+  [ -n "$flags" ] || { echo "FAIL follow-$case: no passing first suggestion with flags"; failed=$((failed + 1)); continue; }
+  eval "check 'follow-$case' 0 '^Would load' -- \"\$bin\" diff \"\$fx/resnet_plain.pt\" \"\$path\" $* $flags"
+done
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -38,7 +38,9 @@ struct DtypeMismatch {
 struct Suggestion {
   std::string text;    ///< what statedict noticed and what to do
   std::string option;  ///< the LoadOptions call that fixes it, if one does: strip_prefix("module.")
-  std::string cli;     ///< the same as a statedict CLI flag: --strip-prefix module.
+  /// The same as `statedict` command line flags (--strip-prefix module.). The library leaves it
+  /// empty; the command line tool fills it from `options`, and the report prints it when set.
+  std::string cli = {};
   /// The whole options to load with (yours, plus the fix), for a fix; empty for a hint. Checked by
   /// a dry run before it was offered: `passes` says whether that load succeeds, `loads` how many
   /// tensors it fills. Fixes come first in `suggestions`, those that pass first, then by `loads`.
@@ -236,7 +238,14 @@ inline std::ostream& operator<<(std::ostream& os, const LoadReport& r) {
   }
   if (!r.suggestions.empty()) {
     os << "Suggestions:\n";
-    for (const auto& s : r.suggestions) os << "\t- " << s.text << "\n";
+    for (const auto& s : r.suggestions) {
+      os << "\t- " << s.text;
+      if (!s.cli.empty()) os << " (CLI: " << s.cli << ")";
+      if (s.options)
+        os << (s.passes ? " [checked: loads " : " [checked: pairs ") << s.loads << " of " << r.module_tensors
+           << (s.passes ? "]" : ", the load still fails]");
+      os << "\n";
+    }
   }
   return os;
 }

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <tuple>
 #include <filesystem>
 #include <optional>
 
@@ -205,6 +207,13 @@ int run_inspect(const std::string& file, const std::string& select, bool json, b
   return exit_ok;
 }
 
+/// diff's own flags.
+struct DiffFlags {
+  std::string select, submodule, missing, unexpected, shape;
+  std::vector<std::string> ignore_missing, ignore_unexpected;
+  bool auto_ = false, lenient = false, json = false;
+};
+
 /// Key-rule flags shared by diff and convert, kept in the order they were given.
 struct KeyFlags {
   std::vector<std::string> strip, add, rename, shard;
@@ -260,15 +269,104 @@ struct KeyFlags {
   }
 };
 
-int run_diff(const CLI::App& cmd, const std::string& target_path, const std::string& source_path, const std::string& select,
-             const std::string& submodule, bool auto_, bool lenient, bool json, const KeyFlags& keys) {
+/// A word as the shell reads it back: quoted when it holds anything but plain characters.
+std::string shell_word(const std::string& s) {
+  const bool plain = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("._-/:,+@%=", c) != nullptr;
+  });
+  if (plain) return s;
+  std::string r = "'";
+  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
+
+const char* policy_name(statedict::Policy p) {
+  return p == statedict::Policy::error ? "error" : p == statedict::Policy::warn ? "warn" : "ignore";
+}
+
+/// The diff flags that mean the same as `o`, one entry a flag with its value; nullopt when `o` uses
+/// something diff has no flag for. The library knows no flag names: this is the one place.
+std::optional<std::vector<std::string>> diff_flags(const statedict::LoadOptions& o) {
+  using statedict::Policy;
+  const statedict::LoadOptions defaults;
+  std::vector<std::string> f;
+  if (!o.select().empty()) f.push_back("--select " + shell_word(o.select()));
+  if (o.auto_select() != o.auto_prefix()) return std::nullopt;
+  if (o.auto_select()) f.push_back("--auto");
+  if (!o.submodule().empty()) f.push_back("--submodule " + shell_word(o.submodule()));
+  for (const auto& rule : o.rules()) switch (rule.kind) {
+    case statedict::KeyRule::Kind::strip_prefix:
+      f.push_back("--strip-prefix " + shell_word(rule.pattern));
+      break;
+    case statedict::KeyRule::Kind::add_prefix:
+      f.push_back("--add-prefix " + shell_word(rule.pattern));
+      break;
+    case statedict::KeyRule::Kind::rename:
+      f.push_back("--rename " + shell_word(rule.pattern + "=" + rule.replacement));
+      break;
+    }
+  for (const auto& sh : o.shards())
+    f.push_back("--shard " +
+                shell_word(sh.glob + ":" + std::to_string(sh.dim) + ":" + std::to_string(sh.rank) + ":" + std::to_string(sh.world)));
+  if (o.missing() == Policy::warn && o.unexpected() == Policy::warn && o.shape_mismatch() == Policy::warn)
+    f.push_back("--lenient");
+  else
+    for (const auto& [flag, now, then] :
+         {std::tuple{"--missing ", o.missing(), defaults.missing()}, std::tuple{"--unexpected ", o.unexpected(), defaults.unexpected()},
+          std::tuple{"--shape-mismatch ", o.shape_mismatch(), defaults.shape_mismatch()}})
+      if (now != then) f.push_back(flag + std::string(policy_name(now)));
+  for (const auto& g : o.ignore_missing()) f.push_back("--ignore-missing " + shell_word(g));
+  for (const auto& g : o.ignore_unexpected()) f.push_back("--ignore-unexpected " + shell_word(g));
+  if (o.dtype_mismatch() != defaults.dtype_mismatch() || o.allow_lossy_cast() != defaults.allow_lossy_cast() ||
+      o.min_coverage() != defaults.min_coverage() || o.require_num_batches_tracked() != defaults.require_num_batches_tracked() ||
+      o.zero_copy() != defaults.zero_copy())
+    return std::nullopt;
+  return f;
+}
+
+/// Each fix's `cli`: the flags to add to this command line for its options (those of `given` it
+/// keeps stay as they are); empty where diff has no flag for what the fix needs.
+void fill_cli(statedict::LoadReport& r, const statedict::LoadOptions& given) {
+  const auto before = diff_flags(given);
+  for (auto& s : r.suggestions) {
+    if (!s.options || !before) continue;
+    const auto after = diff_flags(*s.options);
+    if (!after) continue;
+    std::vector<std::string> left = *before, added;
+    for (const auto& flag : *after) {
+      const auto it = std::find(left.begin(), left.end(), flag);
+      if (it != left.end())
+        left.erase(it);
+      else
+        added.push_back(flag);
+    }
+    // A flag of the command line the fix drops (a --select it replaces) cannot be said by adding.
+    const bool replaces = std::any_of(left.begin(), left.end(), [](const std::string& x) { return x.rfind("--select ", 0) == 0; });
+    if (!left.empty() && !replaces) continue;
+    std::string cli;
+    for (const auto& a : added) cli += (cli.empty() ? "" : " ") + a;
+    s.cli = cli;
+  }
+}
+
+int run_diff(const CLI::App& cmd, const std::string& target_path, const std::string& source_path, const DiffFlags& flags,
+             const KeyFlags& keys) {
   const statedict::Checkpoint target = statedict::read(target_path);  // unreadable target: exit 2 via the handler
   statedict::LoadOptions o;
-  if (!select.empty()) o.select(select);
-  if (!submodule.empty()) o.submodule(submodule);
-  if (auto_) o.auto_select().auto_prefix();
-  if (lenient) o.lenient();
+  if (!flags.select.empty()) o.select(flags.select);
+  if (!flags.submodule.empty()) o.submodule(flags.submodule);
+  if (flags.auto_) o.auto_select().auto_prefix();
+  if (flags.lenient) o.lenient();
+  const auto policy = [](const std::string& p) {
+    return p == "error" ? statedict::Policy::error : p == "warn" ? statedict::Policy::warn : statedict::Policy::ignore;
+  };
+  if (!flags.missing.empty()) o.missing(policy(flags.missing));
+  if (!flags.unexpected.empty()) o.unexpected(policy(flags.unexpected));
+  if (!flags.shape.empty()) o.shape_mismatch(policy(flags.shape));
+  for (const auto& g : flags.ignore_missing) o.ignore_missing(g);
+  for (const auto& g : flags.ignore_unexpected) o.ignore_unexpected(g);
   keys.apply(cmd, o);
+  const bool json = flags.json;
   statedict::LoadReport r;
   try {
     r = statedict::diff(target, statedict::read(source_path, o.read_options()), o);
@@ -276,6 +374,7 @@ int run_diff(const CLI::App& cmd, const std::string& target_path, const std::str
     if (json) std::cout << nlohmann::json{{"ok", false}, {"error", {{"id", e.id()}, {"message", e.what()}}}}.dump(1) << "\n";
     throw;
   }
+  fill_cli(r, o);
   if (json)
     std::cout << r.to_json().dump(1) << "\n";
   else
@@ -408,19 +507,34 @@ int main(int argc, char** argv) {
   inspect->add_flag("--json", json, "Machine-readable output: {file, format, tensors: [{key, dtype, shape, sha256}]}");
   inspect->add_flag("--hash", hash, "Add the SHA-256 of each tensor's contiguous little-endian bytes");
 
-  std::string target, source, submodule;
-  bool auto_ = false, lenient = false;
+  std::string target, source;
+  DiffFlags df;
   KeyFlags diff_keys;
   auto* diff = app.add_subcommand(
       "diff", "Report what loading SOURCE into a model whose state dict is TARGET would do (exit 0 ok, 1 not, 2 unreadable)");
   diff->add_option("TARGET", target, "Checkpoint standing for the model (its tensors are the model's keys, shapes and dtypes)")->required();
   diff->add_option("SOURCE", source, "Checkpoint to load")->required();
-  diff->add_option("--select", select, "Take SOURCE's tensors under this dotted path");
-  diff->add_flag("--auto", auto_, "auto_select + auto_prefix: find the sub-tree and the prefix difference");
-  diff->add_option("--submodule", submodule,
-                   "Only SOURCE's keys under this prefix (e.g. backbone.), with it removed; the rest is left aside");
-  diff->add_flag("--lenient", lenient, "Missing, unexpected and mis-shaped tensors are reported, not errors");
-  diff->add_flag("--json", json, "Print the report as JSON");
+  // A value given twice: the last counts, so a suggestion's flags can be appended to the command.
+  diff->add_option("--select", df.select, "Take SOURCE's tensors under this dotted path")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  diff->add_flag("--auto", df.auto_, "auto_select + auto_prefix: find the sub-tree and the prefix difference");
+  diff->add_option("--submodule", df.submodule,
+                   "Only SOURCE's keys under this prefix (e.g. backbone.), with it removed; the rest is left aside")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  diff->add_flag("--lenient", df.lenient, "Missing, unexpected and mis-shaped tensors are reported, not errors");
+  const auto policies = CLI::IsMember({"error", "warn", "ignore"});
+  diff->add_option("--missing", df.missing, "Policy for model keys the checkpoint lacks: error (default), warn or ignore")
+      ->check(policies)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  diff->add_option("--unexpected", df.unexpected, "Policy for checkpoint keys the model lacks: error (default), warn or ignore")
+      ->check(policies)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  diff->add_option("--shape-mismatch", df.shape, "Policy for tensors of another shape: error (default), warn (skip them) or ignore")
+      ->check(policies)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  diff->add_option("--ignore-missing", df.ignore_missing, "GLOB of model keys that may be missing (repeatable)");
+  diff->add_option("--ignore-unexpected", df.ignore_unexpected, "GLOB of checkpoint keys that may be left unused (repeatable)");
+  diff->add_flag("--json", df.json, "Print the report as JSON");
   diff_keys.add_to(diff);
 
   std::string in, out_path, dtype, format;
@@ -457,7 +571,7 @@ int main(int argc, char** argv) {
     if (*inspect) return run_inspect(file, select, json, hash);
     if (*diff) {
       file = source;
-      return run_diff(*diff, target, source, select, submodule, auto_, lenient, json, diff_keys);
+      return run_diff(*diff, target, source, df, diff_keys);
     }
     if (*convert) {
       file = in;

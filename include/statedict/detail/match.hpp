@@ -135,10 +135,6 @@ struct PrefixFix {
     if (!strip.empty() && !add.empty()) return "rename(\"" + cpp_escape("^" + regex_escape(strip)) + "\", \"" + cpp_escape(add) + "\")";
     return strip.empty() ? "add_prefix(\"" + add + "\")" : "strip_prefix(\"" + strip + "\")";
   }
-  std::string cli() const {
-    if (!strip.empty() && !add.empty()) return "--rename '^" + regex_escape(strip) + "=" + add + "'";
-    return strip.empty() ? "--add-prefix " + add : "--strip-prefix " + strip;
-  }
   /// The same as LoadOptions calls, appended to `o`'s key rules.
   void add_to(LoadOptions& o) const {
     if (!strip.empty() && !add.empty())
@@ -393,9 +389,6 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     sug.passes = dry.ok();
     sug.loads = sug.passes ? dry.loaded : n;
     if (!sug.passes && sug.loads <= now) return false;
-    sug.text += sug.passes
-                    ? " [checked: loads " + std::to_string(sug.loads) + " of " + std::to_string(targets.size()) + "]"
-                    : " [checked: pairs " + std::to_string(sug.loads) + " of " + std::to_string(targets.size()) + ", the load still fails]";
     return true;
   };
   auto with = [&](const auto& change) {
@@ -421,17 +414,18 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     } catch (const Error& e) {
       r.error = e.what();
       r.error_id = e.id();
+      if (!suggest) return copies;  // a dry run checking a fix needs no advice of its own
       const Candidate best = best_subtree(ck.root(), target_set, true);
       std::string text =
           "select(\"" + opts.select() + "\") does not exist; the top-level keys are " + join_quoted(top_level_keys(ck.root()), 12);
       if (best.score > 0) {
         text += ". The tensors under '" + best.path + "' fit the model (" + std::to_string(best.score) + " of " +
-                std::to_string(targets.size()) + " keys match): use select(\"" + best.path + "\") (CLI: --select " + best.path + ")";
-        Suggestion sug{text, "select(\"" + best.path + "\")", "--select " + best.path};
+                std::to_string(targets.size()) + " keys match): use select(\"" + best.path + "\")";
+        Suggestion sug{text, "select(\"" + best.path + "\")"};
         sug.options = with([&](LoadOptions& o) { o.select(best.path); });
-        if (suggest && verify(sug, 0)) r.suggestions.push_back(std::move(sug));
-      } else if (suggest) {
-        r.suggestions.push_back({text, "", ""});
+        if (verify(sug, 0)) r.suggestions.push_back(std::move(sug));
+      } else {
+        r.suggestions.push_back({text, ""});
       }
       return copies;
     }
@@ -664,37 +658,55 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       else
         text = std::to_string(fix.matches) + " unexpected key(s) match the model once '" + fix.strip + "' is replaced by '" + fix.add +
                "' (a renamed layer)";
-      Suggestion sug{text + ": use " + fix.option() + " (CLI: " + fix.cli() + ")", fix.option(), fix.cli()};
+      Suggestion sug{text + ": use " + fix.option(), fix.option()};
       sug.options = with([&](LoadOptions& o) { fix.add_to(o); });
       fixes.push_back(std::move(sug));
       // The module may be one part of the checkpoint's model (a backbone): then only that part.
       if (fix.add.empty() && opts.submodule().empty()) {
         Suggestion part{"the module may be the part of the checkpoint's model under '" + fix.strip +
-                            "': to load only that part, use submodule(\"" + fix.strip + "\") (CLI: --submodule " + fix.strip + ")",
-                        "submodule(\"" + fix.strip + "\")", "--submodule " + fix.strip};
+                            "': to load only that part, use submodule(\"" + fix.strip + "\")",
+                        "submodule(\"" + fix.strip + "\")"};
         part.options = with([&](LoadOptions& o) { o.submodule(fix.strip); });
         fixes.push_back(std::move(part));
       }
     }
   }
-  if (!targets.empty() && r.matched.size() * 2 < targets.size()) {
+  // Every module key found, but more beside it: the weights may be one sub-tree of a larger file.
+  const bool only_extra = r.missing.empty() && !unexpected_keys.empty();
+  if (!targets.empty() && (r.matched.size() * 2 < targets.size() || only_extra)) {
     const Candidate best = best_subtree(ck.root(), target_set, true);
     if (best.score > r.matched.size() && best.path != r.selected) {
       std::string opt = best.path.empty() ? "" : "select(\"" + best.path + "\")";
-      std::string cli = best.path.empty() ? "" : "--select " + best.path;
-      if (!best.fix.identity()) {
-        opt += (opt.empty() ? "" : ".") + best.fix.option();
-        cli += (cli.empty() ? "" : " ") + best.fix.cli();
-      }
+      if (!best.fix.identity()) opt += (opt.empty() ? "" : ".") + best.fix.option();
       const std::string where = best.path.empty() ? "at the top level of the checkpoint" : "under '" + best.path + "'";
       Suggestion sug{"the tensors " + where + " fit the model (" + std::to_string(best.score) + " of " + std::to_string(targets.size()) +
-                         " keys match); the top-level keys are " + join_quoted(top_level_keys(ck.root()), 12) + ": use " + opt +
-                         " (CLI: " + cli + ")",
-                     opt, cli};
+                         " keys match); the top-level keys are " + join_quoted(top_level_keys(ck.root()), 12) + ": use " + opt,
+                     opt};
       // The rules apply under the new sub-tree: the user's own rules are kept, the fix follows them.
       sug.options = with([&](LoadOptions& o) {
         o.select(best.path);
         best.fix.add_to(o);
+      });
+      fixes.push_back(std::move(sug));
+    }
+  }
+  // The module is whole and the rest is extra (a feature extractor, a file with an optimizer's
+  // state): leave the extra groups aside by name, a few globs rather than one per key.
+  if (only_extra && opts.unexpected() == Policy::error) {
+    std::vector<std::string> globs;
+    for (const auto& u : unexpected_keys) {
+      const std::size_t dot = u.find('.');
+      std::string g = dot == std::string::npos ? u : u.substr(0, dot + 1) + "*";
+      if (std::find(globs.begin(), globs.end(), g) == globs.end()) globs.push_back(std::move(g));
+    }
+    if (globs.size() <= 4) {
+      std::string opt;
+      for (const auto& g : globs) opt += (opt.empty() ? "" : ".") + std::string("ignore_unexpected(\"") + cpp_escape(g) + "\")";
+      Suggestion sug{"the model is fully matched and " + std::to_string(unexpected_keys.size()) +
+                         " checkpoint key(s) are extra: to leave them unused, use " + opt,
+                     opt};
+      sug.options = with([&](LoadOptions& o) {
+        for (const auto& g : globs) o.ignore_unexpected(g);
       });
       fixes.push_back(std::move(sug));
     }
@@ -724,8 +736,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     if (!best_key.empty()) {
       const std::string re = "^" + regex_escape(best_key) + "$";
       const std::string opt = "rename(\"" + cpp_escape(re) + "\", \"" + m + "\")";
-      Suggestion sug{"missing \"" + m + "\" looks like checkpoint key \"" + best_key + "\": use " + opt, opt,
-                     "--rename '" + re + "=" + m + "'"};
+      Suggestion sug{"missing \"" + m + "\" looks like checkpoint key \"" + best_key + "\": use " + opt, opt};
       sug.options = with([&](LoadOptions& o) { o.rename(re, m); });
       fixes.push_back(std::move(sug));
       pairs.emplace_back(best_key, m);
@@ -750,9 +761,8 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     if (same && !from.empty()) {
       const std::string re = "^" + regex_escape(from);
       const std::string opt = "rename(\"" + cpp_escape(re) + "\", \"" + to + "\")";
-      Suggestion sug{"the missing keys under '" + to + "' look like the checkpoint's keys under '" + from + "' (a renamed layer): use " +
-                         opt,
-                     opt, "--rename '" + re + "=" + to + "'"};
+      Suggestion sug{
+          "the missing keys under '" + to + "' look like the checkpoint's keys under '" + from + "' (a renamed layer): use " + opt, opt};
       sug.options = with([&](LoadOptions& o) { o.rename(re, to); });
       fixes.push_back(std::move(sug));
     }
@@ -766,15 +776,15 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     hints.push_back({"\"" + sm.key + "\" has " + shape_str(sm.source_shape) + " in the checkpoint and " + shape_str(sm.target_shape) +
                          " in the model: same number of elements" +
                          (rev == sm.target_shape && sm.target_shape.size() == 2 ? ", transposed?" : ", reshaped?"),
-                     "", ""});
+                     ""});
   }
   if (!r.shape_mismatch.empty() && opts.shape_mismatch() == Policy::error) {
     std::vector<std::string> ks;
     for (const auto& sm : r.shape_mismatch) ks.push_back(sm.key);
     Suggestion sug{std::to_string(ks.size()) + " tensor(s) have another shape (" + quoted_list(ks, true) +
                        "), e.g. a classifier head of another size: to keep the model's values for them and load the rest, use "
-                       "shape_mismatch(statedict::Policy::warn) (CLI: --lenient)",
-                   "shape_mismatch(statedict::Policy::warn)", "--lenient"};
+                       "shape_mismatch(statedict::Policy::warn)",
+                   "shape_mismatch(statedict::Policy::warn)"};
     sug.options = with([](LoadOptions& o) { o.shape_mismatch(Policy::warn); });
     fixes.push_back(std::move(sug));
   }
@@ -791,7 +801,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       Suggestion sug{"the checkpoint has BatchNorm running statistics the model lacks (" + quoted_list(stats, true) +
                          "): was the model built with track_running_stats(false)? To leave them unused, use "
                          "ignore_unexpected(\"*.running_*\").ignore_unexpected(\"*.num_batches_tracked\")",
-                     "ignore_unexpected(\"*.running_*\").ignore_unexpected(\"*.num_batches_tracked\")", ""};
+                     "ignore_unexpected(\"*.running_*\").ignore_unexpected(\"*.num_batches_tracked\")"};
       sug.options = with([](LoadOptions& o) { o.ignore_unexpected("*.running_*").ignore_unexpected("*.num_batches_tracked"); });
       fixes.push_back(std::move(sug));
     }
@@ -799,21 +809,32 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
   std::vector<Suggestion> kept;
   for (auto& f : fixes)
     if (verify(f, pairable)) kept.push_back(std::move(f));
+  // What a fix changes, read from its options (not its text): a new sub-tree, a new submodule, or
+  // key rules appended to the user's.
+  const auto added_rules = [&](const Suggestion& x) {
+    const auto& all = x.options->rules();
+    const std::size_t mine = x.options->select() == opts.select() ? opts.rules().size() : 0;  // a new select keeps the user's rules
+    return std::vector<KeyRule>(all.begin() + static_cast<std::ptrdiff_t>(std::min(mine, all.size())), all.end());
+  };
+  const auto strips_only = [&](const Suggestion& x, const std::string& prefix) {
+    const auto added = added_rules(x);
+    return added.size() == 1 && added[0].kind == KeyRule::Kind::strip_prefix && added[0].pattern == prefix;
+  };
   // submodule(p) is offered only where strip_prefix(p) alone does not pass (a DataParallel file).
-  std::unordered_set<std::string> passing;
-  for (const auto& k : kept)
-    if (k.passes) passing.insert(k.option);
   kept.erase(std::remove_if(kept.begin(), kept.end(),
                             [&](const Suggestion& k) {
-                              return k.option.rfind("submodule(", 0) == 0 && passing.count("strip_prefix(" + k.option.substr(10)) > 0;
+                              if (k.options->submodule() == opts.submodule()) return false;
+                              return std::any_of(kept.begin(), kept.end(), [&](const Suggestion& o) {
+                                return o.passes && o.options->submodule() == opts.submodule() && strips_only(o, k.options->submodule());
+                              });
                             }),
              kept.end());
   // Ties: the usual idiom first (select a sub-tree, strip a wrapper's prefix), submodule last.
-  const auto idiom = [](const Suggestion& x) {
-    return x.option.rfind("select(", 0) == 0         ? 0
-           : x.option.rfind("strip_prefix(", 0) == 0 ? 1
-           : x.option.rfind("submodule(", 0) == 0    ? 3
-                                                     : 2;
+  const auto idiom = [&](const Suggestion& x) {
+    if (x.options->select() != opts.select()) return 0;
+    if (x.options->submodule() != opts.submodule()) return 3;
+    const auto added = added_rules(x);
+    return !added.empty() && added[0].kind == KeyRule::Kind::strip_prefix ? 1 : 2;
   };
   std::stable_sort(kept.begin(), kept.end(), [&](const Suggestion& a, const Suggestion& b) {
     if (a.passes != b.passes) return a.passes;

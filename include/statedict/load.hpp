@@ -23,16 +23,7 @@ template <class T> torch::nn::Module& as_module(const std::shared_ptr<T>& p) { r
 template <class T> torch::nn::Module& as_module(torch::nn::ModuleHolder<T>& h) { return *h.ptr(); }
 template <class T> torch::nn::Module& as_module(const torch::nn::ModuleHolder<T>& h) { return *h.ptr(); }
 
-/// Whether load/diff accept an M as the module (as_module takes it).
-template <class M, class = void> struct is_module : std::false_type {};
-template <class M> struct is_module<M, std::void_t<decltype(as_module(std::declval<M&>()))>> : std::true_type {};
-/// The module overloads step aside for a Checkpoint, so diff(checkpoint, checkpoint) is the
-/// checkpoint-to-checkpoint diff whether or not its arguments are const.
 template <class M> using if_not_checkpoint = std::enable_if_t<!std::is_same_v<std::decay_t<M>, Checkpoint>, int>;
-#define STATEDICT_CHECK_MODULE(M)                                                                                                          \
-  static_assert(::statedict::detail::is_module<std::remove_reference_t<M>>::value,                                                         \
-                "statedict::load/diff take a torch::nn::Module& (or a class derived from it), a TORCH_MODULE holder "                      \
-                "such as torch::nn::Linear, or a std::shared_ptr to a module; the source is a path or a statedict::Checkpoint")
 
 /// A module's own parameters, read in place. named_parameters(false) returns a copy of them (an
 /// OrderedDict with a hash index: 0.1 s for 100k parameters, half the matching budget). LibTorch keeps
@@ -58,6 +49,27 @@ inline std::vector<Target> module_targets(torch::nn::Module& m) {
   for (const auto& item : m.named_modules("", /*include_self=*/false)) own(*item.value(), item.key() + ".");
   return out;
 }
+
+/// How load, diff, save and state_dict see a module type: `targets` lists its parameters and
+/// buffers in state_dict order (aliases, written in place), `name` is its class for reports. A type
+/// without a `targets` is not a module. statedict/jit.hpp adds torch::jit::Module.
+template <class M, class = void> struct ModuleAccess {};
+template <class M> struct ModuleAccess<M, std::void_t<decltype(as_module(std::declval<M&>()))>> {
+  static std::vector<Target> targets(M& m) { return module_targets(as_module(m)); }
+  static std::string name(M& m) { return module_display_name(as_module(m).name()); }
+};
+
+/// Whether load/diff accept an M as the module.
+template <class M, class = void> struct is_module : std::false_type {};
+template <class M>
+struct is_module<M, std::void_t<decltype(ModuleAccess<std::remove_const_t<M>>::targets(std::declval<std::remove_const_t<M>&>()))>>
+    : std::true_type {};
+template <class M> using access_of = ModuleAccess<std::remove_const_t<std::remove_reference_t<M>>>;
+#define STATEDICT_CHECK_MODULE(M)                                                                                                          \
+  static_assert(::statedict::detail::is_module<std::remove_reference_t<M>>::value,                                                         \
+                "statedict::load/diff/save/state_dict take a torch::nn::Module& (or a class derived from it), a TORCH_MODULE "             \
+                "holder such as torch::nn::Linear, a std::shared_ptr to a module, or a torch::jit::Module (with "                          \
+                "<statedict/jit.hpp> or <statedict/statedict.hpp> included); the source is a path or a statedict::Checkpoint")
 
 /// The mapped file a tensor aliases, if it came from statedict::read's mapping.
 inline const MappedFile* mapped_file_of(const at::Tensor& t) {
@@ -149,9 +161,10 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
   }
 }
 
-inline LoadReport run(torch::nn::Module& m, const Checkpoint* ck, const std::string& path, const LoadOptions& opts, bool dry_run) {
+inline LoadReport run(const std::vector<Target>& targets, std::string name, const Checkpoint* ck, const std::string& path,
+                      const LoadOptions& opts, bool dry_run) {
   LoadReport r;
-  r.module_name = module_display_name(m.name());
+  r.module_name = std::move(name);
   r.dry_run = dry_run;
   r.file = ck != nullptr ? ck->path() : path;
   std::optional<Checkpoint> owned;
@@ -167,7 +180,6 @@ inline LoadReport run(torch::nn::Module& m, const Checkpoint* ck, const std::str
       return r;
     }
   }
-  const std::vector<Target> targets = module_targets(m);
   std::vector<Copy> copies;
   try {
     copies = plan(targets, *ck, opts, r);
@@ -185,29 +197,40 @@ inline LoadReport run(torch::nn::Module& m, const Checkpoint* ck, const std::str
 
 }  // namespace detail
 
-/// Loads a checkpoint file into a module: a torch::nn::Module&, a TORCH_MODULE holder or a
-/// std::shared_ptr to a module. Never throws for file, key, shape or dtype problems: the report says
-/// what went wrong, and a load that fails leaves the module bit-for-bit unchanged.
+/// A module's state dict: its parameters and buffers under their dotted names, in PyTorch's
+/// state_dict order. The tensors alias the module's (writing to one writes to the module).
+template <class M> std::vector<NamedTensor> state_dict(M&& module) {
+  STATEDICT_CHECK_MODULE(M);
+  std::vector<NamedTensor> out;
+  for (auto& t : detail::access_of<M>::targets(module)) out.push_back({std::move(t.key), std::move(t.tensor)});
+  return out;
+}
+
+/// Loads a checkpoint file into a module: a torch::nn::Module&, a TORCH_MODULE holder, a
+/// std::shared_ptr to a module or a torch::jit::Module (statedict/jit.hpp). Never throws for file, key, shape or dtype problems: the report
+/// says what went wrong, and a load that fails leaves the module bit-for-bit unchanged.
 template <class M, detail::if_not_checkpoint<M> = 0> LoadReport load(M&& module, const std::string& path, const LoadOptions& options = {}) {
   STATEDICT_CHECK_MODULE(M);
-  return detail::run(detail::as_module(module), nullptr, path, options, false);
+  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), nullptr, path, options, false);
 }
 /// Loads from a checkpoint already read.
 template <class M, detail::if_not_checkpoint<M> = 0>
 LoadReport load(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
   STATEDICT_CHECK_MODULE(M);
-  return detail::run(detail::as_module(module), &checkpoint, checkpoint.path(), options, false);
+  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), &checkpoint, checkpoint.path(), options,
+                     false);
 }
 
 /// A dry run: the report load() would give, without touching the module.
 template <class M, detail::if_not_checkpoint<M> = 0> LoadReport diff(M&& module, const std::string& path, const LoadOptions& options = {}) {
   STATEDICT_CHECK_MODULE(M);
-  return detail::run(detail::as_module(module), nullptr, path, options, true);
+  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), nullptr, path, options, true);
 }
 template <class M, detail::if_not_checkpoint<M> = 0>
 LoadReport diff(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
   STATEDICT_CHECK_MODULE(M);
-  return detail::run(detail::as_module(module), &checkpoint, checkpoint.path(), options, true);
+  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), &checkpoint, checkpoint.path(), options,
+                     true);
 }
 
 /// The report of loading `source` into something whose state dict is `target` (another checkpoint):

@@ -376,11 +376,9 @@ inline void save(const std::vector<NamedTensor>& tensors, const std::string& pat
 }
 
 /// Saves a module's parameters and buffers (its state dict).
-template <class M, class = decltype(detail::as_module(std::declval<M&>()))>
+template <class M, std::enable_if_t<detail::is_module<std::remove_reference_t<M>>::value, int> = 0>
 void save(M&& module, const std::string& path, const SaveOptions& options = {}) {
-  std::vector<NamedTensor> tensors;
-  for (auto& t : detail::module_targets(detail::as_module(module))) tensors.push_back({t.key, t.tensor});
-  save(tensors, path, options);
+  save(state_dict(module), path, options);
 }
 
 }  // namespace statedict

@@ -10,3 +10,4 @@
 #include <statedict/report.hpp>
 #include <statedict/load.hpp>
 #include <statedict/save.hpp>
+#include <statedict/jit.hpp>

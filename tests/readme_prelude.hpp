@@ -3,7 +3,9 @@
 #include <statedict/statedict.hpp>
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <iostream>
+#include <thread>
 
 struct NetImpl : torch::nn::Module {
   NetImpl() { fc = register_module("fc", torch::nn::Linear(8, 10)); }

@@ -488,3 +488,78 @@ TEST_CASE("pairing thousands of keys agrees with a reference computed from sets"
   const auto params = m.named_parameters();
   for (int i = 0; i < n; i += 7) CHECK(params["p" + std::to_string(i)][0].item<float>() == (i < shift ? -1.0f : static_cast<float>(i)));
 }
+
+TEST_CASE("progress: bytes copied and the total, from 0 to the end; a throwing callback is dropped with a warning", "[load][progress]") {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> calls;
+  sdtest::TinyResNet net;
+  std::uint64_t module_bytes = 0;
+  for (const auto& t : statedict::state_dict(net)) module_bytes += static_cast<std::uint64_t>(t.tensor.nbytes());
+  const auto opts = LoadOptions{}.progress([&](std::uint64_t done, std::uint64_t total) { calls.emplace_back(done, total); });
+  CHECK(statedict::diff(net, fixture("resnet_plain.pt"), opts).ok());
+  CHECK(calls.empty());  // a dry run copies nothing
+  const auto r = statedict::load(net, fixture("resnet_plain.pt"), opts);
+  REQUIRE(r.ok());
+  REQUIRE(calls.size() == r.loaded + 1);
+  CHECK(calls.front().first == 0);
+  CHECK(calls.back().first == module_bytes);
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    CHECK(calls[i].second == module_bytes);
+    if (i > 0) CHECK(calls[i].first > calls[i - 1].first);
+  }
+
+  // A callback that throws stops being called; the load completes and says so.
+  int called = 0;
+  sdtest::TinyResNet other;
+  const auto thrown = statedict::load(other, fixture("resnet_plain.pt"), LoadOptions{}.progress([&](std::uint64_t done, std::uint64_t) {
+    ++called;
+    if (done > 0) throw std::runtime_error("window closed");
+  }));
+  CHECK(thrown.ok());
+  CHECK(called == 2);
+  CHECK(module_listing(*other) == sdtest::expected_listing("resnet_plain.pt")["tensors"]);
+  REQUIRE_FALSE(thrown.warnings.empty());
+  CHECK(thrown.warnings.back().find("progress callback threw (window closed)") != std::string::npos);
+}
+
+TEST_CASE("keys the checkpoint cannot supply: running statistics it never had, a layer it lacks", "[load][suggest]") {
+  // Trained with track_running_stats=False, loaded into a model that tracks them.
+  sdtest::TinyResNet net;
+  const auto before = fingerprint(*net);
+  const auto stats = statedict::load(net, fixture("resnet_no_running_stats.pt"));
+  INFO(printed(stats));
+  CHECK_FALSE(stats.ok());
+  CHECK(fingerprint(*net) == before);
+  REQUIRE_FALSE(stats.suggestions.empty());
+  CHECK(stats.suggestions.front().option == "ignore_missing(\"*.running_mean\").ignore_missing(\"*.running_var\")");
+  CHECK(stats.suggestions.front().text.find("track_running_stats") != std::string::npos);
+  REQUIRE(stats.suggestions.front().passes);
+  CHECK(statedict::load(net, fixture("resnet_no_running_stats.pt"), *stats.suggestions.front().options).ok());
+
+  // A checkpoint without the classifier: no rule can supply it; the suggestion says so and loads the rest.
+  std::vector<statedict::NamedTensor> headless;
+  for (const auto& t : statedict::read(fixture("resnet_plain.pt")).tensors())
+    if (t.key.rfind("fc.", 0) != 0) headless.push_back(t);
+  const std::string path = sdtest::temp_path("headless.safetensors");
+  statedict::save(headless, path);
+  sdtest::TinyResNet other;
+  const auto r = statedict::diff(other, path);
+  INFO(printed(r));
+  CHECK_FALSE(r.ok());
+  REQUIRE(r.suggestions.size() == 1);
+  CHECK(r.suggestions.front().option == "ignore_missing(\"fc.*\")");
+  CHECK(r.suggestions.front().text.find("no key rule can supply one") != std::string::npos);
+  CHECK(r.suggestions.front().passes);
+  CHECK(r.suggestions.front().loads == 120);
+}
+
+TEST_CASE("a whole model and more: extra groups are left aside by name", "[load][suggest]") {
+  sdtest::TinyResNet net;
+  const auto r = statedict::diff(net, fixture("training.pt"), LoadOptions{}.strip_prefix("model."));
+  INFO(printed(r));
+  CHECK_FALSE(r.ok());
+  CHECK(r.missing.empty());
+  REQUIRE_FALSE(r.suggestions.empty());
+  CHECK(r.suggestions.front().option.rfind("ignore_unexpected(\"optimizer.*\")", 0) == 0);
+  REQUIRE(r.suggestions.front().passes);
+  CHECK(statedict::diff(net, fixture("training.pt"), *r.suggestions.front().options).ok());
+}

@@ -134,9 +134,43 @@ inline bool pread_runs(const MappedFile& f, const at::Tensor& src, at::Tensor& d
 /// Writes the planned copies. Runs only after every check passed. `owns_source`: the checkpoint was
 /// read by this load and nobody else holds it, so its bytes are the file's and may be read with
 /// pread, and its mapping released as it is consumed.
-inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy, bool owns_source) {
+/// Reports progress through the user's callback; one that throws is dropped, with a warning.
+class ProgressSink {
+public:
+  ProgressSink(const std::function<void(std::uint64_t, std::uint64_t)>& f, std::vector<std::string>& warnings)
+      : f_(f), warnings_(warnings) {}
+  void operator()(std::uint64_t done, std::uint64_t total) {
+    if (!f_ || failed_) return;
+    try {
+      f_(done, total);
+    } catch (const std::exception& e) { drop(e.what()); } catch (...) {
+      drop("an exception that is not a std::exception");
+    }
+  }
+
+private:
+  void drop(const std::string& what) {
+    failed_ = true;
+    warnings_.push_back("the progress callback threw (" + what + "); it was not called again, and the load went on.");
+  }
+  const std::function<void(std::uint64_t, std::uint64_t)>& f_;
+  std::vector<std::string>& warnings_;
+  bool failed_ = false;
+};
+
+inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy, bool owns_source,
+                  ProgressSink& progress) {
   torch::NoGradGuard no_grad;
+  std::uint64_t total = 0, done = 0;
+  for (const auto& c : copies) total += tensor_bytes(targets[c.target].tensor);
+  progress(0, total);
   for (const auto& c : copies) {
+    const std::uint64_t bytes = tensor_bytes(targets[c.target].tensor);
+    struct Tick {  // after each copy, whichever way it ends
+      ProgressSink& p;
+      std::uint64_t &done, bytes, total;
+      ~Tick() { p(done += bytes, total); }
+    } tick{progress, done, bytes, total};
     at::Tensor dst = targets[c.target].tensor;
     const at::Tensor source = c.get();  // a lazy source reads its bytes here, one tensor at a time
     const bool same_layout =
@@ -189,7 +223,8 @@ inline LoadReport run(const std::vector<Target>& targets, std::string name, cons
     return r;
   }
   if (r.ok() && !dry_run) {
-    apply(targets, copies, opts.zero_copy(), owned.has_value());
+    ProgressSink progress(opts.progress(), r.warnings);
+    apply(targets, copies, opts.zero_copy(), owned.has_value(), progress);
     r.applied = true;
   }
   return r;

@@ -4,6 +4,7 @@
 #include <statedict/read_options.hpp>
 
 #include <cstdint>
+#include <functional>
 
 #include <string>
 #include <utility>
@@ -158,6 +159,14 @@ public:
     shards_.push_back({std::move(key_glob), dim, rank, world});
     return *this;
   }
+  /// Called while a load writes the module: bytes copied so far and the total, once with 0 before
+  /// the first tensor and after each one (a dry run never calls it). It runs on the loading thread
+  /// between copies, so it may print or update a bar but must not touch the module. A callback that
+  /// throws is not called again; the load goes on and its report warns.
+  LoadOptions& progress(std::function<void(std::uint64_t done, std::uint64_t total)> f) {
+    progress_ = std::move(f);
+    return *this;
+  }
   /// Limits for reading the file.
   LoadOptions& read_options(ReadOptions r) {
     read_ = r;
@@ -180,6 +189,7 @@ public:
   bool require_num_batches_tracked() const { return require_nbt_; }
   bool zero_copy() const { return zero_copy_; }
   const ReadOptions& read_options() const { return read_; }
+  const std::function<void(std::uint64_t, std::uint64_t)>& progress() const { return progress_; }
   struct Shard {
     std::string glob;
     std::int64_t dim, rank, world;
@@ -198,6 +208,7 @@ private:
   double min_coverage_ = 0.0;
   bool require_nbt_ = false;
   bool zero_copy_ = false;
+  std::function<void(std::uint64_t, std::uint64_t)> progress_;
   ReadOptions read_;
   std::vector<Shard> shards_;
 };

@@ -140,7 +140,6 @@ private:
   std::map<std::string, std::uint32_t> memo_;
 };
 
-inline std::uint64_t tensor_bytes(const at::Tensor& t) { return static_cast<std::uint64_t>(t.numel()) * t.element_size(); }
 inline std::uint64_t tensor_bytes(const NamedTensor& t) { return tensor_bytes(t.tensor); }
 
 /// A lazy tensor's bytes, contiguous on the CPU, checked against the size its header promised.

@@ -13,6 +13,9 @@
 
 namespace statedict::detail {
 
+/// The bytes of a tensor's elements.
+inline std::uint64_t tensor_bytes(const at::Tensor& t) { return static_cast<std::uint64_t>(t.numel()) * t.element_size(); }
+
 struct DtypeNames {
   c10::ScalarType type;     // Undefined where this LibTorch has no such dtype (see raw tensors)
   const char* torch;        // PyTorch's name without "torch."

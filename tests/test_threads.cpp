@@ -1,0 +1,95 @@
+// What the README's "Threads" section promises: a Checkpoint, once read, is shared by threads that
+// load from it into their own modules; separate reads, loads and saves run side by side.
+#include "helpers.hpp"
+#include "models.hpp"
+
+#include <atomic>
+#include <thread>
+
+using sdtest::fixture;
+using statedict::LoadOptions;
+
+namespace {
+
+constexpr int kThreads = 4, kRounds = 3;
+
+/// Runs f(thread index) on kThreads threads at once; returns how many runs failed.
+template <class F> int on_threads(F f) {
+  std::atomic<int> failures{0};
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i)
+    threads.emplace_back([&, i] {
+      ++ready;
+      while (ready.load() < kThreads) std::this_thread::yield();  // start together
+      try {
+        if (!f(i)) ++failures;
+      } catch (...) { ++failures; }
+    });
+  for (auto& t : threads) t.join();
+  return failures.load();
+}
+
+bool same_tensors(torch::nn::Module& m, const nlohmann::json& expected) {
+  std::size_t i = 0;
+  for (const auto& t : statedict::state_dict(m)) {
+    if (i >= expected.size() || expected[i]["key"] != t.key || expected[i]["sha256"] != statedict::tensor_sha256(t.tensor)) return false;
+    ++i;
+  }
+  return i == expected.size();
+}
+
+}  // namespace
+
+TEST_CASE("threads: one Checkpoint shared by threads that load it into their own modules", "[threads]") {
+  for (const char* name : {"resnet_plain.pt", "resnet_dataparallel.pt", "resnet_fp16.pt", "resnet.safetensors"}) {
+    INFO(name);
+    const statedict::Checkpoint shared = statedict::read(fixture(name));
+    const LoadOptions opts = std::string(name) == "resnet_dataparallel.pt" ? LoadOptions{}.strip_prefix("module.") : LoadOptions{};
+    // What one thread alone loads (cast where the file is fp16) is what every thread must get.
+    sdtest::TinyResNet alone;
+    REQUIRE(statedict::load(alone, shared, opts).ok());
+    const nlohmann::json expected = sdtest::module_listing(*alone);
+    const int failures = on_threads([&](int) {
+      for (int round = 0; round < kRounds; ++round) {
+        sdtest::TinyResNet net;
+        const auto d = statedict::diff(net, shared, opts);
+        const auto r = statedict::load(net, shared, opts);
+        if (!d.ok() || !r.ok() || r.loaded != 122 || !same_tensors(*net, expected)) return false;
+      }
+      return true;
+    });
+    CHECK(failures == 0);
+  }
+}
+
+TEST_CASE("threads: separate reads, loads from paths and saves run side by side", "[threads]") {
+  const nlohmann::json expected = sdtest::expected_listing("resnet_plain.pt")["tensors"];
+  const int failures = on_threads([&](int i) {
+    for (int round = 0; round < kRounds; ++round) {
+      sdtest::TinyResNet net;
+      if (!statedict::load(net, fixture("resnet_plain.pt")).ok() || !same_tensors(*net, expected)) return false;
+      const std::string out = sdtest::temp_path("thread_" + std::to_string(i) + ".safetensors");
+      statedict::save(net, out);
+      sdtest::TinyResNet back;
+      if (!statedict::load(back, out).ok() || !same_tensors(*back, expected)) return false;
+    }
+    return true;
+  });
+  CHECK(failures == 0);
+}
+
+TEST_CASE("threads: a DCP tensor stored in chunks is assembled once when threads ask for it together", "[threads][dcp]") {
+  const statedict::Checkpoint whole = statedict::read(fixture("torch2/dcp_1ranks"));
+  const at::Tensor want = whole.at("embed.weight").tensor();
+  for (int round = 0; round < kRounds; ++round) {
+    const statedict::Checkpoint chunks = statedict::read(fixture("torch2/dcp_4ranks"));
+    std::vector<at::Tensor> got(kThreads);
+    const int failures = on_threads([&](int i) {
+      got[static_cast<std::size_t>(i)] = chunks.at("embed.weight").tensor();
+      return got[static_cast<std::size_t>(i)].equal(want);
+    });
+    CHECK(failures == 0);
+    for (const auto& g : got) CHECK(g.data_ptr() == got.front().data_ptr());  // one assembly, shared
+  }
+}

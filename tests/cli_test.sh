@@ -96,7 +96,7 @@ check convert-left-behind 0 'not carried over \([0-9]+ value\(s\) that are not t
 check diff-submodule 0 '^Would load 122 of 122' -- "$bin" diff "$fx/resnet_plain.pt" "$tmp/detector.pt" --submodule backbone
 check diff-submodule-none 1 'submodule\("neck\."\) matched no checkpoint key' -- "$bin" diff "$fx/resnet_plain.pt" "$tmp/detector.pt" --submodule neck.
 # The first suggestion of `diff --json`, its "cli" flags followed, makes the same diff pass.
-for src in resnet_dataparallel.pt training.pt resnet_compiled.pt resnet_wrapper.pt resnet_head5.pt resnet_lightning.pt resnet_ema.pt; do
+for src in resnet_dataparallel.pt training.pt training_proto4.pt resnet_compiled.pt resnet_wrapper.pt resnet_head5.pt resnet_lightning.pt resnet_ema.pt resnet_no_running_stats.pt; do
   flags=$("$bin" diff "$fx/resnet_plain.pt" "$fx/$src" --json |
           python3 -c 'import json, sys; s = json.load(sys.stdin)["suggestions"]; print(s[0]["cli"] if s and s[0].get("passes") else "")')
   eval "check follow-$src 0 '^Would load' -- \"\$bin\" diff \"\$fx/resnet_plain.pt\" \"\$fx/$src\" $flags"

@@ -806,6 +806,43 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
       fixes.push_back(std::move(sug));
     }
   }
+  // The other way round: the model tracks running statistics the checkpoint does not have.
+  if (unexpected_keys.empty() && !r.missing.empty() && opts.missing() == Policy::error) {
+    std::vector<std::string> stats, globs;
+    for (const auto& m : r.missing)
+      for (const char* suffix : {".running_mean", ".running_var"}) {
+        const std::string sfx = suffix;
+        if (m.size() > sfx.size() && m.compare(m.size() - sfx.size(), sfx.size(), sfx) == 0 &&
+            r.missing.end() == std::find(r.missing.begin(), r.missing.end(), m.substr(0, m.size() - sfx.size()) + ".weight"))
+          stats.push_back(m);
+      }
+    if (!stats.empty()) {
+      Suggestion sug{"the checkpoint has no BatchNorm running statistics (" + std::to_string(stats.size()) +
+                         " running_mean/running_var tensors, the first \"" + stats.front() +
+                         "\"; trained with track_running_stats=False?): build the model with track_running_stats(false), or keep "
+                         "the model's initial statistics with ignore_missing(\"*.running_mean\").ignore_missing(\"*.running_var\") "
+                         "(eval-mode outputs then differ from the trained model's)",
+                     "ignore_missing(\"*.running_mean\").ignore_missing(\"*.running_var\")"};
+      sug.options = with([](LoadOptions& o) { o.ignore_missing("*.running_mean").ignore_missing("*.running_var"); });
+      fixes.push_back(std::move(sug));
+    } else if (fixes.empty()) {
+      // Nothing in the checkpoint can fill these keys: no rule helps; say so, and how to load the rest.
+      for (const auto& m : r.missing) {
+        const std::size_t dot = m.find('.');
+        std::string g = dot == std::string::npos ? m : m.substr(0, dot + 1) + "*";
+        if (std::find(globs.begin(), globs.end(), g) == globs.end()) globs.push_back(std::move(g));
+      }
+      std::string opt;
+      for (const auto& g : globs) opt += (opt.empty() ? "" : ".") + std::string("ignore_missing(\"") + cpp_escape(g) + "\")";
+      Suggestion sug{"the checkpoint has no tensor for " + std::to_string(r.missing.size()) +
+                         " module key(s), and no key rule can supply one: to load the rest and leave those as they are, use " + opt,
+                     opt};
+      sug.options = with([&](LoadOptions& o) {
+        for (const auto& g : globs) o.ignore_missing(g);
+      });
+      if (globs.size() <= 4) fixes.push_back(std::move(sug));
+    }
+  }
   std::vector<Suggestion> kept;
   for (auto& f : fixes)
     if (verify(f, pairable)) kept.push_back(std::move(f));

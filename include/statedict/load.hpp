@@ -78,10 +78,38 @@ inline const MappedFile* mapped_file_of(const at::Tensor& t) {
   return static_cast<std::shared_ptr<MappedFile>*>(dp.get_context())->get();
 }
 
+/// Offset in the file of a view of its mapping.
+inline std::uint64_t file_offset(const MappedFile& f, const at::Tensor& src) {
+  return static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(src.data_ptr()) - f.data());
+}
+
+/// A read of a tensor's bytes that failed: the file changed under us (it shrank, it was rewritten
+/// in place), or the read itself failed.
+[[noreturn]] inline void read_failed(const MappedFile& f, const std::string& key, std::uint64_t offset, int err) {
+  const std::string where = key + " (offset " + std::to_string(offset) + ")";
+  const std::string why = f.change();
+  if (!why.empty()) throw Error("file.changed", f.path(), where, why);
+  throw Error("io.read", f.path(), where, err != 0 ? std::string("cannot read: ") + std::strerror(err) : "cannot read: short read");
+}
+inline void read_or_throw(const MappedFile& f, void* out, std::size_t n, std::uint64_t offset, const std::string& key) {
+  errno = 0;
+  if (!f.read_at(out, n, offset)) read_failed(f, key, offset, errno);
+}
+
 /// pread straight into the destination: one copy, from the page cache, without touching the mapping.
-inline bool pread_into(const MappedFile& f, const at::Tensor& src, at::Tensor& dst) {
-  return f.read_at(dst.data_ptr(), static_cast<std::size_t>(dst.numel()) * dst.element_size(),
-                   static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(src.data_ptr()) - f.data()));
+inline void pread_into(const MappedFile& f, const at::Tensor& src, at::Tensor& dst, const std::string& key) {
+  read_or_throw(f, dst.data_ptr(), static_cast<std::size_t>(tensor_bytes(dst)), file_offset(f, src), key);
+}
+
+/// The bytes `src` (a view of f's mapping) spans, read with pread into memory and viewed with its
+/// sizes and strides: casts and odd layouts copy from here, never from the mapping, so a file that
+/// shrinks under the load gives an error, not SIGBUS. Holds one tensor's span at a time.
+inline at::Tensor pread_copy(const MappedFile& f, const at::Tensor& src, const std::string& key) {
+  std::int64_t span = src.numel() > 0 ? 1 : 0;
+  for (std::int64_t d = 0; d < src.dim() && span > 0; ++d) span += (src.size(d) - 1) * src.stride(d);
+  at::Tensor buf = at::empty({span}, src.options());
+  read_or_throw(f, buf.data_ptr(), static_cast<std::size_t>(span) * src.element_size(), file_offset(f, src), key);
+  return buf.as_strided(src.sizes(), src.strides(), 0);
 }
 
 /// Gives back the mapped pages of the chunks a lazy tensor was made from (they stay valid: touched
@@ -108,7 +136,7 @@ struct NoReadahead {
 /// A strided view of the mapping (a slice along a dim other than 0), read run by run with pread:
 /// only the slice's bytes reach the page cache, where touching the mapping would fault in, and read
 /// ahead, whole rows. Used when each contiguous run is at least a page.
-inline bool pread_runs(const MappedFile& f, const at::Tensor& src, at::Tensor& dst) {
+inline bool pread_runs(const MappedFile& f, const at::Tensor& src, at::Tensor& dst, const std::string& key) {
   const std::int64_t dims = src.dim();
   std::int64_t inner = dims, run = 1;  // dims [inner, dims) form contiguous runs of `run` elements
   while (inner > 0 && src.stride(inner - 1) == run) run *= src.size(--inner);
@@ -121,7 +149,7 @@ inline bool pread_runs(const MappedFile& f, const at::Tensor& src, at::Tensor& d
     std::int64_t at = 0;
     for (std::int64_t d = 0; d < inner; ++d) at += idx[static_cast<std::size_t>(d)] * src.stride(d);
     const std::uint8_t* p = base + at * static_cast<std::int64_t>(src.element_size());
-    if (!f.read_at(out, run_bytes, static_cast<std::uint64_t>(p - f.data()))) return false;
+    read_or_throw(f, out, run_bytes, static_cast<std::uint64_t>(p - f.data()), key);
     out += run_bytes;
     for (std::int64_t d = inner - 1; d >= 0; --d) {  // next outer index, last dim fastest
       if (++idx[static_cast<std::size_t>(d)] < src.size(d)) break;
@@ -129,6 +157,25 @@ inline bool pread_runs(const MappedFile& f, const at::Tensor& src, at::Tensor& d
     }
   }
   return true;
+}
+
+/// The mapped files the planned copies read from (a tensor's own, or its DCP chunks').
+inline std::vector<const MappedFile*> files_of(const std::vector<Copy>& copies) {
+  std::vector<const MappedFile*> out;
+  auto add = [&out](const at::Tensor& t) {
+    const MappedFile* f = t.defined() ? mapped_file_of(t) : nullptr;
+    if (f != nullptr && std::find(out.begin(), out.end(), f) == out.end()) out.push_back(f);
+  };
+  for (const auto& c : copies) {
+    if (!c.lazy) {
+      add(c.source);
+    } else if (c.lazy->pieces) {
+      for (const auto& p : c.lazy->pieces->parts) add(p.data);
+    } else {
+      add(c.lazy->base);
+    }
+  }
+  return out;
 }
 
 /// Writes the planned copies. Runs only after every check passed. `owns_source`: the checkpoint was
@@ -158,8 +205,10 @@ private:
   bool failed_ = false;
 };
 
+/// `written` receives each module key once its tensor is written: if a copy throws (the file
+/// changed under the load, a read failed), the caller reports which keys the module holds new.
 inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy, bool owns_source,
-                  ProgressSink& progress) {
+                  ProgressSink& progress, std::vector<std::string>& written) {
   torch::NoGradGuard no_grad;
   std::uint64_t total = 0, done = 0;
   for (const auto& c : copies) total += tensor_bytes(targets[c.target].tensor);
@@ -171,6 +220,7 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
       std::uint64_t &done, bytes, total;
       ~Tick() { p(done += bytes, total); }
     } tick{progress, done, bytes, total};
+    const std::string& key = targets[c.target].key;
     at::Tensor dst = targets[c.target].tensor;
     const at::Tensor source = c.get();  // a lazy source reads its bytes here, one tensor at a time
     const bool same_layout =
@@ -178,16 +228,25 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
     const bool aligned = reinterpret_cast<std::uintptr_t>(source.data_ptr()) % std::min<std::size_t>(source.element_size(), 16) == 0;
     if (zero_copy && same_layout && aligned) {
       dst.set_data(source);
+      written.push_back(key);
       continue;
     }
     const MappedFile* file = owns_source ? mapped_file_of(source) : nullptr;
     std::optional<NoReadahead> exact;
     if (file != nullptr && c.slice) exact.emplace(file->fd());
-    if (file != nullptr && same_layout && dst.is_contiguous() && pread_into(*file, source, dst)) continue;
-    if (file != nullptr && !source.is_contiguous() && dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() &&
-        source.sizes().equals(dst.sizes()) && dst.is_contiguous() && pread_runs(*file, source, dst))
+    if (file != nullptr && same_layout && dst.is_contiguous()) {
+      pread_into(*file, source, dst, key);
+      written.push_back(key);
       continue;
-    dst.copy_(source);
+    }
+    if (file != nullptr && !source.is_contiguous() && dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() &&
+        source.sizes().equals(dst.sizes()) && dst.is_contiguous() && pread_runs(*file, source, dst, key)) {
+      written.push_back(key);
+      continue;
+    }
+    // A file's bytes are read with pread even here (a cast, another layout): through a buffer.
+    dst.copy_(file != nullptr ? pread_copy(*file, source, key) : source);
+    written.push_back(key);
     if (owns_source && c.lazy) release_pieces(*c.lazy);  // assembled from chunks: let their pages go as well
     if (file != nullptr && source.is_contiguous())       // a strided shard shares its pages with other ranks' rows
       file->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(source.data_ptr()) - file->data()),
@@ -222,10 +281,42 @@ inline LoadReport run(const std::vector<Target>& targets, std::string name, cons
     r.error_id = e.id();
     return r;
   }
-  if (r.ok() && !dry_run) {
-    ProgressSink progress(opts.progress(), r.warnings);
-    apply(targets, copies, opts.zero_copy(), owned.has_value(), progress);
+  if (!r.ok() || dry_run) return r;
+  // The file must still be what was read: torch.save rewrites in place, and a shrunk file's pages
+  // cannot be read (SIGBUS through a mapping). A file replaced by rename is fine: we hold the old one.
+  const std::vector<const MappedFile*> files = files_of(copies);
+  for (const MappedFile* f : files) {
+    const std::string why = f->change();
+    if (!why.empty()) {
+      const Error e("file.changed", f->path(), "", why + "; the module was not changed");
+      r.error = e.what();
+      r.error_id = e.id();
+      return r;
+    }
+    if (f->replaced())
+      r.warnings.push_back(f->path() + " names another file than when it was read (replaced); the file that was read was loaded.");
+  }
+  ProgressSink progress(opts.progress(), r.warnings);
+  std::vector<std::string> written;
+  try {
+    apply(targets, copies, opts.zero_copy(), owned.has_value(), progress, written);
+    // Copies from a checkpoint the caller holds go through its mapping: a change during them may
+    // have mixed old and new bytes. Say so rather than report success.
+    for (const MappedFile* f : files) {
+      const std::string why = f->change();
+      if (!why.empty()) throw Error("file.changed", f->path(), "", why + " while the load copied from it");
+    }
     r.applied = true;
+  } catch (const Error& e) {
+    r.error = e.what();
+    r.error_id = e.id();
+    r.written = std::move(written);
+    r.loaded = r.written.size();
+  } catch (const std::exception& e) {
+    r.error = e.what();
+    r.error_id = "load.apply";
+    r.written = std::move(written);
+    r.loaded = r.written.size();
   }
   return r;
 }

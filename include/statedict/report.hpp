@@ -72,7 +72,10 @@ public:
   std::vector<std::string> unexpected;  ///< checkpoint keys nothing used
   std::vector<ShapeMismatch> shape_mismatch;
   std::vector<DtypeMismatch> dtype_mismatch;
-  std::vector<std::string> skipped;    ///< module keys left as they were despite a match
+  std::vector<std::string> skipped;  ///< module keys left as they were despite a match
+  /// A load that failed while writing (the file changed under it, a read failed): the module keys
+  /// already written. Empty for every other failure, which leaves the module unchanged.
+  std::vector<std::string> written;
   std::vector<std::string> tolerated;  ///< missing/unexpected keys an option or default allowed
   std::vector<Suggestion> suggestions;
   std::vector<std::string> errors;  ///< why the load failed under the policies, PyTorch-style lines
@@ -113,6 +116,7 @@ public:
                                      {"cast", d.cast},
                                      {"lossy", d.lossy}});
     j["skipped"] = skipped;
+    j["written"] = written;
     j["tolerated"] = tolerated;
     j["suggestions"] = nlohmann::json::array();
     for (const auto& s : suggestions) {
@@ -221,6 +225,9 @@ inline std::ostream& operator<<(std::ostream& os, const LoadReport& r) {
   const std::string name = r.module_name.empty() ? "Module" : r.module_name;
   if (!r.error.empty()) {
     os << "Error(s) in loading state_dict for " << name << ":\n\t" << r.error << "\n";
+    if (!r.written.empty())
+      os << "\tthe module was partly written: " << r.written.size() << " of " << r.module_tensors << " tensors hold new values ("
+         << detail::quoted_list(r.written, true) << "); the others are unchanged\n";
   } else if (!r.ok()) {
     os << "Error(s) in loading state_dict for " << name << ":\n";
     for (const auto& e : r.errors) os << "\t" << e << "\n";

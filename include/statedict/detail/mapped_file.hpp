@@ -36,6 +36,9 @@ public:
     f->path_ = path;
     f->size_ = static_cast<std::size_t>(st.st_size);
     f->fd_ = fd;
+    f->mtime_ = st.st_mtim;
+    f->dev_ = st.st_dev;
+    f->ino_ = st.st_ino;
     if (f->size_ > 0) {
       void* p = ::mmap(nullptr, f->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
       if (p == MAP_FAILED) throw Error("io.mmap", path, "", std::string("cannot map: ") + std::strerror(errno));
@@ -77,6 +80,25 @@ public:
     return true;
   }
 
+  /// How the open file changed since it was opened, or "" if it did not: another size, or another
+  /// modification time (rewritten in place, as torch.save does). Its bytes then may not be what was
+  /// parsed, and pages past a new end of file cannot be read.
+  std::string change() const {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return std::string("cannot stat it: ") + std::strerror(errno);
+    if (static_cast<std::uint64_t>(st.st_size) != size_)
+      return "its size changed from " + std::to_string(size_) + " to " + std::to_string(st.st_size) + " bytes since it was read";
+    if (st.st_mtim.tv_sec != mtime_.tv_sec || st.st_mtim.tv_nsec != mtime_.tv_nsec)
+      return "it was rewritten in place since it was read (its modification time changed)";
+    return {};
+  }
+  /// Whether the path now names another file, or none (an atomic replace, a delete): the file that
+  /// was read stays whole and readable through this object.
+  bool replaced() const {
+    struct stat st {};
+    return ::stat(path_.c_str(), &st) != 0 || st.st_ino != ino_ || st.st_dev != dev_;
+  }
+
   /// Tells the kernel the pages of [offset, offset+n) are no longer needed by us (they stay valid:
   /// a private mapping re-reads them from the file if touched again).
   void release(std::size_t offset, std::size_t n) const noexcept {
@@ -94,6 +116,9 @@ private:
   std::uint8_t* data_ = nullptr;
   std::size_t size_ = 0;
   int fd_ = -1;
+  struct timespec mtime_ {};
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
 };
 
 /// Overflow-checked arithmetic on sizes read from files.

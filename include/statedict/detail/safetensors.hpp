@@ -93,14 +93,20 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
   if (size < 8)
     throw Error("safetensors.truncated", path, "offset 0",
                 "file of " + std::to_string(size) + " bytes is shorter than the 8-byte header length");
-  const std::uint64_t n = rd64(f.data());
+  // The header is read with pread, not through the mapping: a file that shrinks meanwhile gives an
+  // error here, never SIGBUS.
+  std::uint8_t len[8];
+  if (!f.read_at(len, 8, 0)) throw Error("io.read", path, "offset 0", std::string("cannot read: ") + std::strerror(errno));
+  const std::uint64_t n = rd64(len);
   if (n > safetensors_max_header)
     throw Error("safetensors.header_size", path, "offset 0", "header length " + std::to_string(n) + " exceeds the 100,000,000-byte limit");
   if (n > size - 8)
     throw Error("safetensors.header_size", path, "offset 0",
                 "header length " + std::to_string(n) + " runs past the end of the " + std::to_string(size) + "-byte file");
-  nlohmann::json j =
-      parse_json_header(reinterpret_cast<const char*>(f.data() + 8), static_cast<std::size_t>(n), path, "header", opts.max_depth());
+  std::string text(static_cast<std::size_t>(n), '\0');
+  if (n > 0 && !f.read_at(text.data(), text.size(), 8))
+    throw Error("io.read", path, "header", std::string("cannot read: ") + (errno != 0 ? std::strerror(errno) : "short read"));
+  nlohmann::json j = parse_json_header(text.data(), text.size(), path, "header", opts.max_depth());
   if (!j.is_object()) throw Error("safetensors.header", path, "header", "header is not a JSON object");
   SafetensorsHeader h;
   h.data_offset = 8 + n;

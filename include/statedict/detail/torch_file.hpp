@@ -31,7 +31,11 @@ inline at::Storage storage_from_file(const std::shared_ptr<MappedFile>& f, std::
   c10::Storage s(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(nbytes), c10::GetCPUAllocator(), false);
   if (nbytes > 0) {
     std::uint8_t* dst = storage_bytes(s);
-    std::memcpy(dst, p, static_cast<std::size_t>(nbytes));
+    if (!f->read_at(dst, static_cast<std::size_t>(nbytes), offset))  // pread, not the mapping: a shrunk file is an error
+      throw Error(f->change().empty() ? "io.read" : "file.changed", f->path(), "offset " + std::to_string(offset),
+                  f->change().empty()
+                      ? std::string("cannot read the storage's bytes: ") + (errno != 0 ? std::strerror(errno) : "short read")
+                      : f->change());
     if (swap > 1)
       for (std::uint64_t e = 0; e + swap <= nbytes; e += swap) std::reverse(dst + e, dst + e + swap);
   }

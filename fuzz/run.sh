@@ -18,13 +18,15 @@ declare -A seeds=(
   [legacy]="$fx/resnet_legacy.pt $fx/dtypes_legacy.pt"
   [safetensors]="$fx/resnet.safetensors"
   [index]="$fx/sharded_st/model.safetensors.index.json"
+  [dcp]=""
 )
 failed=0
 passed=0
-for t in torch_zip pickle legacy safetensors index; do
+for t in torch_zip pickle legacy safetensors index dcp; do
   work=build-fuzz/corpus-$t
   mkdir -p "$work" "fuzz/corpus/$t"
   for s in ${seeds[$t]}; do cp -f "$s" "$work/"; done
+  if [ "$t" = dcp ]; then for r in 1 2 4; do cp -f "$fx/torch2/dcp_${r}ranks/.metadata" "$work/dcp_${r}ranks.metadata"; done; fi
   if [ "$t" = pickle ]; then unzip -p "$fx/training.pt" 'training/data.pkl' >"$work/training.pkl" 2>/dev/null || true; fi
   echo "== fuzz_$t: replay fuzz/corpus/$t, then ${seconds}s"
   if ./build-fuzz/fuzz/fuzz_$t -runs=0 "fuzz/corpus/$t" "$work" >/dev/null 2>"build-fuzz/replay-$t.log" &&

@@ -148,3 +148,20 @@ TEST_CASE("faults: loads while a writer rewrites the file in place give one whol
   CHECK(ok + failed == 300);
   WARN("rewrite race: ok " << ok << ", failed " << failed << " (partly written " << partial << "), error ids: " << seen);
 }
+
+TEST_CASE("faults: hashing, saving and converting a Checkpoint whose file shrank give file.changed, not SIGBUS", "[faults]") {
+  for (const char* name : {"resnet_plain.pt", "resnet.safetensors"}) {
+    INFO(name);
+    const std::string path = fault_copy(name, std::string("shrunk_save_") + name);
+    const statedict::Checkpoint ck = statedict::read(path);
+    const auto tensors = ck.tensors();
+    REQUIRE(::truncate(path.c_str(), 0) == 0);
+    CHECK(sdtest::error_id([&] { (void)statedict::tensor_sha256(tensors.back().tensor); }) == "file.changed");
+    for (const char* out : {"from_shrunk.pt", "from_shrunk.safetensors"}) {
+      const std::string target = sdtest::temp_path(out);
+      std::filesystem::remove(target);
+      CHECK(sdtest::error_id([&] { statedict::save(tensors, target); }) == "file.changed");
+      CHECK_FALSE(std::filesystem::exists(target));
+    }
+  }
+}

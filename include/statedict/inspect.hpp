@@ -3,6 +3,7 @@
 #include <statedict/checkpoint.hpp>
 #include <statedict/detail/dtypes.hpp>
 #include <statedict/detail/sha256.hpp>
+#include <statedict/detail/torch_file.hpp>
 
 #include <string>
 #include <vector>
@@ -17,7 +18,9 @@ inline std::string tensor_sha256(const at::Tensor& t) {
   at::Tensor c = t.is_contiguous() ? t : t.contiguous();
   if (c.device().type() != c10::kCPU) c = c.cpu();
   detail::Sha256 h;
-  h.update(c.data_ptr(), c.numel() * c.element_size());
+  std::vector<std::uint8_t> staging;  // a tensor of a file's mapping is read with pread (an error if the file shrank)
+  const std::size_t n = static_cast<std::size_t>(c.numel()) * c.element_size();
+  h.update(detail::safe_bytes(c.storage().data_ptr(), c.data_ptr(), n, staging, "tensor"), n);
   return h.hex();
 }
 

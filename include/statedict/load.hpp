@@ -83,19 +83,6 @@ inline std::uint64_t file_offset(const MappedFile& f, const at::Tensor& src) {
   return static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(src.data_ptr()) - f.data());
 }
 
-/// A read of a tensor's bytes that failed: the file changed under us (it shrank, it was rewritten
-/// in place), or the read itself failed.
-[[noreturn]] inline void read_failed(const MappedFile& f, const std::string& key, std::uint64_t offset, int err) {
-  const std::string where = key + " (offset " + std::to_string(offset) + ")";
-  const std::string why = f.change();
-  if (!why.empty()) throw Error("file.changed", f.path(), where, why);
-  throw Error("io.read", f.path(), where, err != 0 ? std::string("cannot read: ") + std::strerror(err) : "cannot read: short read");
-}
-inline void read_or_throw(const MappedFile& f, void* out, std::size_t n, std::uint64_t offset, const std::string& key) {
-  errno = 0;
-  if (!f.read_at(out, n, offset)) read_failed(f, key, offset, errno);
-}
-
 /// pread straight into the destination: one copy, from the page cache, without touching the mapping.
 inline void pread_into(const MappedFile& f, const at::Tensor& src, at::Tensor& dst, const std::string& key) {
   read_or_throw(f, dst.data_ptr(), static_cast<std::size_t>(tensor_bytes(dst)), file_offset(f, src), key);

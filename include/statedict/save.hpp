@@ -259,14 +259,15 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
   for (const auto& s : storages) total += s.nbytes;
   AtomicFile f(path);
   ZipWriter z(f);
+  std::vector<std::uint8_t> staging;
   z.add(top + "/data.pkl", p.out.data(), p.out.size());
   for (const auto& s : storages) {
     if (s.lazy) {
       const at::Tensor c = made(*s.lazy, s.nbytes);
       z.add(top + "/data/" + s.key, c.data_ptr(), s.nbytes);
       release_pieces(*s.lazy);  // a convert holds about one tensor, not the chunks' pages too
-    } else {
-      z.add(top + "/data/" + s.key, s.storage.data(), s.nbytes);
+    } else {                    // a storage of a file read by statedict is read with pread, never through the mapping
+      z.add(top + "/data/" + s.key, safe_bytes(s.storage.data_ptr(), s.storage.data(), s.nbytes, staging, s.key), s.nbytes);
     }
     done += s.nbytes;
     if (opts.progress()) opts.progress()(done, total);
@@ -301,11 +302,12 @@ inline void write_safetensors(const std::string& path, const std::vector<NamedTe
   put64(len, text.size());
   f.write(len);
   f.write(text);
+  std::vector<std::uint8_t> staging;
   std::uint64_t done = 0;
   for (const auto& [placed, lazy] : data) {
     const std::uint64_t n = tensor_bytes(placed);
     const at::Tensor c = lazy ? made(*lazy, n) : placed;
-    f.write(c.data_ptr(), static_cast<std::size_t>(n));
+    f.write(safe_bytes(c.storage().data_ptr(), c.data_ptr(), static_cast<std::size_t>(n), staging, "tensor"), static_cast<std::size_t>(n));
     if (lazy) release_pieces(*lazy);
     done += n;
     if (opts.progress()) opts.progress()(done, offset);

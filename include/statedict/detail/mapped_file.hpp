@@ -121,6 +121,19 @@ private:
   ino_t ino_ = 0;
 };
 
+/// A read of a tensor's bytes that failed: the file changed under us (it shrank, it was rewritten
+/// in place), or the read itself failed.
+[[noreturn]] inline void read_failed(const MappedFile& f, const std::string& key, std::uint64_t offset, int err) {
+  const std::string where = key + " (offset " + std::to_string(offset) + ")";
+  const std::string why = f.change();
+  if (!why.empty()) throw Error("file.changed", f.path(), where, why);
+  throw Error("io.read", f.path(), where, err != 0 ? std::string("cannot read: ") + std::strerror(err) : "cannot read: short read");
+}
+inline void read_or_throw(const MappedFile& f, void* out, std::size_t n, std::uint64_t offset, const std::string& key) {
+  errno = 0;
+  if (!f.read_at(out, n, offset)) read_failed(f, key, offset, errno);
+}
+
 /// Overflow-checked arithmetic on sizes read from files.
 inline bool add_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t* out) { return __builtin_add_overflow(a, b, out); }
 inline bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t* out) { return __builtin_mul_overflow(a, b, out); }

@@ -16,6 +16,17 @@ namespace statedict::detail {
 
 inline void delete_file_ref(void* ctx) { delete static_cast<std::shared_ptr<MappedFile>*>(ctx); }
 
+/// Bytes [p, p+n) of a storage: when the storage is a file's mapping, they are read with pread into
+/// `buf` (a file that shrank gives file.changed, not SIGBUS); otherwise p itself.
+inline const void* safe_bytes(const c10::DataPtr& dp, const void* p, std::size_t n, std::vector<std::uint8_t>& buf,
+                              const std::string& what) {
+  if (dp.get_deleter() != &delete_file_ref || n == 0) return p;
+  const MappedFile& f = **static_cast<std::shared_ptr<MappedFile>*>(dp.get_context());
+  buf.resize(n);
+  read_or_throw(f, buf.data(), n, static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(p) - f.data()), what);
+  return buf.data();
+}
+
 /// Bytes [offset, offset+nbytes) of the file as a storage: an alias of the mapping when `map` is set,
 /// no byte swap is needed and the address suits the element type; otherwise a copy.
 inline at::Storage storage_from_file(const std::shared_ptr<MappedFile>& f, std::uint64_t offset, std::uint64_t nbytes,

@@ -165,3 +165,22 @@ TEST_CASE("faults: hashing, saving and converting a Checkpoint whose file shrank
     }
   }
 }
+
+TEST_CASE("faults: saving or hashing a zero-copy module after training writes its values, not the file's", "[faults]") {
+  // The parameters alias the file's copy-on-write pages; a write to them stays in memory. Reading
+  // the file again (pread) would silently save the old weights.
+  const statedict::Checkpoint ck = statedict::read(fixture("resnet_plain.pt"));
+  sdtest::TinyResNet net;
+  REQUIRE(statedict::load(net, ck, LoadOptions{}.zero_copy()).ok());
+  {
+    torch::NoGradGuard no_grad;
+    net->conv1->weight.fill_(0.5);  // a "training step" in place
+  }
+  const std::string want = statedict::tensor_sha256(at::full_like(net->conv1->weight, 0.5));
+  CHECK(statedict::tensor_sha256(net->conv1->weight) == want);
+  for (const char* out : {"trained.pt", "trained.safetensors"}) {
+    const std::string path = sdtest::temp_path(out);
+    statedict::save(net, path);
+    CHECK(statedict::tensor_sha256(statedict::read(path).at("conv1.weight").tensor()) == want);
+  }
+}

@@ -221,15 +221,18 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
     const MappedFile* file = owns_source ? mapped_file_of(source) : nullptr;
     std::optional<NoReadahead> exact;
     if (file != nullptr && c.slice) exact.emplace(file->fd());
+    // A read straight into the parameter that fails half way leaves it partly new: it counts as
+    // written from the moment the read starts.
     if (file != nullptr && same_layout && dst.is_contiguous()) {
-      pread_into(*file, source, dst, key);
       written.push_back(key);
+      pread_into(*file, source, dst, key);
       continue;
     }
     if (file != nullptr && !source.is_contiguous() && dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() &&
-        source.sizes().equals(dst.sizes()) && dst.is_contiguous() && pread_runs(*file, source, dst, key)) {
+        source.sizes().equals(dst.sizes()) && dst.is_contiguous()) {
       written.push_back(key);
-      continue;
+      if (pread_runs(*file, source, dst, key)) continue;
+      written.pop_back();  // runs too short for pread: nothing was read; copied below
     }
     // A file's bytes are read with pread even here (a cast, another layout): through a buffer.
     dst.copy_(file != nullptr ? pread_copy(*file, source, key) : source);

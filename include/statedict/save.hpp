@@ -259,15 +259,16 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
   for (const auto& s : storages) total += s.nbytes;
   AtomicFile f(path);
   ZipWriter z(f);
-  std::vector<std::uint8_t> staging;
   z.add(top + "/data.pkl", p.out.data(), p.out.size());
   for (const auto& s : storages) {
     if (s.lazy) {
       const at::Tensor c = made(*s.lazy, s.nbytes);
+      check_file_of(c.storage().data_ptr(), s.key);
       z.add(top + "/data/" + s.key, c.data_ptr(), s.nbytes);
       release_pieces(*s.lazy);  // a convert holds about one tensor, not the chunks' pages too
-    } else {                    // a storage of a file read by statedict is read with pread, never through the mapping
-      z.add(top + "/data/" + s.key, safe_bytes(s.storage.data_ptr(), s.storage.data(), s.nbytes, staging, s.key), s.nbytes);
+    } else {
+      check_file_of(s.storage.data_ptr(), s.key);
+      z.add(top + "/data/" + s.key, s.storage.data(), s.nbytes);
     }
     done += s.nbytes;
     if (opts.progress()) opts.progress()(done, total);
@@ -289,6 +290,7 @@ inline void write_safetensors(const std::string& path, const std::vector<NamedTe
     // safetensors' own list of dtypes has no complex128 (statedict still reads "C128").
     if (dt->safetensors == nullptr || dt->type == c10::ScalarType::ComplexDouble)
       throw Error("format.unsupported_dtype", path, t.key, "safetensors has no " + std::string(dt->torch));
+    if (!t.lazy) check_file_of(t.tensor.storage().data_ptr(), t.key);
     at::Tensor c = t.lazy ? t.tensor : t.tensor.contiguous();  // a lazy tensor is made when written
     const std::uint64_t n = tensor_bytes(c);
     header[t.key] = {{"dtype", dt->safetensors}, {"shape", t.shape()}, {"data_offsets", {offset, offset + n}}};
@@ -302,12 +304,12 @@ inline void write_safetensors(const std::string& path, const std::vector<NamedTe
   put64(len, text.size());
   f.write(len);
   f.write(text);
-  std::vector<std::uint8_t> staging;
   std::uint64_t done = 0;
   for (const auto& [placed, lazy] : data) {
     const std::uint64_t n = tensor_bytes(placed);
     const at::Tensor c = lazy ? made(*lazy, n) : placed;
-    f.write(safe_bytes(c.storage().data_ptr(), c.data_ptr(), static_cast<std::size_t>(n), staging, "tensor"), static_cast<std::size_t>(n));
+    check_file_of(c.storage().data_ptr(), "the tensor at byte " + std::to_string(done) + " of the data");
+    f.write(c.data_ptr(), static_cast<std::size_t>(n));
     if (lazy) release_pieces(*lazy);
     done += n;
     if (opts.progress()) opts.progress()(done, offset);

@@ -96,7 +96,7 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
   // The header is read with pread, not through the mapping: a file that shrinks meanwhile gives an
   // error here, never SIGBUS.
   std::uint8_t len[8];
-  if (!f.read_at(len, 8, 0)) throw Error("io.read", path, "offset 0", std::string("cannot read: ") + std::strerror(errno));
+  read_or_throw(f, len, 8, 0, "header length");
   const std::uint64_t n = rd64(len);
   if (n > safetensors_max_header)
     throw Error("safetensors.header_size", path, "offset 0", "header length " + std::to_string(n) + " exceeds the 100,000,000-byte limit");
@@ -104,8 +104,7 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
     throw Error("safetensors.header_size", path, "offset 0",
                 "header length " + std::to_string(n) + " runs past the end of the " + std::to_string(size) + "-byte file");
   std::string text(static_cast<std::size_t>(n), '\0');
-  if (n > 0 && !f.read_at(text.data(), text.size(), 8))
-    throw Error("io.read", path, "header", std::string("cannot read: ") + (errno != 0 ? std::strerror(errno) : "short read"));
+  if (n > 0) read_or_throw(f, text.data(), text.size(), 8, "header");
   nlohmann::json j = parse_json_header(text.data(), text.size(), path, "header", opts.max_depth());
   if (!j.is_object()) throw Error("safetensors.header", path, "header", "header is not a JSON object");
   SafetensorsHeader h;

@@ -16,15 +16,15 @@ namespace statedict::detail {
 
 inline void delete_file_ref(void* ctx) { delete static_cast<std::shared_ptr<MappedFile>*>(ctx); }
 
-/// Bytes [p, p+n) of a storage: when the storage is a file's mapping, they are read with pread into
-/// `buf` (a file that shrank gives file.changed, not SIGBUS); otherwise p itself.
-inline const void* safe_bytes(const c10::DataPtr& dp, const void* p, std::size_t n, std::vector<std::uint8_t>& buf,
-                              const std::string& what) {
-  if (dp.get_deleter() != &delete_file_ref || n == 0) return p;
+/// Checks a storage that may be a file's mapping before its bytes are read: a file changed since it
+/// was read (shrunk: its pages would raise SIGBUS; rewritten: other bytes) is file.changed. The
+/// bytes themselves are then read from memory, not the file: a tensor written in place (a zero-copy
+/// parameter after training, an edited Checkpoint tensor) holds values the file does not have.
+inline void check_file_of(const c10::DataPtr& dp, const std::string& what) {
+  if (dp.get_deleter() != &delete_file_ref) return;
   const MappedFile& f = **static_cast<std::shared_ptr<MappedFile>*>(dp.get_context());
-  buf.resize(n);
-  read_or_throw(f, buf.data(), n, static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(p) - f.data()), what);
-  return buf.data();
+  const std::string why = f.change();
+  if (!why.empty()) throw Error("file.changed", f.path(), what, why);
 }
 
 /// Bytes [offset, offset+nbytes) of the file as a storage: an alias of the mapping when `map` is set,
@@ -42,11 +42,7 @@ inline at::Storage storage_from_file(const std::shared_ptr<MappedFile>& f, std::
   c10::Storage s(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(nbytes), c10::GetCPUAllocator(), false);
   if (nbytes > 0) {
     std::uint8_t* dst = storage_bytes(s);
-    if (!f->read_at(dst, static_cast<std::size_t>(nbytes), offset))  // pread, not the mapping: a shrunk file is an error
-      throw Error(f->change().empty() ? "io.read" : "file.changed", f->path(), "offset " + std::to_string(offset),
-                  f->change().empty()
-                      ? std::string("cannot read the storage's bytes: ") + (errno != 0 ? std::strerror(errno) : "short read")
-                      : f->change());
+    read_or_throw(*f, dst, static_cast<std::size_t>(nbytes), offset, "storage");  // pread, not the mapping
     if (swap > 1)
       for (std::uint64_t e = 0; e + swap <= nbytes; e += swap) std::reverse(dst + e, dst + e + swap);
   }

@@ -84,7 +84,7 @@ int open(const char* path, int flags, ...) {
     va_end(ap);
   }
   if (hit(C_OPEN, path_matches(path))) {
-    errno = fail_errno == EINTR ? EINTR : fail_errno;
+    errno = fail_errno;
     return -1;
   }
   return real_open(path, flags, mode);

@@ -23,12 +23,15 @@ inline std::string write(const std::string& name, const std::uint8_t* data, std:
 }
 
 /// Reads the file and touches everything a user would: the tree, every tensor's bytes.
+/// Both ways: tensors read with pread on first use (the default), and views of the mapping.
 inline void exercise(const std::string& path) {
-  try {
-    const auto ck = statedict::read(path, statedict::ReadOptions{}.max_pickle_bytes(1 << 20));
-    (void)ck.root().repr(200);
-    for (const auto& t : ck.tensors()) (void)statedict::tensor_sha256(t.tensor);
-  } catch (const statedict::Error&) {}
+  for (const bool mapped : {false, true}) {
+    try {
+      const auto ck = statedict::read(path, statedict::ReadOptions{}.max_pickle_bytes(1 << 20).map_tensors(mapped));
+      (void)ck.root().repr(200);
+      for (const auto& t : ck.tensors()) (void)statedict::tensor_sha256(t.tensor);
+    } catch (const statedict::Error&) {}
+  }
 }
 
 }  // namespace fuzz

@@ -149,11 +149,11 @@ TEST_CASE("faults: loads while a writer rewrites the file in place give one whol
   WARN("rewrite race: ok " << ok << ", failed " << failed << " (partly written " << partial << "), error ids: " << seen);
 }
 
-TEST_CASE("faults: hashing, saving and converting a Checkpoint whose file shrank give file.changed, not SIGBUS", "[faults]") {
+TEST_CASE("faults: hashing, saving and converting a mapped Checkpoint whose file shrank give file.changed, not SIGBUS", "[faults]") {
   for (const char* name : {"resnet_plain.pt", "resnet.safetensors"}) {
     INFO(name);
     const std::string path = fault_copy(name, std::string("shrunk_save_") + name);
-    const statedict::Checkpoint ck = statedict::read(path);
+    const statedict::Checkpoint ck = statedict::read(path, statedict::ReadOptions{}.map_tensors(true));
     const auto tensors = ck.tensors();
     REQUIRE(::truncate(path.c_str(), 0) == 0);
     CHECK(sdtest::error_id([&] { (void)statedict::tensor_sha256(tensors.back().tensor); }) == "file.changed");
@@ -166,12 +166,68 @@ TEST_CASE("faults: hashing, saving and converting a Checkpoint whose file shrank
   }
 }
 
+TEST_CASE("faults: a default Checkpoint never reads its file's mapping: a shrunk or rewritten file is file.changed, "
+          "tensors already read keep their values",
+          "[faults]") {
+  // Every format, each the default way (ReadOptions{}): a tensor's bytes are read with pread when
+  // it is first asked for. The same calls on a mapped Checkpoint die of SIGBUS.
+  for (const char* name : {"resnet_plain.pt", "resnet.safetensors", "resnet_legacy.pt", "resnet_fp16.pt", "dtypes.pt"}) {
+    INFO(name);
+    const std::string path = fault_copy(name, std::string("shrunk_default_") + name);
+    const statedict::Checkpoint ck = statedict::read(path);
+    const auto listed = statedict::detail::lazy_tensors(ck.root());
+    REQUIRE(listed.size() >= 2);
+    const std::string first = listed.front().key, last = listed.back().key;
+    const at::Tensor held = ck.at(first).tensor();  // read now, before the file changes
+    const std::string held_hash = statedict::tensor_sha256(held);
+    CHECK(held_hash == statedict::tensor_sha256(statedict::read(fixture(name)).at(first).tensor()));
+    REQUIRE(::truncate(path.c_str(), 0) == 0);
+    // Asked for after the change: an error naming the file, whichever way it is asked for.
+    const std::string err = sdtest::error_text([&] { (void)ck.at(last).tensor(); });
+    CHECK(sdtest::error_id([&] { (void)ck.at(last).tensor(); }) == "file.changed");
+    CHECK(err.find(path) != std::string::npos);
+    CHECK(sdtest::error_id([&] { (void)ck.tensors(); }) == "file.changed");
+    CHECK(sdtest::error_id([&] { (void)statedict::tensor_sha256(statedict::detail::resolve(listed.back())); }) == "file.changed");
+    for (const char* out : {"from_default.pt", "from_default.safetensors"}) {
+      if (std::string(name) == "dtypes.pt" && std::string(out) == "from_default.safetensors") continue;  // has complex128
+      const std::string target = sdtest::temp_path(out);
+      std::filesystem::remove(target);
+      CHECK(sdtest::error_id([&] { statedict::save(statedict::detail::lazy_tensors(ck.root()), target); }) == "file.changed");
+      CHECK_FALSE(std::filesystem::exists(target));
+    }
+    // What was read stays: the same tensor object, the same values, and saving it works.
+    CHECK(ck.at(first).tensor().is_same(held));
+    CHECK(statedict::tensor_sha256(ck.at(first).tensor()) == held_hash);
+    const std::string target = sdtest::temp_path("held_default.safetensors");
+    statedict::save(std::vector<statedict::NamedTensor>{{first, held}}, target);
+    CHECK(statedict::tensor_sha256(statedict::read(target).at(first).tensor()) == held_hash);
+  }
+}
+
+TEST_CASE("faults: a default Checkpoint's tensors are read once, on first use, and edits to them are what save writes", "[faults]") {
+  const statedict::Checkpoint ck = statedict::read(fixture("resnet_plain.pt"));
+  const at::Tensor& a = ck.at("conv1.weight").tensor();
+  CHECK(&a == &ck.at("conv1.weight").tensor());            // kept by the Checkpoint, not read again
+  CHECK(statedict::detail::mapped_file_of(a) == nullptr);  // its own bytes, not a view of the file
+  {
+    torch::NoGradGuard no_grad;
+    ck.at("conv1.weight").tensor().fill_(0.25);
+  }
+  const std::string want = statedict::tensor_sha256(at::full_like(a, 0.25));
+  CHECK(statedict::tensor_sha256(ck.tensors().front().tensor) == want);
+  const std::string out = sdtest::temp_path("edited_default.pt");
+  statedict::save(statedict::detail::lazy_tensors(ck.root()), out);  // what statedict convert saves
+  CHECK(statedict::tensor_sha256(statedict::read(out).at("conv1.weight").tensor()) == want);
+  CHECK(sdtest::read_bytes(fixture("resnet_plain.pt")) == sdtest::read_bytes(fixture("resnet_plain.pt")));
+}
+
 TEST_CASE("faults: saving or hashing a zero-copy module after training writes its values, not the file's", "[faults]") {
   // The parameters alias the file's copy-on-write pages; a write to them stays in memory. Reading
   // the file again (pread) would silently save the old weights.
-  const statedict::Checkpoint ck = statedict::read(fixture("resnet_plain.pt"));
+  const statedict::Checkpoint ck = statedict::read(fixture("resnet_plain.pt"), statedict::ReadOptions{}.map_tensors(true));
   sdtest::TinyResNet net;
   REQUIRE(statedict::load(net, ck, LoadOptions{}.zero_copy()).ok());
+  REQUIRE(statedict::detail::mapped_file_of(net->conv1->weight) != nullptr);  // a view of the file, as asked
   {
     torch::NoGradGuard no_grad;
     net->conv1->weight.fill_(0.5);  // a "training step" in place

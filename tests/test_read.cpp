@@ -128,9 +128,10 @@ TEST_CASE("a path that does not exist names the level and lists the keys there",
 }
 
 TEST_CASE("tensors that share a storage stay views of one storage, with their strides and offsets", "[read]") {
-  for (const char* name : {"dtypes.pt", "dtypes_legacy.pt"}) {
-    INFO(name);
-    const auto ck = statedict::read(fixture(name));
+  for (const auto& [name, mapped] : std::vector<std::pair<const char*, bool>>{
+           {"dtypes.pt", false}, {"dtypes_legacy.pt", false}, {"dtypes.pt", true}, {"dtypes_legacy.pt", true}}) {
+    INFO(name << (mapped ? " mapped" : " read on first use"));
+    const auto ck = statedict::read(fixture(name), statedict::ReadOptions{}.map_tensors(mapped));
     const auto a = ck.at("tied_a").tensor(), b = ck.at("tied_b").tensor(), row = ck.at("row_view").tensor();
     const auto tr = ck.at("transposed").tensor(), strided = ck.at("strided").tensor();
     CHECK(a.storage().is_alias_of(b.storage()));
@@ -171,18 +172,22 @@ TEST_CASE("safetensors keeps __metadata__ and sharded checkpoints read from the 
   CHECK(statedict::read(fixture("sharded_bin")).format() == statedict::Format::sharded_torch);
 }
 
-TEST_CASE("tensors alias the file's copy-on-write mapping, and writing to them never reaches the file", "[read]") {
+TEST_CASE("mapped tensors alias the file's copy-on-write mapping, and writing to them never reaches the file", "[read]") {
   const std::string copy = sdtest::write_temp("cow.pt", sdtest::read_bytes(fixture("resnet_plain.pt")));
   const std::string before = sdtest::read_bytes(copy);
   {
-    auto ck = statedict::read(copy);
+    auto ck = statedict::read(copy, statedict::ReadOptions{}.map_tensors(true));
+    CHECK(statedict::detail::mapped_file_of(ck.at("conv1.weight").tensor()) != nullptr);
     auto w = ck.at("conv1.weight").tensor();
     w.fill_(42.0f);
     CHECK(w.sum().item<float>() == Approx(42.0f * static_cast<float>(w.numel())));
   }
   CHECK(sdtest::read_bytes(copy) == before);
-  auto owned = statedict::read(copy, statedict::ReadOptions{}.map_tensors(false));
-  CHECK(owned.at("conv1.weight").tensor().equal(statedict::read(copy).at("conv1.weight").tensor()));
+  auto owned = statedict::read(copy);
+  CHECK(statedict::detail::mapped_file_of(owned.at("conv1.weight").tensor()) == nullptr);
+  CHECK(owned.at("conv1.weight")
+            .tensor()
+            .equal(statedict::read(copy, statedict::ReadOptions{}.map_tensors(true)).at("conv1.weight").tensor()));
 }
 
 TEST_CASE("reading a torch zip file maps none of its pages: the reader parses it with pread", "[read][memory]") {
@@ -204,10 +209,16 @@ TEST_CASE("reading a torch zip file maps none of its pages: the reader parses it
     }
     return kib;
   };
-  const auto ck = statedict::read(copy);
+  {
+    const auto ck = statedict::read(copy);  // the default: tensors read with pread on first use
+    REQUIRE(ck.tensors().size() == 122);
+    CHECK(ck.at("conv1.weight").tensor().sum().item<float>() != 0.0f);
+    CHECK(mapped_kib() == 0);
+  }
+  const auto ck = statedict::read(copy, statedict::ReadOptions{}.map_tensors(true));
   REQUIRE(ck.tensors().size() == 122);
   CHECK(mapped_kib() == 0);
-  ck.at("conv1.weight").tensor().sum();  // touching a tensor maps its pages: the check can fail
+  ck.at("conv1.weight").tensor().sum();  // touching a mapped tensor maps its pages: the check can fail
   CHECK(mapped_kib() > 0);
 }
 

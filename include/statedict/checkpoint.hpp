@@ -6,12 +6,15 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -88,6 +91,60 @@ class Value;
 class Checkpoint;
 
 namespace detail {
+/// The tensors of a pread-only file (statedict::read's default) that the caller asked for, each
+/// storage read with pread on first use and kept: memory holds what was used, tensors that share a
+/// storage in the file (tied weights, views) share one in memory, and the file's pages are never
+/// touched through the mapping.
+class ReadTensors {
+public:
+  /// Node `id`'s tensor, fit to read: a view of a pread-only file is read now (once).
+  const at::Tensor& get(std::uint32_t id, const Node& n, const std::string& key = "tensor") const {
+    const at::Tensor& t = tensor_of(n);
+    const MappedFile* f = n.pieces ? nullptr : mapped_file_of(t);
+    if (f == nullptr || !f->pread_only()) return t;
+    std::shared_ptr<Slot> slot;
+    std::shared_ptr<StorageSlot> bytes;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto& s = slots_[id];
+      if (!s) s = std::make_shared<Slot>();
+      slot = s;
+      auto& b = storages_[t.storage().unsafeGetStorageImpl()];
+      if (!b) b = std::make_shared<StorageSlot>();
+      bytes = b;
+    }
+    std::call_once(slot->once, [&] {
+      std::call_once(bytes->once, [&] { bytes->storage = readable(t.storage(), key); });
+      slot->tensor = at::empty({0}, t.options()).set_(bytes->storage, t.storage_offset(), t.sizes(), t.strides());
+      slot->done.store(true, std::memory_order_release);
+      any_.store(true, std::memory_order_release);
+    });
+    return slot->tensor;
+  }
+  /// The tensor get() already read for node `id` (the caller may have changed it), else nullptr.
+  const at::Tensor* find(std::uint32_t id) const {
+    if (!any_.load(std::memory_order_acquire)) return nullptr;
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto it = slots_.find(id);
+    return it != slots_.end() && it->second->done.load(std::memory_order_acquire) ? &it->second->tensor : nullptr;
+  }
+
+private:
+  struct Slot {
+    std::once_flag once;
+    std::atomic<bool> done{false};
+    at::Tensor tensor;
+  };
+  struct StorageSlot {
+    std::once_flag once;
+    at::Storage storage;
+  };
+  mutable std::mutex mu_;
+  mutable std::unordered_map<std::uint32_t, std::shared_ptr<Slot>> slots_;
+  mutable std::unordered_map<const void*, std::shared_ptr<StorageSlot>> storages_;
+  mutable std::atomic<bool> any_{false};
+};
+
 struct CheckpointData {
   Tree tree;
   std::uint32_t root = npos;
@@ -97,6 +154,7 @@ struct CheckpointData {
   std::map<std::string, std::string> metadata;
   std::vector<std::string> reasons;  // Internal::unreadable nodes point here
   std::size_t max_depth = 1000;
+  ReadTensors handed;  // tensors handed to the caller, read on first use
 };
 Checkpoint make_checkpoint(std::shared_ptr<const CheckpointData> data);
 std::vector<NamedTensor> lazy_tensors(const Value& v);
@@ -163,7 +221,7 @@ public:
     if (n().raw != nullptr)
       fail("format.unsupported_dtype",
            std::string("dtype ") + n().raw->torch + " is not available in LibTorch " + TORCH_VERSION + "; raw_tensor() holds its bytes");
-    return detail::tensor_of(n());
+    return tensor_ref();
   }
   /// For a tensor whose dtype this LibTorch lacks: PyTorch's name of it; nullptr otherwise.
   const char* raw_dtype() const {
@@ -173,12 +231,12 @@ public:
   /// The tensor, or for a raw_dtype() its bytes (uint8, one more trailing dimension of the element size).
   const at::Tensor& raw_tensor() const {
     expect(Kind::tensor, "a tensor");
-    return detail::tensor_of(n());
+    return tensor_ref();
   }
   /// A tensor value with its key, as tensors() lists it (raw_dtype set for dtypes this LibTorch lacks).
   NamedTensor named(std::string key = {}) const {
     expect(Kind::tensor, "a tensor");
-    return {std::move(key), detail::tensor_of(n()), n().raw != nullptr ? n().raw->torch : nullptr};
+    return {std::move(key), tensor_ref(), n().raw != nullptr ? n().raw->torch : nullptr};
   }
 
   /// Number of elements of a list, tuple, set or dict.
@@ -320,8 +378,10 @@ private:
   /// The tensor of a value that is a 0-dim tensor (a numpy or torch scalar), else nullptr.
   const at::Tensor* scalar_tensor() const {
     if (kind() != Kind::tensor || n().raw != nullptr || n().pieces) return nullptr;
-    return n().tensor.dim() == 0 ? &n().tensor : nullptr;
+    return n().tensor.dim() == 0 ? &tensor_ref() : nullptr;
   }
+  /// This tensor node's tensor, its bytes safe to read (see detail::ReadTensors).
+  const at::Tensor& tensor_ref() const { return data_->handed.get(id_, n()); }
   void expect(Kind k, const char* what) const {
     if (kind() != k) fail("value.type", std::string("expected ") + what + ", found " + type_name());
   }
@@ -357,9 +417,12 @@ private:
     case Kind::tensor:
       if (unreadable == nullptr) {
         const char* raw = nd.raw != nullptr ? nd.raw->torch : nullptr;
-        if (!nd.pieces)
-          out.push_back({path, nd.tensor, raw});
-        else if (lazy)
+        if (!nd.pieces && lazy) {  // as read, unless the caller holds (and may have changed) it
+          const at::Tensor* held = data_->handed.find(id);
+          out.push_back({path, held != nullptr ? *held : nd.tensor, raw});
+        } else if (!nd.pieces) {
+          out.push_back({path, data_->handed.get(id, nd, path), raw});
+        } else if (lazy)
           out.push_back({path, nd.tensor, raw, std::make_shared<const detail::LazyTensor>(detail::LazyTensor{nd.pieces, {}})});
         else
           out.push_back({path, nd.pieces->whole(), raw});
@@ -588,7 +651,7 @@ inline std::vector<NamedTensor> lazy_tensors(const Value& v) {
   return out;
 }
 /// The bytes of an entry of such a list.
-inline at::Tensor resolve(const NamedTensor& t) { return t.lazy ? t.lazy->get() : t.tensor; }
+inline at::Tensor resolve(const NamedTensor& t) { return t.lazy ? t.lazy->get() : readable(t.tensor, t.key); }
 }  // namespace detail
 
 }  // namespace statedict

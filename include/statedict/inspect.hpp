@@ -3,7 +3,7 @@
 #include <statedict/checkpoint.hpp>
 #include <statedict/detail/dtypes.hpp>
 #include <statedict/detail/sha256.hpp>
-#include <statedict/detail/torch_file.hpp>
+#include <statedict/detail/file_tensor.hpp>
 
 #include <string>
 #include <vector>
@@ -15,8 +15,8 @@ inline std::string dtype_name(c10::ScalarType t) { return detail::dtype_name(t);
 
 /// SHA-256 of a tensor's contiguous little-endian bytes (what `statedict inspect --hash` prints).
 inline std::string tensor_sha256(const at::Tensor& t) {
-  detail::check_file_of(t.storage().data_ptr(), "tensor");  // a file that shrank: file.changed, not SIGBUS
-  at::Tensor c = t.is_contiguous() ? t : t.contiguous();
+  at::Tensor c = detail::readable(t, "tensor");  // a file that shrank: file.changed, not SIGBUS
+  if (!c.is_contiguous()) c = c.contiguous();
   if (c.device().type() != c10::kCPU) c = c.cpu();
   detail::Sha256 h;
   h.update(c.data_ptr(), static_cast<std::size_t>(c.numel()) * c.element_size());

@@ -71,32 +71,9 @@ template <class M> using access_of = ModuleAccess<std::remove_const_t<std::remov
                 "holder such as torch::nn::Linear, a std::shared_ptr to a module, or a torch::jit::Module (with "                          \
                 "<statedict/jit.hpp> or <statedict/statedict.hpp> included); the source is a path or a statedict::Checkpoint")
 
-/// The mapped file a tensor aliases, if it came from statedict::read's mapping.
-inline const MappedFile* mapped_file_of(const at::Tensor& t) {
-  const c10::DataPtr& dp = t.storage().data_ptr();
-  if (dp.get_deleter() != &delete_file_ref) return nullptr;
-  return static_cast<std::shared_ptr<MappedFile>*>(dp.get_context())->get();
-}
-
-/// Offset in the file of a view of its mapping.
-inline std::uint64_t file_offset(const MappedFile& f, const at::Tensor& src) {
-  return static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(src.data_ptr()) - f.data());
-}
-
 /// pread straight into the destination: one copy, from the page cache, without touching the mapping.
 inline void pread_into(const MappedFile& f, const at::Tensor& src, at::Tensor& dst, const std::string& key) {
   read_or_throw(f, dst.data_ptr(), static_cast<std::size_t>(tensor_bytes(dst)), file_offset(f, src), key);
-}
-
-/// The bytes `src` (a view of f's mapping) spans, read with pread into memory and viewed with its
-/// sizes and strides: casts and odd layouts copy from here, never from the mapping, so a file that
-/// shrinks under the load gives an error, not SIGBUS. Holds one tensor's span at a time.
-inline at::Tensor pread_copy(const MappedFile& f, const at::Tensor& src, const std::string& key) {
-  std::int64_t span = src.numel() > 0 ? 1 : 0;
-  for (std::int64_t d = 0; d < src.dim() && span > 0; ++d) span += (src.size(d) - 1) * src.stride(d);
-  at::Tensor buf = at::empty({span}, src.options());
-  read_or_throw(f, buf.data_ptr(), static_cast<std::size_t>(span) * src.element_size(), file_offset(f, src), key);
-  return buf.as_strided(src.sizes(), src.strides(), 0);
 }
 
 /// Gives back the mapped pages of the chunks a lazy tensor was made from (they stay valid: touched
@@ -213,12 +190,15 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
     const bool same_layout =
         dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() && source.is_contiguous() && source.sizes().equals(dst.sizes());
     const bool aligned = reinterpret_cast<std::uintptr_t>(source.data_ptr()) % std::min<std::size_t>(source.element_size(), 16) == 0;
-    if (zero_copy && same_layout && aligned) {
+    // A file's bytes are read with pread when this load read it, or when it was read pread-only
+    // (statedict::read's default): a shrunk file is then an error, not SIGBUS.
+    const MappedFile* file = mapped_file_of(source);
+    if (file != nullptr && !owns_source && !file->pread_only()) file = nullptr;
+    if (zero_copy && same_layout && aligned && (file == nullptr || !file->pread_only())) {
       dst.set_data(source);
       written.push_back(key);
       continue;
     }
-    const MappedFile* file = owns_source ? mapped_file_of(source) : nullptr;
     std::optional<NoReadahead> exact;
     if (file != nullptr && c.slice) exact.emplace(file->fd());
     // A read straight into the parameter that fails half way leaves it partly new: it counts as
@@ -237,8 +217,8 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
     // A file's bytes are read with pread even here (a cast, another layout): through a buffer.
     dst.copy_(file != nullptr ? pread_copy(*file, source, key) : source);
     written.push_back(key);
-    if (owns_source && c.lazy) release_pieces(*c.lazy);  // assembled from chunks: let their pages go as well
-    if (file != nullptr && source.is_contiguous())       // a strided shard shares its pages with other ranks' rows
+    if (owns_source && c.lazy) release_pieces(*c.lazy);            // assembled from chunks: let their pages go as well
+    if (owns_source && file != nullptr && source.is_contiguous())  // a strided shard shares its pages with other ranks' rows
       file->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(source.data_ptr()) - file->data()),
                     static_cast<std::size_t>(source.numel()) * source.element_size());
   }
@@ -254,7 +234,8 @@ inline LoadReport run(const std::vector<Target>& targets, std::string name, cons
   if (ck == nullptr) {
     try {
       ReadOptions ro = opts.read_options();
-      ro.alias_misaligned(true);  // its bytes are read with pread below, never through a misaligned pointer
+      ro.alias_misaligned(true);                   // its bytes are read with pread below, never through a misaligned pointer
+      if (opts.zero_copy()) ro.map_tensors(true);  // parameters alias the file's pages: asked for
       owned = statedict::read(path, ro);
       ck = &*owned;
     } catch (const Error& e) {
@@ -285,13 +266,16 @@ inline LoadReport run(const std::vector<Target>& targets, std::string name, cons
     }
     if (f->replaced())
       r.warnings.push_back(f->path() + " names another file than when it was read (replaced); the file that was read was loaded.");
+    if (opts.zero_copy() && f->pread_only())
+      r.warnings.push_back("zero_copy: " + f->path() +
+                           " was read without ReadOptions::map_tensors(true), so the parameters got copies of its bytes, not views.");
   }
   ProgressSink progress(opts.progress(), r.warnings);
   std::vector<std::string> written;
   try {
     apply(targets, copies, opts.zero_copy(), owned.has_value(), progress, written);
-    // Copies from a checkpoint the caller holds go through its mapping: a change during them may
-    // have mixed old and new bytes. Say so rather than report success.
+    // A change during the copies may have mixed old and new bytes (a mapped checkpoint's copies
+    // read its pages, others read the file). Say so rather than report success.
     for (const MappedFile* f : files) {
       const std::string why = f->change();
       if (!why.empty()) throw Error("file.changed", f->path(), "", why + " while the load copied from it");

@@ -24,7 +24,9 @@ inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const 
 inline std::shared_ptr<CheckpointData> read_sharded(const std::string& index_path, const ReadOptions& opts) {
   auto f = MappedFile::open(index_path);
   if (f->size() > (64u << 20)) throw Error("index.too_large", index_path, "", "index file larger than 64 MiB");
-  nlohmann::json j = parse_json_header(reinterpret_cast<const char*>(f->data()), f->size(), index_path, "", opts.max_depth());
+  std::string text(f->size(), '\0');
+  read_or_throw(*f, text.data(), text.size(), 0, "index");  // pread: a file that shrinks is an error, not SIGBUS
+  nlohmann::json j = parse_json_header(text.data(), text.size(), index_path, "", opts.max_depth());
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     throw Error("index.bad", index_path, "weight_map", "index has no weight_map object");
   const auto& wm = j["weight_map"];
@@ -51,7 +53,7 @@ inline std::shared_ptr<CheckpointData> read_sharded(const std::string& index_pat
     if (!std::filesystem::exists(sp)) throw Error("index.missing_shard", index_path, shard, "shard file does not exist");
     auto part = read_file(sp, opts);
     Checkpoint ck = make_checkpoint(part);
-    for (auto& nt : ck.tensors()) {
+    for (auto& nt : lazy_tensors(ck.root())) {  // as read: no tensor's bytes are read here
       if (!wm.contains(nt.key))
         throw Error("index.mismatch", index_path, shard, "shard holds tensor '" + nt.key + "' that weight_map does not list");
       if (wm[nt.key].get<std::string>() != shard)
@@ -93,7 +95,7 @@ inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const 
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return is_dcp_folder(path) ? read_dcp(path, opts) : read_sharded(find_index_in(path), opts);
   if (ends_with(path, ".index.json")) return read_sharded(path, opts);
-  auto f = MappedFile::open(path);
+  auto f = MappedFile::open(path, !opts.map_tensors());
   if (f->size() == 0) throw Error("format.empty", path, "", "file is empty");
   static const char lfs[] = "version https://git-lfs.";
   if (f->head_size() >= sizeof lfs - 1 && std::memcmp(f->head(), lfs, sizeof lfs - 1) == 0)

@@ -22,8 +22,12 @@ struct ReadOptions {
     max_tensors_ = v;
     return *this;
   }
-  /// Let tensors alias the file's copy-on-write mapping where alignment and byte order allow (the
-  /// default); off, every tensor owns a copy of its bytes.
+  /// Let tensors be views of the file's copy-on-write mapping where alignment and byte order allow.
+  /// Off by default: a tensor's bytes are then read with pread the first time it is asked for
+  /// (Value::tensor(), tensors()) and kept by the Checkpoint, so memory holds what was used and a
+  /// file that shrinks or is rewritten gives Error "file.changed", never SIGBUS. On, reading a
+  /// tensor of a file that shrank raises SIGBUS, as with PyTorch's mmap=True: the file must not be
+  /// rewritten in place while its tensors are used (statedict::save and a rename over it are safe).
   ReadOptions& map_tensors(bool v) {
     map_tensors_ = v;
     return *this;
@@ -48,7 +52,7 @@ private:
   std::uint64_t max_pickle_bytes_ = std::uint64_t{1} << 30;
   std::size_t max_depth_ = 1000;
   std::uint64_t max_tensors_ = 10'000'000;
-  bool map_tensors_ = true;
+  bool map_tensors_ = false;
   bool alias_misaligned_ = false;
 };
 

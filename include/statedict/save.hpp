@@ -263,12 +263,11 @@ inline void write_torch_zip(const std::string& path, const std::vector<NamedTens
   for (const auto& s : storages) {
     if (s.lazy) {
       const at::Tensor c = made(*s.lazy, s.nbytes);
-      check_file_of(c.storage().data_ptr(), s.key);
       z.add(top + "/data/" + s.key, c.data_ptr(), s.nbytes);
       release_pieces(*s.lazy);  // a convert holds about one tensor, not the chunks' pages too
     } else {
-      check_file_of(s.storage.data_ptr(), s.key);
-      z.add(top + "/data/" + s.key, s.storage.data(), s.nbytes);
+      const at::Storage bytes = readable(s.storage, s.key);  // a file's: checked, or read with pread
+      z.add(top + "/data/" + s.key, bytes.data_ptr().get(), s.nbytes);
     }
     done += s.nbytes;
     if (opts.progress()) opts.progress()(done, total);
@@ -290,8 +289,8 @@ inline void write_safetensors(const std::string& path, const std::vector<NamedTe
     // safetensors' own list of dtypes has no complex128 (statedict still reads "C128").
     if (dt->safetensors == nullptr || dt->type == c10::ScalarType::ComplexDouble)
       throw Error("format.unsupported_dtype", path, t.key, "safetensors has no " + std::string(dt->torch));
-    if (!t.lazy) check_file_of(t.tensor.storage().data_ptr(), t.key);
-    at::Tensor c = t.lazy ? t.tensor : t.tensor.contiguous();  // a lazy tensor is made when written
+    // A lazy tensor is made when written, a view of a file read when written (readable()).
+    at::Tensor c = t.lazy || mapped_file_of(t.tensor) != nullptr ? t.tensor : t.tensor.contiguous();
     const std::uint64_t n = tensor_bytes(c);
     header[t.key] = {{"dtype", dt->safetensors}, {"shape", t.shape()}, {"data_offsets", {offset, offset + n}}};
     offset += n;
@@ -307,8 +306,8 @@ inline void write_safetensors(const std::string& path, const std::vector<NamedTe
   std::uint64_t done = 0;
   for (const auto& [placed, lazy] : data) {
     const std::uint64_t n = tensor_bytes(placed);
-    const at::Tensor c = lazy ? made(*lazy, n) : placed;
-    check_file_of(c.storage().data_ptr(), "the tensor at byte " + std::to_string(done) + " of the data");
+    const at::Tensor c =
+        lazy ? made(*lazy, n) : readable(placed, "the tensor at byte " + std::to_string(done) + " of the data").contiguous();
     f.write(c.data_ptr(), static_cast<std::size_t>(n));
     if (lazy) release_pieces(*lazy);
     done += n;

@@ -138,7 +138,8 @@ private:
 
   const std::shared_ptr<MappedFile>& open(const std::string& name) {
     auto it = files_.find(name);
-    if (it == files_.end()) it = files_.emplace(name, MappedFile::open((std::filesystem::path(dir_) / name).string())).first;
+    if (it == files_.end())
+      it = files_.emplace(name, MappedFile::open((std::filesystem::path(dir_) / name).string(), !opts_.map_tensors())).first;
     return it->second;
   }
 
@@ -223,6 +224,7 @@ private:
     auto pieces = std::make_shared<Pieces>();
     pieces->dtype = dt;
     pieces->size = size;
+    pieces->key = fqn;
     for (std::size_t i = 0; i < list.size(); ++i) {
       const Chunk& c = list[i];
       auto cd = read_record(fqn, c.offsets);

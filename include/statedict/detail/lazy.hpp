@@ -4,6 +4,7 @@
 // statedict makes for itself (matching, convert, inspect) carry a LazyTensor and a placeholder of
 // the right shape and dtype, so that a rank's load or a convert holds about one tensor at a time.
 #include <statedict/detail/dtypes.hpp>
+#include <statedict/detail/file_tensor.hpp>
 
 #include <ATen/ATen.h>
 
@@ -12,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace statedict::detail {
@@ -20,8 +22,9 @@ namespace statedict::detail {
 struct Pieces {
   struct Piece {
     std::vector<std::int64_t> offsets, sizes;
-    at::Tensor data;  // the piece as read (an alias of the file's mapping where it can be); raw dtypes as bytes
+    at::Tensor data;  // the piece as read (a view of its file, read with readable()); raw dtypes as bytes
   };
+  std::string key;  // the tensor's name, for errors
   Dtype dtype = nullptr;
   std::vector<std::int64_t> size;
   std::vector<Piece> parts;
@@ -41,7 +44,7 @@ struct Pieces {
       if (!holds) continue;
       at::Tensor view = p.data;
       for (std::size_t d = 0; d < n; ++d) view = view.narrow(static_cast<std::int64_t>(d), lo[d] - p.offsets[d], hi[d] - lo[d]);
-      return view;
+      return readable(view, key);
     }
     std::vector<std::int64_t> shape(n);
     for (std::size_t d = 0; d < n; ++d) shape[d] = hi[d] - lo[d];
@@ -56,7 +59,7 @@ struct Pieces {
         dst = dst.narrow(static_cast<std::int64_t>(d), a - lo[d], b - a);
         src = src.narrow(static_cast<std::int64_t>(d), a - p.offsets[d], b - a);
       }
-      if (overlaps) dst.copy_(src);
+      if (overlaps) dst.copy_(readable(src, key));
     }
     return out;
   }
@@ -80,7 +83,7 @@ struct LazyTensor {
   std::optional<c10::ScalarType> cast = std::nullopt;
 
   at::Tensor get() const {
-    at::Tensor t = pieces ? pieces->slice(dim, start, len) : dim < 0 ? base : base.narrow(dim, start, len);
+    at::Tensor t = pieces ? pieces->slice(dim, start, len) : readable(dim < 0 ? base : base.narrow(dim, start, len), "tensor");
     return cast ? t.to(*cast) : t;
   }
 };

@@ -1,6 +1,8 @@
 #pragma once
 // A checkpoint file mapped copy-on-write: tensors may alias its pages without the file ever being
-// read into a buffer, and a write to such a tensor never reaches the file.
+// read into a buffer, and a write to such a tensor never reaches the file. A file opened pread-only
+// (statedict::read's default) is mapped too, but its mapping only gives tensors an address that
+// says where their bytes are: nothing reads it, so a file that shrinks cannot raise SIGBUS.
 #include <statedict/error.hpp>
 
 #include <algorithm>
@@ -19,7 +21,7 @@ namespace statedict::detail {
 
 class MappedFile {
 public:
-  static std::shared_ptr<MappedFile> open(const std::string& path) {
+  static std::shared_ptr<MappedFile> open(const std::string& path, bool pread_only = false) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) throw Error("io.open", path, "", std::string("cannot open: ") + std::strerror(errno));
     struct stat st {};
@@ -36,6 +38,7 @@ public:
     f->path_ = path;
     f->size_ = static_cast<std::size_t>(st.st_size);
     f->fd_ = fd;
+    f->pread_only_ = pread_only;
     f->mtime_ = st.st_mtim;
     f->dev_ = st.st_dev;
     f->ino_ = st.st_ino;
@@ -62,6 +65,8 @@ public:
   std::size_t size() const noexcept { return size_; }
   const std::string& path() const noexcept { return path_; }
   int fd() const noexcept { return fd_; }
+  /// Whether the bytes of tensors on this file are read only with pread (see file_tensor.hpp).
+  bool pread_only() const noexcept { return pread_only_; }
   /// The first (up to) 512 bytes, read with pread: format sniffing looks here, not at the mapping.
   const std::uint8_t* head() const noexcept { return reinterpret_cast<const std::uint8_t*>(head_.data()); }
   std::size_t head_size() const noexcept { return head_.size(); }
@@ -116,6 +121,7 @@ private:
   std::uint8_t* data_ = nullptr;
   std::size_t size_ = 0;
   int fd_ = -1;
+  bool pread_only_ = false;
   struct timespec mtime_ {};
   dev_t dev_ = 0;
   ino_t ino_ = 0;

@@ -212,7 +212,7 @@ inline std::size_t edit_distance(const std::string& a, const std::string& b, std
 
 /// A cast loses information when it leaves the floating-point family or does not round-trip.
 /// `lazy`: makes the source's values, needed only for an integer narrowing (a placeholder has none).
-inline bool cast_is_lossy(const at::Tensor& src, c10::ScalarType dst, const LazyTensor* lazy = nullptr) {
+inline bool cast_is_lossy(const at::Tensor& src, c10::ScalarType dst, const LazyTensor* lazy = nullptr, const std::string& key = "tensor") {
   const auto s = src.scalar_type();
   if (s == dst) return false;
   const bool s_float = c10::isFloatingType(s) || c10::isComplexType(s);
@@ -220,7 +220,7 @@ inline bool cast_is_lossy(const at::Tensor& src, c10::ScalarType dst, const Lazy
   if (c10::isComplexType(s) && !c10::isComplexType(dst)) return true;
   if (s_float && !d_float) return true;
   if (s_float && d_float) return false;  // a precision change between float types: expected
-  const at::Tensor values = lazy != nullptr ? lazy->get() : src;
+  const at::Tensor values = lazy != nullptr ? lazy->get() : readable(src, key);
   return !values.to(dst).to(s).equal(values);
 }
 
@@ -567,7 +567,7 @@ inline std::vector<Copy> plan(const std::vector<Target>& targets, const Checkpoi
     }
     if (src.scalar_type() != tg.tensor.scalar_type()) {
       DtypeMismatch d{tg.key, sources[s].key, dtype_name(tg.tensor.scalar_type()), dtype_name(src.scalar_type()), false, false};
-      d.lossy = cast_is_lossy(src, tg.tensor.scalar_type(), lazy.get());
+      d.lossy = cast_is_lossy(src, tg.tensor.scalar_type(), lazy.get(), sources[s].key);
       if (opts.dtype_mismatch() == Policy::error) {
         r.errors.push_back("dtype mismatch for " + tg.key + ": the checkpoint has " + d.source_dtype + ", the model " + d.target_dtype +
                            ".");

@@ -3,6 +3,7 @@
 // The pickle is interpreted by detail::Unpickler; this header finds the storages' bytes and turns
 // pending tensor specs into at::Tensors that alias the file's mapping wherever they can.
 #include <statedict/checkpoint.hpp>
+#include <statedict/detail/file_tensor.hpp>
 #include <statedict/detail/mapped_file.hpp>
 #include <statedict/detail/pickle.hpp>
 #include <statedict/detail/zip.hpp>
@@ -14,27 +15,15 @@
 
 namespace statedict::detail {
 
-inline void delete_file_ref(void* ctx) { delete static_cast<std::shared_ptr<MappedFile>*>(ctx); }
-
-/// Checks a storage that may be a file's mapping before its bytes are read: a file changed since it
-/// was read (shrunk: its pages would raise SIGBUS; rewritten: other bytes) is file.changed. The
-/// bytes themselves are then read from memory, not the file: a tensor written in place (a zero-copy
-/// parameter after training, an edited Checkpoint tensor) holds values the file does not have.
-inline void check_file_of(const c10::DataPtr& dp, const std::string& what) {
-  if (dp.get_deleter() != &delete_file_ref) return;
-  const MappedFile& f = **static_cast<std::shared_ptr<MappedFile>*>(dp.get_context());
-  const std::string why = f.change();
-  if (!why.empty()) throw Error("file.changed", f.path(), what, why);
-}
-
-/// Bytes [offset, offset+nbytes) of the file as a storage: an alias of the mapping when `map` is set,
-/// no byte swap is needed and the address suits the element type; otherwise a copy.
+/// Bytes [offset, offset+nbytes) of the file as a storage. On a pread-only file: a view of the
+/// mapping that nothing reads (readable() reads it with pread), unless its bytes need a byte swap.
+/// With `map_tensors`: a view when no byte swap is needed and the address suits the element type.
+/// Otherwise a copy, read now.
 inline at::Storage storage_from_file(const std::shared_ptr<MappedFile>& f, std::uint64_t offset, std::uint64_t nbytes,
                                      std::size_t elem_size, std::size_t swap, const ReadOptions& opts) {
-  const bool map = opts.map_tensors();
   std::uint8_t* p = f->mutable_data() + offset;
   const bool aligned = opts.alias_misaligned() || reinterpret_cast<std::uintptr_t>(p) % std::min<std::size_t>(elem_size, 16) == 0;
-  if (map && nbytes > 0 && swap <= 1 && aligned) {
+  if (nbytes > 0 && swap <= 1 && (f->pread_only() || (opts.map_tensors() && aligned))) {
     auto* ref = new std::shared_ptr<MappedFile>(f);
     c10::DataPtr dp(p, ref, &delete_file_ref, c10::Device(c10::kCPU));
     return c10::Storage(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(nbytes), std::move(dp), nullptr, false);

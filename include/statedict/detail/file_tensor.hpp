@@ -1,0 +1,71 @@
+#pragma once
+// Tensors whose storage is a view of a checkpoint file's mapping, and the one way statedict reads
+// their bytes. A file read in pread mode (the default, ReadOptions::map_tensors off) is never read
+// through its mapping: its tensors there only say where their bytes are, and readable() reads them
+// with pread. A mapped file (map_tensors on) is checked for changes, then read from memory.
+#include <statedict/detail/mapped_file.hpp>
+
+#include <statedict/detail/compat.hpp>
+
+#include <ATen/ATen.h>
+#include <c10/core/CPUAllocator.h>
+
+#include <string>
+
+namespace statedict::detail {
+
+inline void delete_file_ref(void* ctx) { delete static_cast<std::shared_ptr<MappedFile>*>(ctx); }
+
+/// The file a tensor's storage is a view of, if it came from statedict::read; else nullptr.
+inline const MappedFile* mapped_file_of(const c10::DataPtr& dp) {
+  if (dp.get_deleter() != &delete_file_ref) return nullptr;
+  return static_cast<std::shared_ptr<MappedFile>*>(dp.get_context())->get();
+}
+inline const MappedFile* mapped_file_of(const at::Tensor& t) { return t.defined() ? mapped_file_of(t.storage().data_ptr()) : nullptr; }
+
+/// Offset in the file of a view of its mapping.
+inline std::uint64_t file_offset(const MappedFile& f, const at::Tensor& src) {
+  return static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(src.data_ptr()) - f.data());
+}
+
+/// The bytes `src` (a view of f's mapping) spans, read with pread into memory and viewed with its
+/// sizes and strides. Holds one tensor's span.
+inline at::Tensor pread_copy(const MappedFile& f, const at::Tensor& src, const std::string& key) {
+  std::int64_t span = src.numel() > 0 ? 1 : 0;
+  for (std::int64_t d = 0; d < src.dim() && span > 0; ++d) span += (src.size(d) - 1) * src.stride(d);
+  at::Tensor buf = at::empty({span}, src.options());
+  read_or_throw(f, buf.data_ptr(), static_cast<std::size_t>(span) * src.element_size(), file_offset(f, src), key);
+  return buf.as_strided(src.sizes(), src.strides(), 0);
+}
+
+/// A file that changed since it was read (shrunk: its pages would raise SIGBUS; rewritten: other
+/// bytes) is file.changed, before any of its bytes are read.
+inline void check_unchanged(const MappedFile& f, const std::string& what) {
+  const std::string why = f.change();
+  if (!why.empty()) throw Error("file.changed", f.path(), what, why);
+}
+
+/// A tensor's bytes, safe to read: a view of a pread-only file is read now with pread (its span
+/// only); a view of a mapped file is checked for changes and returned, its memory then read, not
+/// the file (a tensor written in place, as a zero-copy parameter after training or an edited tensor
+/// of a mapped Checkpoint, holds values the file does not have); any other tensor as it is.
+inline at::Tensor readable(const at::Tensor& t, const std::string& key) {
+  const MappedFile* f = mapped_file_of(t);
+  if (f == nullptr) return t;
+  check_unchanged(*f, key);
+  return f->pread_only() ? pread_copy(*f, t, key) : t;
+}
+
+/// The same for a whole storage (what a torch zip writer copies).
+inline at::Storage readable(const at::Storage& s, const std::string& key) {
+  const MappedFile* f = mapped_file_of(s.data_ptr());
+  if (f == nullptr) return s;
+  check_unchanged(*f, key);
+  if (!f->pread_only() || s.nbytes() == 0) return s;
+  c10::Storage out(c10::Storage::use_byte_size_t(), s.nbytes(), c10::GetCPUAllocator(), false);
+  const auto* at_byte = static_cast<const std::uint8_t*>(s.data_ptr().get());
+  read_or_throw(*f, storage_bytes(out), s.nbytes(), static_cast<std::uint64_t>(at_byte - f->data()), key);
+  return out;
+}
+
+}  // namespace statedict::detail

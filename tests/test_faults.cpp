@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using sdtest::fixture;
@@ -239,4 +240,94 @@ TEST_CASE("faults: saving or hashing a zero-copy module after training writes it
     statedict::save(net, path);
     CHECK(statedict::tensor_sha256(statedict::read(path).at("conv1.weight").tensor()) == want);
   }
+}
+
+namespace {
+
+/// In a child process (as another program would): opens `path` for writing, truncating it, writes
+/// `bytes`, then cuts the file to `cut` bytes if `cut` is set. Returns the child's exit status.
+int rewrite_from_child(const std::string& path, const std::string& bytes, off_t cut) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC);  // held here while a lease is broken
+    if (fd < 0) ::_exit(2);
+    if (::write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) ::_exit(3);
+    if (cut >= 0 && ::ftruncate(fd, cut) != 0) ::_exit(4);
+    ::close(fd);
+    ::_exit(0);
+  }
+  int status = -1;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/// The module's values read from memory as they are (tensor_sha256 would refuse a changed file).
+std::map<std::string, std::string> memory_fingerprint(torch::nn::Module& m) {
+  std::map<std::string, std::string> out;
+  for (const auto& t : statedict::state_dict(m)) out[t.key] = statedict::tensor_sha256(t.tensor.clone());
+  return out;
+}
+
+std::string flipped_after_half(std::string bytes) {
+  for (std::size_t i = bytes.size() / 2; i < bytes.size(); ++i) bytes[i] = static_cast<char>(~bytes[i]);
+  return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("faults: zero-copy weights follow an in-place rewrite unless the mapping is protected, which also survives truncation",
+          "[faults][lease]") {
+  const std::string bytes = sdtest::read_bytes(fixture("resnet_plain.pt"));
+  {  // The documented hazard, unprotected: the same bytes on disk change under the running model.
+    const std::string path = fault_copy("resnet_plain.pt", "unprotected.pt");
+    sdtest::TinyResNet net;
+    REQUIRE(statedict::load(net, path, LoadOptions{}.zero_copy()).ok());
+    const auto before = memory_fingerprint(*net);
+    REQUIRE(rewrite_from_child(path, flipped_after_half(bytes), -1) == 0);
+    CHECK(memory_fingerprint(*net) != before);
+    CHECK(sdtest::error_id([&] { fault_fingerprint(*net); }) == "file.changed");  // hashing (and saving) it says so
+  }
+  const std::string path = fault_copy("resnet_plain.pt", "protected.pt");
+  sdtest::TinyResNet net;
+  const auto r = statedict::load(net, path, LoadOptions{}.zero_copy().read_options(statedict::ReadOptions{}.protect_mapping(true)));
+  INFO(r);
+  if (r.error_id == "io.lease") {  // a file system without leases (this machine's ext4 and tmpfs have them)
+    WARN("leases are not available here: " << r.error);
+    return;
+  }
+  REQUIRE(r.ok());
+  const statedict::detail::MappedFile* file = statedict::detail::mapped_file_of(net->conv1->weight);
+  REQUIRE(file != nullptr);  // zero-copy: the parameter is a view of the file's mapping
+  CHECK_FALSE(file->protected_copy());
+  const auto before = fault_fingerprint(*net);
+  CHECK(sdtest::module_listing(*net) == sdtest::expected_listing("resnet_plain.pt")["tensors"]);
+  // torch.save's way: open with O_TRUNC (held until statedict moved a copy in), write, then cut short.
+  REQUIRE(rewrite_from_child(path, flipped_after_half(bytes), 100) == 0);
+  CHECK(std::filesystem::file_size(path) == 100);
+  CHECK(file->protected_copy());
+  CHECK(memory_fingerprint(*net) == before);  // every page read: no SIGBUS, the old values
+  CHECK(fault_fingerprint(*net) == before);   // hashing and saving use them too
+  torch::NoGradGuard no_grad;
+  net->eval();
+  CHECK(net->forward(torch::ones({2, 3, 32, 32})).isfinite().all().item<bool>());
+}
+
+TEST_CASE("faults: protecting a mapping fails with io.lease while another holds the file open for writing", "[faults][lease]") {
+  const std::string path = fault_copy("resnet_plain.pt", "lease_busy.pt");
+  const int writer = ::open(path.c_str(), O_WRONLY);
+  REQUIRE(writer >= 0);
+  const std::string err =
+      sdtest::error_text([&] { statedict::read(path, statedict::ReadOptions{}.map_tensors(true).protect_mapping(true)); });
+  ::close(writer);
+  CHECK(err.find("io.lease") != std::string::npos);
+  CHECK(err.find(path) != std::string::npos);
+  CHECK(err.find("open for writing") != std::string::npos);
+  // Without the writer, the same read protects, and dropping the Checkpoint lets the lease go.
+  {
+    const auto ck = statedict::read(path, statedict::ReadOptions{}.map_tensors(true).protect_mapping(true));
+    CHECK(ck.at("conv1.weight").tensor().defined());
+  }
+  const int again = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);  // a held lease would refuse this (EWOULDBLOCK)
+  CHECK(again >= 0);
+  if (again >= 0) ::close(again);
 }

@@ -96,6 +96,7 @@ inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const 
   if (std::filesystem::is_directory(path, ec)) return is_dcp_folder(path) ? read_dcp(path, opts) : read_sharded(find_index_in(path), opts);
   if (ends_with(path, ".index.json")) return read_sharded(path, opts);
   auto f = MappedFile::open(path, !opts.map_tensors());
+  if (opts.map_tensors() && opts.protect_mapping()) f->protect();
   if (f->size() == 0) throw Error("format.empty", path, "", "file is empty");
   static const char lfs[] = "version https://git-lfs.";
   if (f->head_size() >= sizeof lfs - 1 && std::memcmp(f->head(), lfs, sizeof lfs - 1) == 0)

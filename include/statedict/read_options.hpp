@@ -33,6 +33,17 @@ struct ReadOptions {
     return *this;
   }
 
+  /// With map_tensors: protect the mapping from writers (Linux read lease). A process that then
+  /// opens the file for writing or truncates it (torch.save rewriting it in place) is held back
+  /// until statedict has moved a private copy of the mapping under its tensors, so they keep their
+  /// values and never raise SIGBUS; the copy costs the file's size in memory, paid only then.
+  /// Needs the file's owner (or CAP_LEASE), a local file system, and no writer holding the file
+  /// open; else the read fails with Error "io.lease". Lease breaks arrive on signal SIGRTMAX-2.
+  ReadOptions& protect_mapping(bool v) {
+    protect_mapping_ = v;
+    return *this;
+  }
+
   /// Let tensors alias file bytes that are not aligned to their element size (legacy files,
   /// some safetensors) instead of copying them. x86-64 and AArch64 tolerate such access; off by
   /// default. statedict::load turns it on for checkpoints it reads itself, as it reads their bytes
@@ -46,6 +57,7 @@ struct ReadOptions {
   std::size_t max_depth() const { return max_depth_; }
   std::uint64_t max_tensors() const { return max_tensors_; }
   bool map_tensors() const { return map_tensors_; }
+  bool protect_mapping() const { return protect_mapping_; }
   bool alias_misaligned() const { return alias_misaligned_; }
 
 private:
@@ -53,6 +65,7 @@ private:
   std::size_t max_depth_ = 1000;
   std::uint64_t max_tensors_ = 10'000'000;
   bool map_tensors_ = false;
+  bool protect_mapping_ = false;
   bool alias_misaligned_ = false;
 };
 

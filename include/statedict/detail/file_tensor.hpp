@@ -51,7 +51,7 @@ inline void check_unchanged(const MappedFile& f, const std::string& what) {
 /// of a mapped Checkpoint, holds values the file does not have); any other tensor as it is.
 inline at::Tensor readable(const at::Tensor& t, const std::string& key) {
   const MappedFile* f = mapped_file_of(t);
-  if (f == nullptr) return t;
+  if (f == nullptr || f->protected_copy()) return t;  // a protected mapping a writer broke is memory of our own now
   check_unchanged(*f, key);
   return f->pread_only() ? pread_copy(*f, t, key) : t;
 }
@@ -59,7 +59,7 @@ inline at::Tensor readable(const at::Tensor& t, const std::string& key) {
 /// The same for a whole storage (what a torch zip writer copies).
 inline at::Storage readable(const at::Storage& s, const std::string& key) {
   const MappedFile* f = mapped_file_of(s.data_ptr());
-  if (f == nullptr) return s;
+  if (f == nullptr || f->protected_copy()) return s;
   check_unchanged(*f, key);
   if (!f->pread_only() || s.nbytes() == 0) return s;
   c10::Storage out(c10::Storage::use_byte_size_t(), s.nbytes(), c10::GetCPUAllocator(), false);

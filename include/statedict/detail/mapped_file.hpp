@@ -3,6 +3,7 @@
 // read into a buffer, and a write to such a tensor never reaches the file. A file opened pread-only
 // (statedict::read's default) is mapped too, but its mapping only gives tensors an address that
 // says where their bytes are: nothing reads it, so a file that shrinks cannot raise SIGBUS.
+#include <statedict/detail/lease.hpp>
 #include <statedict/error.hpp>
 
 #include <algorithm>
@@ -56,6 +57,7 @@ public:
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
   ~MappedFile() {
+    if (lease_ != nullptr) unprotect_mapping(lease_, fd_);
     if (data_ != nullptr) ::munmap(data_, size_);
     if (fd_ >= 0) ::close(fd_);
   }
@@ -65,6 +67,14 @@ public:
   std::size_t size() const noexcept { return size_; }
   const std::string& path() const noexcept { return path_; }
   int fd() const noexcept { return fd_; }
+  /// Protects the mapping from writers (see lease.hpp): once called, a process that opens the file
+  /// for writing or truncates it waits until a private copy of the mapping replaces it. Throws
+  /// Error "io.lease" when the kernel grants no lease.
+  void protect() {
+    if (lease_ == nullptr && data_ != nullptr) lease_ = protect_mapping(fd_, data_, size_, path_);
+  }
+  /// Whether a protected mapping was replaced by its private copy (a writer opened the file).
+  bool protected_copy() const noexcept { return mapping_copied(lease_); }
   /// Whether the bytes of tensors on this file are read only with pread (see file_tensor.hpp).
   bool pread_only() const noexcept { return pread_only_; }
   /// The first (up to) 512 bytes, read with pread: format sniffing looks here, not at the mapping.
@@ -122,6 +132,7 @@ private:
   std::size_t size_ = 0;
   int fd_ = -1;
   bool pread_only_ = false;
+  LeaseSlot* lease_ = nullptr;
   struct timespec mtime_ {};
   dev_t dev_ = 0;
   ino_t ino_ = 0;

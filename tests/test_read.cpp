@@ -241,3 +241,24 @@ TEST_CASE("hostile pickles are refused with the global named, and their payload 
   }
   CHECK_FALSE(std::filesystem::exists(marker));
 }
+
+TEST_CASE("legacy files are parsed from a pread window that grows until the pickles fit, never through the mapping", "[read][legacy]") {
+  for (const char* name : {"resnet_legacy.pt", "resnet_legacy_proto1.pt", "resnet_legacy_proto4.pt", "dtypes_legacy.pt",
+                           "object_keys_legacy.pt", "resnet_module_legacy.pt"}) {
+    INFO(name);
+    const auto whole = statedict::read(fixture(name));
+    const auto want = sdtest::listing(whole.root());
+    for (std::size_t first : {64, 100, 1000, 5000}) {
+      INFO("first window " << first);
+      const auto f = statedict::detail::MappedFile::open(fixture(name), true);
+      const auto ck = statedict::detail::make_checkpoint(statedict::detail::read_legacy(f, {}, first));
+      CHECK(sdtest::listing(ck.root()) == want);
+    }
+  }
+  // A file cut inside its pickles is still pickle.truncated, whatever the window.
+  const std::string bytes = sdtest::read_bytes(fixture("resnet_legacy.pt"));
+  const std::string cut = sdtest::write_temp("legacy_cut.pt", bytes.substr(0, 300));
+  const auto f = statedict::detail::MappedFile::open(cut, true);
+  CHECK(sdtest::error_id([&] { statedict::detail::read_legacy(f, {}, 64); }) == "pickle.truncated");
+  CHECK(sdtest::error_id([&] { statedict::read(cut); }) == "pickle.truncated");
+}

@@ -219,16 +219,23 @@ inline bool looks_like_legacy(const MappedFile& f) {
   return n >= at + sizeof long1 && std::memcmp(h + at, long1, sizeof long1) == 0;
 }
 
-inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts) {
+/// Reads a legacy file whose five pickles fit in its first `window` bytes (read with pread, never
+/// through the mapping); throws pickle.truncated when they do not.
+inline std::shared_ptr<CheckpointData> read_legacy_window(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts,
+                                                          std::size_t window) {
   const std::string& path = f->path();
-  const std::uint8_t* d = f->data();
   const std::size_t n = f->size();
+  std::string head(window, '\0');
+  read_or_throw(*f, head.data(), window, 0, "pickles");
+  const auto* d = reinterpret_cast<const std::uint8_t*>(head.data());
   PickleState st;
   std::size_t pos = 0;
   const char* names[] = {"magic number", "protocol version", "sys_info", "data", "storage keys"};
   std::uint32_t values[5];
   for (int k = 0; k < 5; ++k) {
-    Unpickler up(st, opts, path, std::string("pickle ") + std::to_string(k + 1) + " (" + names[k] + ")", d + pos, n - pos, pos, k == 3);
+    if (window < n && window - pos < 2) throw Error("pickle.truncated", path, "offset " + std::to_string(pos), "past the window read");
+    Unpickler up(st, opts, path, std::string("pickle ") + std::to_string(k + 1) + " (" + names[k] + ")", d + pos, window - pos, pos,
+                 k == 3);
     up.allow_protocol_1(d[0] != 0x80);
     values[k] = up.run();
     pos += up.consumed();
@@ -259,7 +266,12 @@ inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedF
     StorageSpec& ss = st.storages[it->second];
     const std::string where = "storage '" + ss.key + "' at offset " + std::to_string(pos);
     if (n - pos < 8) throw Error("legacy.truncated", path, where, "file ends before the storage's element count");
-    const std::uint64_t count = rd64(d + pos);
+    std::uint8_t count_bytes[8];
+    if (pos + 8 <= window)
+      std::memcpy(count_bytes, d + pos, 8);
+    else
+      read_or_throw(*f, count_bytes, 8, pos, where);
+    const std::uint64_t count = rd64(count_bytes);
     if (count != ss.numel)
       throw Error("legacy.count", path, where,
                   "element count " + std::to_string(count) + " differs from the declared " + std::to_string(ss.numel));
@@ -276,6 +288,23 @@ inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedF
     if (!seen[i] && st.storages[i].view_of.empty())
       throw Error("legacy.keys", path, "storage '" + st.storages[i].key + "'", "storage is declared but its bytes are not in the file");
   return finish(st, values[3], Format::torch_legacy, path, opts);
+}
+
+/// The legacy format (PyTorch < 1.6): five pickles, then each storage's element count and bytes.
+/// The pickles' length is known only once they are parsed: they are parsed from a window of the
+/// file's start that grows (x4, from `first_window` bytes) until they fit, up to the pickle limit.
+inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts,
+                                                   std::size_t first_window = std::size_t{1} << 20) {
+  const std::size_t cap = static_cast<std::size_t>(std::min<std::uint64_t>(f->size(), opts.max_pickle_bytes() + (1u << 20)));
+  std::size_t window = std::min(cap, std::max<std::size_t>(first_window, 64));
+  while (true) {
+    try {
+      return read_legacy_window(f, opts, window);
+    } catch (const Error& e) {
+      if (e.id() != "pickle.truncated" || window >= cap) throw;
+      window = window > cap / 4 ? cap : window * 4;
+    }
+  }
 }
 
 }  // namespace statedict::detail

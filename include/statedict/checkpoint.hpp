@@ -113,30 +113,36 @@ public:
       if (!b) b = std::make_shared<StorageSlot>();
       bytes = b;
     }
-    std::call_once(slot->once, [&] {
-      std::call_once(bytes->once, [&] { bytes->storage = readable(t.storage(), key); });
-      slot->tensor = at::empty({0}, t.options()).set_(bytes->storage, t.storage_offset(), t.sizes(), t.strides());
-      slot->done.store(true, std::memory_order_release);
+    slot->once([&] {
+      bytes->once([&] { bytes->storage = readable(t.storage(), key); });
+      slot->tensor = view_on(bytes->storage, t);
       any_.store(true, std::memory_order_release);
     });
     return slot->tensor;
   }
-  /// The tensor get() already read for node `id` (the caller may have changed it), else nullptr.
-  const at::Tensor* find(std::uint32_t id) const {
-    if (!any_.load(std::memory_order_acquire)) return nullptr;
+  /// What the caller holds of node `id`'s bytes (and may have changed): the tensor get() read for
+  /// it, or a view of its storage that get() read for another node (a tied weight); else nullptr.
+  std::optional<at::Tensor> find(std::uint32_t id, const Node& n) const {
+    if (!any_.load(std::memory_order_acquire) || n.pieces) return std::nullopt;
     std::lock_guard<std::mutex> lock(mu_);
     const auto it = slots_.find(id);
-    return it != slots_.end() && it->second->done.load(std::memory_order_acquire) ? &it->second->tensor : nullptr;
+    if (it != slots_.end() && it->second->once.done()) return it->second->tensor;
+    if (!n.tensor.defined()) return std::nullopt;
+    const auto st = storages_.find(n.tensor.storage().unsafeGetStorageImpl());
+    if (st != storages_.end() && st->second->once.done()) return view_on(st->second->storage, n.tensor);
+    return std::nullopt;
   }
 
 private:
+  static at::Tensor view_on(const at::Storage& s, const at::Tensor& like) {
+    return at::empty({0}, like.options()).set_(s, like.storage_offset(), like.sizes(), like.strides());
+  }
   struct Slot {
-    std::once_flag once;
-    std::atomic<bool> done{false};
+    Once once;
     at::Tensor tensor;
   };
   struct StorageSlot {
-    std::once_flag once;
+    Once once;
     at::Storage storage;
   };
   mutable std::mutex mu_;
@@ -418,8 +424,8 @@ private:
       if (unreadable == nullptr) {
         const char* raw = nd.raw != nullptr ? nd.raw->torch : nullptr;
         if (!nd.pieces && lazy) {  // as read, unless the caller holds (and may have changed) it
-          const at::Tensor* held = data_->handed.find(id);
-          out.push_back({path, held != nullptr ? *held : nd.tensor, raw});
+          std::optional<at::Tensor> held = data_->handed.find(id, nd);
+          out.push_back({path, held ? std::move(*held) : nd.tensor, raw});
         } else if (!nd.pieces) {
           out.push_back({path, data_->handed.get(id, nd, path), raw});
         } else if (lazy)

@@ -192,8 +192,9 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
     const bool aligned = reinterpret_cast<std::uintptr_t>(source.data_ptr()) % std::min<std::size_t>(source.element_size(), 16) == 0;
     // A file's bytes are read with pread when this load read it, or when it was read pread-only
     // (statedict::read's default): a shrunk file is then an error, not SIGBUS.
+    // A protected mapping is read as memory: the file may be another's now, the mapping stays ours.
     const MappedFile* file = mapped_file_of(source);
-    if (file != nullptr && !owns_source && !file->pread_only()) file = nullptr;
+    if (file != nullptr && ((!owns_source && !file->pread_only()) || file->is_protected())) file = nullptr;
     if (zero_copy && same_layout && aligned && (file == nullptr || !file->pread_only())) {
       dst.set_data(source);
       written.push_back(key);

@@ -19,6 +19,7 @@ inline bool ends_with(const std::string& s, const std::string& suffix) {
 }
 
 inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const ReadOptions& opts);
+inline std::shared_ptr<CheckpointData> read_opened(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts);
 
 /// A sharded checkpoint: an index whose weight_map names, for every tensor, the shard holding it.
 inline std::shared_ptr<CheckpointData> read_sharded(const std::string& index_path, const ReadOptions& opts) {
@@ -97,6 +98,15 @@ inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const 
   if (ends_with(path, ".index.json")) return read_sharded(path, opts);
   auto f = MappedFile::open(path, !opts.map_tensors());
   if (opts.map_tensors() && opts.protect_mapping()) f->protect();
+  auto cd = read_opened(f, opts);
+  // A protected file whose lease broke during the read: its headers may be the new file's, its
+  // tensors the old one's.
+  if (f->protected_copy()) throw Error("file.changed", path, "", "it was opened for writing while it was read; read it again");
+  return cd;
+}
+
+inline std::shared_ptr<CheckpointData> read_opened(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts) {
+  const std::string& path = f->path();
   if (f->size() == 0) throw Error("format.empty", path, "", "file is empty");
   static const char lfs[] = "version https://git-lfs.";
   if (f->head_size() >= sizeof lfs - 1 && std::memcmp(f->head(), lfs, sizeof lfs - 1) == 0)

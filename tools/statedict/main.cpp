@@ -37,7 +37,7 @@ TreeSummary summarize(const statedict::Value& v) {
 std::string describe(const statedict::Value& v) {
   using statedict::Kind;
   if (v.kind() == Kind::tensor) {
-    const statedict::NamedTensor t = v.named();
+    const statedict::NamedTensor t = statedict::detail::lazy_tensors(v).at(0);  // its shape and dtype; no byte read
     return "tensor " + t.dtype() + " " + statedict::shape_text(t.shape());
   }
   const TreeSummary s = summarize(v);

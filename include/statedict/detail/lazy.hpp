@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,24 @@
 #include <vector>
 
 namespace statedict::detail {
+
+/// Runs a function once, as std::call_once, except that one that throws (a file that changed) may
+/// run again at the next call, portably: a mutex and a flag, not pthread_once.
+class Once {
+public:
+  template <class F> void operator()(F&& f) {
+    if (done_.load(std::memory_order_acquire)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (done_.load(std::memory_order_relaxed)) return;
+    f();
+    done_.store(true, std::memory_order_release);
+  }
+  bool done() const { return done_.load(std::memory_order_acquire); }
+
+private:
+  std::mutex mu_;
+  std::atomic<bool> done_{false};
+};
 
 /// A tensor of `size` stored as disjoint pieces that together cover it (checked by the reader).
 struct Pieces {
@@ -66,12 +85,12 @@ struct Pieces {
 
   /// The whole tensor, assembled once and kept (what Value::tensor() returns).
   const at::Tensor& whole() const {
-    std::call_once(once_, [this] { whole_ = slice(-1, 0, 0); });
+    once_([this] { whole_ = slice(-1, 0, 0); });
     return whole_;
   }
 
 private:
-  mutable std::once_flag once_;
+  mutable Once once_;
   mutable at::Tensor whole_;
 };
 

@@ -25,8 +25,10 @@ namespace statedict::detail {
 /// protected mapping is first asked for, and refuses if the program already handles this signal.
 inline int lease_signal() { return SIGRTMAX - 2; }
 
-/// A protected mapping: armed (0 -> 1) while its lease is held; the handler takes it 1 -> 2 while
-/// it copies and 2 -> 3 when done; the owner disarms 1 -> 0 before it unmaps (waiting out a copy).
+/// A protected mapping's slot. state: 0 free or disarmed, 1 armed (its lease is held), 2 the
+/// handler is copying, 3 copied (the mapping is memory of our own now), 4 the copy failed (the file
+/// mapping stayed: the usual change checks apply). The owner disarms 1 -> 0 before it unmaps,
+/// waiting out a copy under way.
 struct LeaseSlot {
   std::atomic<int> state{0};
   std::atomic<int> fd{-1};
@@ -41,6 +43,7 @@ inline LeaseSlot* lease_slots() {
 
 /// Runs in the signal handler: only system calls and a copy, no allocation, no locks.
 inline void on_lease_break(int, siginfo_t* info, void*) {
+  if (info == nullptr || info->si_code <= 0) return;  // sent by kill/sigqueue, not by the kernel for a lease
   const int saved = errno;
   LeaseSlot* slots = lease_slots();
   for (std::size_t i = 0; i < max_leases; ++i) {
@@ -48,15 +51,22 @@ inline void on_lease_break(int, siginfo_t* info, void*) {
     if (s.fd.load() != info->si_fd) continue;
     int armed = 1;
     if (!s.state.compare_exchange_strong(armed, 2)) continue;
+    if (s.fd.load() != info->si_fd) {  // the slot was freed and taken for another file meanwhile
+      s.state.store(1);
+      continue;
+    }
     void* const at = s.addr.load();
     const std::size_t n = s.len.load();
-    void* copy = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);  // populated: 1.6x faster
+    bool copied = false;
+    // Populated at once: 1.6x faster than faulting the copy in page by page.
+    void* copy = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (copy != MAP_FAILED) {
       std::memcpy(copy, at, n);
-      if (::mremap(copy, n, n, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED) ::munmap(copy, n);
+      copied = ::mremap(copy, n, n, MREMAP_MAYMOVE | MREMAP_FIXED, at) != MAP_FAILED;
+      if (!copied) ::munmap(copy, n);
     }
-    ::fcntl(info->si_fd, F_SETLEASE, F_UNLCK);  // the writer may go on
-    s.state.store(3);
+    s.state.store(copied ? 3 : 4);  // before the writer may go on
+    ::fcntl(info->si_fd, F_SETLEASE, F_UNLCK);
   }
   errno = saved;
 }
@@ -85,18 +95,24 @@ inline LeaseSlot* protect_mapping(int fd, void* addr, std::size_t len, const std
     if (lease_slots()[i].fd.load() == -1) slot = &lease_slots()[i];
   if (slot == nullptr)
     throw Error("io.lease", path, "", "cannot protect the mapping: " + std::to_string(max_leases) + " files are protected already");
+  // Armed before the lease exists: a break that comes at once finds its slot.
+  slot->addr.store(addr);
+  slot->len.store(len);
+  slot->state.store(1);
+  slot->fd.store(fd);
   if (::fcntl(fd, F_SETSIG, sig) != 0 || ::fcntl(fd, F_SETLEASE, F_RDLCK) != 0) {
     const int e = errno;
+    int armed = 1;
+    if (!slot->state.compare_exchange_strong(armed, 0))
+      while (slot->state.load() == 2) ::usleep(100);
+    slot->state.store(0);
+    slot->fd.store(-1);
     throw Error("io.lease", path, "",
                 std::string("cannot protect the mapping: no read lease (") + std::strerror(e) + ")" +
                     (e == EAGAIN   ? "; the file is open for writing"
                      : e == EACCES ? "; leases need the file's owner or CAP_LEASE"
                                    : ""));
   }
-  slot->addr.store(addr);
-  slot->len.store(len);
-  slot->state.store(1);
-  slot->fd.store(fd);
   return slot;
 }
 

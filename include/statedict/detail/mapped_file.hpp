@@ -73,6 +73,8 @@ public:
   void protect() {
     if (lease_ == nullptr && data_ != nullptr) lease_ = protect_mapping(fd_, data_, size_, path_);
   }
+  /// Whether protect() holds (or held) a lease: the mapping's bytes never change nor vanish.
+  bool is_protected() const noexcept { return lease_ != nullptr; }
   /// Whether a protected mapping was replaced by its private copy (a writer opened the file).
   bool protected_copy() const noexcept { return mapping_copied(lease_); }
   /// Whether the bytes of tensors on this file are read only with pread (see file_tensor.hpp).
@@ -99,6 +101,7 @@ public:
   /// modification time (rewritten in place, as torch.save does). Its bytes then may not be what was
   /// parsed, and pages past a new end of file cannot be read.
   std::string change() const {
+    if (protected_copy()) return {};  // its bytes are a copy of our own: no change reaches them
     struct stat st {};
     if (::fstat(fd_, &st) != 0) return std::string("cannot stat it: ") + std::strerror(errno);
     if (static_cast<std::uint64_t>(st.st_size) != size_)
@@ -117,7 +120,7 @@ public:
   /// Tells the kernel the pages of [offset, offset+n) are no longer needed by us (they stay valid:
   /// a private mapping re-reads them from the file if touched again).
   void release(std::size_t offset, std::size_t n) const noexcept {
-    if (data_ == nullptr || n == 0) return;
+    if (data_ == nullptr || n == 0 || lease_ != nullptr) return;  // a protected copy's pages would come back as zeros
     const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     std::size_t begin = (offset + page - 1) / page * page;
     std::size_t end = (offset + n) / page * page;

@@ -295,7 +295,9 @@ inline std::shared_ptr<CheckpointData> read_legacy_window(const std::shared_ptr<
 /// file's start that grows (x4, from `first_window` bytes) until they fit, up to the pickle limit.
 inline std::shared_ptr<CheckpointData> read_legacy(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts,
                                                    std::size_t first_window = std::size_t{1} << 20) {
-  const std::size_t cap = static_cast<std::size_t>(std::min<std::uint64_t>(f->size(), opts.max_pickle_bytes() + (1u << 20)));
+  std::uint64_t limit = 0;
+  if (add_overflows(opts.max_pickle_bytes(), std::uint64_t{1} << 20, &limit)) limit = UINT64_MAX;  // "no limit"
+  const std::size_t cap = static_cast<std::size_t>(std::min<std::uint64_t>(f->size(), limit));
   std::size_t window = std::min(cap, std::max<std::size_t>(first_window, 64));
   while (true) {
     try {

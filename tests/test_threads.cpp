@@ -4,6 +4,7 @@
 #include "models.hpp"
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 using sdtest::fixture;
@@ -91,5 +92,27 @@ TEST_CASE("threads: a DCP tensor stored in chunks is assembled once when threads
     });
     CHECK(failures == 0);
     for (const auto& g : got) CHECK(g.data_ptr() == got.front().data_ptr());  // one assembly, shared
+  }
+}
+
+TEST_CASE("threads: a shared Checkpoint's tensors are read once on first use, whichever thread asks first", "[threads]") {
+  for (const char* name : {"resnet_plain.pt", "dtypes.pt", "resnet_legacy.pt"}) {
+    INFO(name);
+    const statedict::Checkpoint ck = statedict::read(fixture(name));  // nothing read yet
+    const auto keys = statedict::detail::lazy_tensors(ck.root());
+    const auto want = sdtest::listing(statedict::read(fixture(name), statedict::ReadOptions{}.map_tensors(true)).root());
+    std::vector<std::vector<const at::Tensor*>> seen(kThreads);
+    CHECK(on_threads([&](int i) {
+            for (std::size_t k = 0; k < keys.size(); ++k) {  // each thread in another order
+              const auto& key = keys[(k + static_cast<std::size_t>(i) * 7) % keys.size()].key;
+              seen[static_cast<std::size_t>(i)].push_back(&ck.at(key).tensor());
+            }
+            return true;
+          }) == 0);
+    for (int i = 1; i < kThreads; ++i) {  // every thread got the same tensor objects
+      std::set<const at::Tensor*> a(seen[0].begin(), seen[0].end()), b(seen[i].begin(), seen[i].end());
+      CHECK(a == b);
+    }
+    CHECK(sdtest::listing(ck.root()) == want);
   }
 }

@@ -104,7 +104,7 @@ TEST_CASE("threads: a shared Checkpoint's tensors are read once on first use, wh
     std::vector<std::vector<const at::Tensor*>> seen(kThreads);
     CHECK(on_threads([&](int i) {
             for (std::size_t k = 0; k < keys.size(); ++k) {  // each thread in another order
-              const auto& key = keys[(k + static_cast<std::size_t>(i) * 7) % keys.size()].key;
+              const std::string key = keys[(k + static_cast<std::size_t>(i) * 7) % keys.size()].key;
               seen[static_cast<std::size_t>(i)].push_back(&ck.at(key).tensor());
             }
             return true;

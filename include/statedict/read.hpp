@@ -96,8 +96,7 @@ inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const 
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return is_dcp_folder(path) ? read_dcp(path, opts) : read_sharded(find_index_in(path), opts);
   if (ends_with(path, ".index.json")) return read_sharded(path, opts);
-  auto f = MappedFile::open(path, !opts.map_tensors());
-  if (opts.map_tensors() && opts.protect_mapping()) f->protect();
+  auto f = MappedFile::open(path, opts);
   auto cd = read_opened(f, opts);
   // A protected file whose lease broke during the read: its headers may be the new file's, its
   // tensors the old one's.

@@ -138,11 +138,7 @@ private:
 
   const std::shared_ptr<MappedFile>& open(const std::string& name) {
     auto it = files_.find(name);
-    if (it == files_.end()) {
-      auto f = MappedFile::open((std::filesystem::path(dir_) / name).string(), !opts_.map_tensors());
-      if (opts_.map_tensors() && opts_.protect_mapping()) f->protect();
-      it = files_.emplace(name, std::move(f)).first;
-    }
+    if (it == files_.end()) it = files_.emplace(name, MappedFile::open((std::filesystem::path(dir_) / name).string(), opts_)).first;
     return it->second;
   }
 

@@ -71,6 +71,16 @@ inline void on_lease_break(int, siginfo_t* info, void*) {
   errno = saved;
 }
 
+/// Ends a protection before the mapping goes: disarms the slot (or waits for a copy under way).
+inline void unprotect_mapping(LeaseSlot* slot, int fd) {
+  int armed = 1;
+  if (!slot->state.compare_exchange_strong(armed, 0))
+    while (slot->state.load() == 2) ::usleep(100);
+  ::fcntl(fd, F_SETLEASE, F_UNLCK);
+  slot->state.store(0);
+  slot->fd.store(-1);
+}
+
 /// Takes a read lease on `fd` (mapped at [addr, addr+len)); returns the slot, or throws io.lease.
 inline LeaseSlot* protect_mapping(int fd, void* addr, std::size_t len, const std::string& path) {
   static std::mutex mu;
@@ -102,11 +112,7 @@ inline LeaseSlot* protect_mapping(int fd, void* addr, std::size_t len, const std
   slot->fd.store(fd);
   if (::fcntl(fd, F_SETSIG, sig) != 0 || ::fcntl(fd, F_SETLEASE, F_RDLCK) != 0) {
     const int e = errno;
-    int armed = 1;
-    if (!slot->state.compare_exchange_strong(armed, 0))
-      while (slot->state.load() == 2) ::usleep(100);
-    slot->state.store(0);
-    slot->fd.store(-1);
+    unprotect_mapping(slot, fd);
     throw Error("io.lease", path, "",
                 std::string("cannot protect the mapping: no read lease (") + std::strerror(e) + ")" +
                     (e == EAGAIN   ? "; the file is open for writing"
@@ -114,16 +120,6 @@ inline LeaseSlot* protect_mapping(int fd, void* addr, std::size_t len, const std
                                    : ""));
   }
   return slot;
-}
-
-/// Ends a protection before the mapping goes: disarms the slot (or waits for a copy under way).
-inline void unprotect_mapping(LeaseSlot* slot, int fd) {
-  int armed = 1;
-  if (!slot->state.compare_exchange_strong(armed, 0))
-    while (slot->state.load() == 2) ::usleep(100);
-  ::fcntl(fd, F_SETLEASE, F_UNLCK);
-  slot->state.store(0);
-  slot->fd.store(-1);
 }
 
 /// Whether the handler moved a copy over the mapping (the file was opened for writing since).

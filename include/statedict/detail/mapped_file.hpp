@@ -5,6 +5,7 @@
 // says where their bytes are: nothing reads it, so a file that shrinks cannot raise SIGBUS.
 #include <statedict/detail/lease.hpp>
 #include <statedict/error.hpp>
+#include <statedict/read_options.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -51,6 +52,13 @@ public:
       if (!f->read_at(f->head_.data(), f->head_.size(), 0))
         throw Error("io.read", path, "offset 0", std::string("cannot read: ") + std::strerror(errno));
     }
+    return f;
+  }
+
+  /// The file of a checkpoint read with `opts`: pread-only unless map_tensors, protected if asked.
+  static std::shared_ptr<MappedFile> open(const std::string& path, const ReadOptions& opts) {
+    auto f = open(path, !opts.map_tensors());
+    if (opts.map_tensors() && opts.protect_mapping()) f->protect();
     return f;
   }
 

@@ -32,9 +32,9 @@ class StatedictConan(ConanFile):
 
     def generate(self):
         # The headers and the CMake package are installed by the project's own install rules; only
-        # the library is configured (no tests, examples, benchmarks or command line tool).
+        # the library is configured (no tests, examples, benchmarks, command line tool or compiled mode).
         tc = CMakeToolchain(self)
-        for option in ("TESTS", "EXAMPLES", "BENCHMARKS", "TOOLS", "FUZZERS"):
+        for option in ("TESTS", "EXAMPLES", "BENCHMARKS", "TOOLS", "FUZZERS", "COMPILED"):
             tc.cache_variables[f"STATEDICT_BUILD_{option}"] = False
         tc.cache_variables["STATEDICT_INSTALL"] = True
         tc.cache_variables["STATEDICT_WERROR"] = False

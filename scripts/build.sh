@@ -9,5 +9,5 @@ export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=1
 build="${BUILD_DIR:-build}"
 # Everything a developer of statedict builds (a plain configure builds only what users install).
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" -DSTATEDICT_BUILD_TESTS=ON \
-      -DSTATEDICT_BUILD_EXAMPLES=ON -DSTATEDICT_BUILD_BENCHMARKS=ON -DSTATEDICT_WERROR=ON >/dev/null
+      -DSTATEDICT_BUILD_COMPILED=ON -DSTATEDICT_BUILD_EXAMPLES=ON -DSTATEDICT_BUILD_BENCHMARKS=ON -DSTATEDICT_WERROR=ON >/dev/null
 cmake --build "$build" -j "$(nproc)"

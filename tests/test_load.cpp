@@ -131,7 +131,7 @@ TEST_CASE("weights nested under a key: select, auto_select, and the classic mode
   const auto before = fingerprint(*net);
   const auto wrong = statedict::load(net, fixture("training.pt"), LoadOptions{}.select("model_state_dict"));
   CHECK_FALSE(wrong.ok());
-  CHECK(wrong.error_id == "path.not_found");
+  CHECK(wrong.error_id == statedict::errors::path_not_found);
   CHECK(has_suggestion(wrong, "select(\"model\")"));
   CHECK(printed(wrong).find("'model'") != std::string::npos);
   CHECK(fingerprint(*net) == before);

@@ -121,7 +121,7 @@ TEST_CASE("a path that does not exist names the level and lists the keys there",
     ck.at("model_state_dict");
     FAIL("no exception");
   } catch (const statedict::Error& e) {
-    CHECK(e.id() == "path.not_found");
+    CHECK(e.id() == statedict::errors::path_not_found);
     CHECK(std::string(e.what()).find("'model'") != std::string::npos);
     CHECK(std::string(e.what()).find("training.pt") != std::string::npos);
   }

@@ -1,4 +1,6 @@
 #pragma once
+#include <statedict/error_ids.hpp>
+
 #include <stdexcept>
 #include <string>
 #include <utility>

@@ -2,7 +2,8 @@
 // statedict::load and statedict::diff: a checkpoint into a torch::nn::Module, checked first,
 // applied only when the whole load is acceptable.
 #include <statedict/checkpoint.hpp>
-#include <statedict/detail/match.hpp>
+#include <statedict/detail/config.hpp>
+#include <statedict/detail/target.hpp>
 #include <statedict/options.hpp>
 #include <statedict/read.hpp>
 #include <statedict/report.hpp>
@@ -70,6 +71,62 @@ template <class M> using access_of = ModuleAccess<std::remove_const_t<std::remov
                 "statedict::load/diff/save/state_dict take a torch::nn::Module& (or a class derived from it), a TORCH_MODULE "             \
                 "holder such as torch::nn::Linear, a std::shared_ptr to a module, or a torch::jit::Module (with "                          \
                 "<statedict/jit.hpp> or <statedict/statedict.hpp> included); the source is a path or a statedict::Checkpoint")
+
+/// Matches, checks and (unless a dry run) applies; the report says what happened. The body of
+/// load() and diff() for every module type.
+STATEDICT_FUNC LoadReport run(const std::vector<Target>& targets, std::string name, const Checkpoint* ck, const std::string& path,
+                              const LoadOptions& opts, bool dry_run);
+
+}  // namespace detail
+
+/// A module's state dict: its parameters and buffers under their dotted names, in PyTorch's
+/// state_dict order. The tensors alias the module's (writing to one writes to the module).
+template <class M> std::vector<NamedTensor> state_dict(M&& module) {
+  STATEDICT_CHECK_MODULE(M);
+  std::vector<NamedTensor> out;
+  for (auto& t : detail::access_of<M>::targets(module)) out.push_back({std::move(t.key), std::move(t.tensor)});
+  return out;
+}
+
+/// Loads a checkpoint file into a module: a torch::nn::Module&, a TORCH_MODULE holder, a
+/// std::shared_ptr to a module or a torch::jit::Module (statedict/jit.hpp). Never throws for file, key, shape or dtype problems: the report
+/// says what went wrong, and a load that fails leaves the module bit-for-bit unchanged.
+template <class M, detail::if_not_checkpoint<M> = 0> LoadReport load(M&& module, const std::string& path, const LoadOptions& options = {}) {
+  STATEDICT_CHECK_MODULE(M);
+  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), nullptr, path, options, false);
+}
+/// Loads from a checkpoint already read.
+template <class M, detail::if_not_checkpoint<M> = 0>
+LoadReport load(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
+  STATEDICT_CHECK_MODULE(M);
+  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), &checkpoint, checkpoint.path(), options,
+                     false);
+}
+
+/// A dry run: the report load() would give, without touching the module.
+template <class M, detail::if_not_checkpoint<M> = 0> LoadReport diff(M&& module, const std::string& path, const LoadOptions& options = {}) {
+  STATEDICT_CHECK_MODULE(M);
+  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), nullptr, path, options, true);
+}
+template <class M, detail::if_not_checkpoint<M> = 0>
+LoadReport diff(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
+  STATEDICT_CHECK_MODULE(M);
+  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), &checkpoint, checkpoint.path(), options,
+                     true);
+}
+
+/// The report of loading `source` into something whose state dict is `target` (another checkpoint):
+/// what `statedict diff TARGET SOURCE` prints.
+STATEDICT_FUNC LoadReport diff(const Checkpoint& target, const Checkpoint& source, const LoadOptions& options = {});
+
+}  // namespace statedict
+
+#if STATEDICT_DEFINITIONS
+#include <statedict/detail/match.hpp>
+
+namespace statedict {
+
+namespace detail {
 
 /// pread straight into the destination: one copy, from the page cache, without touching the mapping.
 inline void pread_into(const MappedFile& f, const at::Tensor& src, at::Tensor& dst, const std::string& key) {
@@ -224,9 +281,8 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
                     static_cast<std::size_t>(source.numel()) * source.element_size());
   }
 }
-
-inline LoadReport run(const std::vector<Target>& targets, std::string name, const Checkpoint* ck, const std::string& path,
-                      const LoadOptions& opts, bool dry_run) {
+STATEDICT_FUNC LoadReport run(const std::vector<Target>& targets, std::string name, const Checkpoint* ck, const std::string& path,
+                              const LoadOptions& opts, bool dry_run) {
   LoadReport r;
   r.module_name = std::move(name);
   r.dry_run = dry_run;
@@ -298,45 +354,7 @@ inline LoadReport run(const std::vector<Target>& targets, std::string name, cons
 
 }  // namespace detail
 
-/// A module's state dict: its parameters and buffers under their dotted names, in PyTorch's
-/// state_dict order. The tensors alias the module's (writing to one writes to the module).
-template <class M> std::vector<NamedTensor> state_dict(M&& module) {
-  STATEDICT_CHECK_MODULE(M);
-  std::vector<NamedTensor> out;
-  for (auto& t : detail::access_of<M>::targets(module)) out.push_back({std::move(t.key), std::move(t.tensor)});
-  return out;
-}
-
-/// Loads a checkpoint file into a module: a torch::nn::Module&, a TORCH_MODULE holder, a
-/// std::shared_ptr to a module or a torch::jit::Module (statedict/jit.hpp). Never throws for file, key, shape or dtype problems: the report
-/// says what went wrong, and a load that fails leaves the module bit-for-bit unchanged.
-template <class M, detail::if_not_checkpoint<M> = 0> LoadReport load(M&& module, const std::string& path, const LoadOptions& options = {}) {
-  STATEDICT_CHECK_MODULE(M);
-  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), nullptr, path, options, false);
-}
-/// Loads from a checkpoint already read.
-template <class M, detail::if_not_checkpoint<M> = 0>
-LoadReport load(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
-  STATEDICT_CHECK_MODULE(M);
-  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), &checkpoint, checkpoint.path(), options,
-                     false);
-}
-
-/// A dry run: the report load() would give, without touching the module.
-template <class M, detail::if_not_checkpoint<M> = 0> LoadReport diff(M&& module, const std::string& path, const LoadOptions& options = {}) {
-  STATEDICT_CHECK_MODULE(M);
-  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), nullptr, path, options, true);
-}
-template <class M, detail::if_not_checkpoint<M> = 0>
-LoadReport diff(M&& module, const Checkpoint& checkpoint, const LoadOptions& options = {}) {
-  STATEDICT_CHECK_MODULE(M);
-  return detail::run(detail::access_of<M>::targets(module), detail::access_of<M>::name(module), &checkpoint, checkpoint.path(), options,
-                     true);
-}
-
-/// The report of loading `source` into something whose state dict is `target` (another checkpoint):
-/// what `statedict diff TARGET SOURCE` prints.
-inline LoadReport diff(const Checkpoint& target, const Checkpoint& source, const LoadOptions& options = {}) {
+STATEDICT_FUNC LoadReport diff(const Checkpoint& target, const Checkpoint& source, const LoadOptions& options) {
   LoadReport r;
   r.dry_run = true;
   r.module_name = target.path();
@@ -352,5 +370,6 @@ inline LoadReport diff(const Checkpoint& target, const Checkpoint& source, const
 }
 
 }  // namespace statedict
+#endif  // STATEDICT_DEFINITIONS
 
 #undef STATEDICT_CHECK_MODULE

@@ -1,12 +1,26 @@
 #pragma once
 // statedict::read: any PyTorch checkpoint file into a statedict::Checkpoint.
 #include <statedict/checkpoint.hpp>
+#include <statedict/detail/config.hpp>
+#include <statedict/read_options.hpp>
+
+#include <string>
+
+namespace statedict {
+
+/// Reads a checkpoint: a torch.save file (zip or legacy, state dicts, training checkpoints, whole
+/// pickled modules), a safetensors file, a sharded checkpoint (its *.index.json or folder), or a
+/// TorchScript archive. Throws statedict::Error naming the file and the place for anything unreadable.
+STATEDICT_FUNC Checkpoint read(const std::string& path, const ReadOptions& options = {});
+
+}  // namespace statedict
+
+#if STATEDICT_DEFINITIONS
 #include <statedict/detail/dcp.hpp>
 #include <statedict/detail/safetensors.hpp>
 #include <statedict/detail/torch_file.hpp>
 #include <statedict/detail/torchscript.hpp>
 #include <statedict/detail/zip.hpp>
-#include <statedict/read_options.hpp>
 
 #include <filesystem>
 
@@ -131,11 +145,9 @@ inline std::shared_ptr<CheckpointData> read_opened(const std::shared_ptr<MappedF
 
 }  // namespace detail
 
-/// Reads a checkpoint: a torch.save file (zip or legacy, state dicts, training checkpoints, whole
-/// pickled modules), a safetensors file, a sharded checkpoint (its *.index.json or folder), or a
-/// TorchScript archive. Throws statedict::Error naming the file and the place for anything unreadable.
-inline Checkpoint read(const std::string& path, const ReadOptions& options = {}) {
+STATEDICT_FUNC Checkpoint read(const std::string& path, const ReadOptions& options) {
   return detail::make_checkpoint(detail::read_file(path, options));
 }
 
 }  // namespace statedict
+#endif  // STATEDICT_DEFINITIONS

@@ -2,16 +2,13 @@
 // statedict::save: tensors to a torch.save zip that Python reads with torch.load(weights_only=True),
 // or to safetensors; optionally sharded with an index; always written atomically.
 #include <statedict/checkpoint.hpp>
-#include <statedict/detail/dtypes.hpp>
-#include <statedict/detail/writer.hpp>
+#include <statedict/detail/config.hpp>
 #include <statedict/error.hpp>
 #include <statedict/load.hpp>
 
-#include <nlohmann/json.hpp>
-
+#include <cstdint>
 #include <functional>
 #include <map>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -54,6 +51,29 @@ private:
   std::uint64_t max_shard_ = 0;
   std::function<void(std::uint64_t, std::uint64_t)> progress_;
 };
+/// Saves named tensors (in order) to `path`: safetensors for ".safetensors", otherwise a torch.save
+/// zip that PyTorch 1.13 and newer read with torch.load(path, weights_only=True) as an OrderedDict.
+/// With max_shard_size, writes shards and PATH.index.json instead. Throws statedict::Error.
+STATEDICT_FUNC void save(const std::vector<NamedTensor>& tensors, const std::string& path, const SaveOptions& options = {});
+
+/// Saves a module's parameters and buffers (its state dict).
+template <class M, std::enable_if_t<detail::is_module<std::remove_reference_t<M>>::value, int> = 0>
+void save(M&& module, const std::string& path, const SaveOptions& options = {}) {
+  save(state_dict(module), path, options);
+}
+
+}  // namespace statedict
+
+#if STATEDICT_DEFINITIONS
+#include <statedict/detail/dtypes.hpp>
+#include <statedict/detail/writer.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <set>
+
+namespace statedict {
 
 namespace detail {
 
@@ -330,10 +350,7 @@ inline void write_one(const std::string& path, const std::vector<NamedTensor>& t
 
 }  // namespace detail
 
-/// Saves named tensors (in order) to `path`: safetensors for ".safetensors", otherwise a torch.save
-/// zip that PyTorch 1.13 and newer read with torch.load(path, weights_only=True) as an OrderedDict.
-/// With max_shard_size, writes shards and PATH.index.json instead. Throws statedict::Error.
-inline void save(const std::vector<NamedTensor>& tensors, const std::string& path, const SaveOptions& options = {}) {
+STATEDICT_FUNC void save(const std::vector<NamedTensor>& tensors, const std::string& path, const SaveOptions& options) {
   try {
     const std::vector<NamedTensor> cpu = detail::to_cpu(tensors);
     std::uint64_t total = 0;
@@ -377,10 +394,5 @@ inline void save(const std::vector<NamedTensor>& tensors, const std::string& pat
   }
 }
 
-/// Saves a module's parameters and buffers (its state dict).
-template <class M, std::enable_if_t<detail::is_module<std::remove_reference_t<M>>::value, int> = 0>
-void save(M&& module, const std::string& path, const SaveOptions& options = {}) {
-  save(state_dict(module), path, options);
-}
-
 }  // namespace statedict
+#endif  // STATEDICT_DEFINITIONS

@@ -32,7 +32,7 @@ if (cd "$work/src" && eval "$install") >"$work/early.log" 2>&1; then
 fi
 grep -q "not built yet" "$work/early.log" || { cat "$work/early.log" >&2; exit 1; }
 [ ! -e "$HOME/.local/include/statedict" ] || { echo "the failed install left headers behind" >&2; exit 1; }
-echo "  before the build, it stops: $(grep -o "statedict: the command line tool is not built yet" "$work/early.log")"
+echo "  before the build, it stops: $(grep -o "statedict: .* is not built yet" "$work/early.log")"
 run "$build"
 run "$install"
 

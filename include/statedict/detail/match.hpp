@@ -3,6 +3,7 @@
 // prefix if asked, paired with module keys, checked against the policies, and explained.
 #include <statedict/checkpoint.hpp>
 #include <statedict/detail/dtypes.hpp>
+#include <statedict/detail/target.hpp>
 #include <statedict/options.hpp>
 #include <statedict/report.hpp>
 
@@ -19,12 +20,6 @@
 #include <unordered_set>
 
 namespace statedict::detail {
-
-/// One tensor a load writes to: a module parameter or buffer, or (for CLI diffs) a checkpoint entry.
-struct Target {
-  std::string key;
-  at::Tensor tensor;
-};
 
 /// A planned copy from a checkpoint tensor into a target.
 struct Copy {
@@ -222,13 +217,6 @@ inline bool cast_is_lossy(const at::Tensor& src, c10::ScalarType dst, const Lazy
   if (s_float && d_float) return false;  // a precision change between float types: expected
   const at::Tensor values = lazy != nullptr ? lazy->get() : readable(src, key);
   return !values.to(dst).to(s).equal(values);
-}
-
-inline std::string module_display_name(std::string name) {
-  const auto colon = name.rfind("::");
-  if (colon != std::string::npos) name = name.substr(colon + 2);
-  if (name.size() > 4 && name.compare(name.size() - 4, 4, "Impl") == 0) name.resize(name.size() - 4);
-  return name;
 }
 
 /// Applies LoadOptions' key rules (strip_prefix, add_prefix, rename) in order.

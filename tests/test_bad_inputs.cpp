@@ -2,7 +2,7 @@
 // file and the place, never a crash, a hang or an allocation the file does not justify.
 #include "helpers.hpp"
 
-#include <statedict/detail/writer.hpp>
+#include <statedict/detail/write/writer.hpp>
 
 using sdtest::fixture;
 using namespace std::string_literals;

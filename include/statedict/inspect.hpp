@@ -3,7 +3,7 @@
 #include <statedict/checkpoint.hpp>
 #include <statedict/detail/dtypes.hpp>
 #include <statedict/detail/sha256.hpp>
-#include <statedict/detail/file_tensor.hpp>
+#include <statedict/detail/io/file_tensor.hpp>
 
 #include <string>
 #include <vector>

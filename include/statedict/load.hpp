@@ -3,7 +3,7 @@
 // applied only when the whole load is acceptable.
 #include <statedict/checkpoint.hpp>
 #include <statedict/detail/config.hpp>
-#include <statedict/detail/target.hpp>
+#include <statedict/detail/match/target.hpp>
 #include <statedict/options.hpp>
 #include <statedict/read.hpp>
 #include <statedict/report.hpp>
@@ -122,7 +122,7 @@ STATEDICT_FUNC LoadReport diff(const Checkpoint& target, const Checkpoint& sourc
 }  // namespace statedict
 
 #if STATEDICT_DEFINITIONS
-#include <statedict/detail/match.hpp>
+#include <statedict/detail/match/match.hpp>
 
 namespace statedict {
 

@@ -16,11 +16,11 @@ STATEDICT_FUNC Checkpoint read(const std::string& path, const ReadOptions& optio
 }  // namespace statedict
 
 #if STATEDICT_DEFINITIONS
-#include <statedict/detail/dcp.hpp>
-#include <statedict/detail/safetensors.hpp>
-#include <statedict/detail/torch_file.hpp>
-#include <statedict/detail/torchscript.hpp>
-#include <statedict/detail/zip.hpp>
+#include <statedict/detail/formats/dcp.hpp>
+#include <statedict/detail/formats/safetensors.hpp>
+#include <statedict/detail/formats/torch_file.hpp>
+#include <statedict/detail/formats/torchscript.hpp>
+#include <statedict/detail/formats/zip.hpp>
 
 #include <filesystem>
 

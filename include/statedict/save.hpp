@@ -66,7 +66,7 @@ void save(M&& module, const std::string& path, const SaveOptions& options = {}) 
 
 #if STATEDICT_DEFINITIONS
 #include <statedict/detail/dtypes.hpp>
-#include <statedict/detail/writer.hpp>
+#include <statedict/detail/write/writer.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -4,7 +4,7 @@
 // statedict makes for itself (matching, convert, inspect) carry a LazyTensor and a placeholder of
 // the right shape and dtype, so that a rank's load or a convert holds about one tensor at a time.
 #include <statedict/detail/dtypes.hpp>
-#include <statedict/detail/file_tensor.hpp>
+#include <statedict/detail/io/file_tensor.hpp>
 
 #include <ATen/ATen.h>
 

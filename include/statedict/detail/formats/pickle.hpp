@@ -3,7 +3,7 @@
 // (OrderedDict, tensor and parameter rebuilders, a few builtins, numpy scalars and arrays); every other
 // class becomes an inert object; globals that exist to run code or touch the system fail the read.
 #include <statedict/detail/dtypes.hpp>
-#include <statedict/detail/mapped_file.hpp>
+#include <statedict/detail/io/mapped_file.hpp>
 #include <statedict/detail/tree.hpp>
 #include <statedict/error.hpp>
 #include <statedict/read_options.hpp>

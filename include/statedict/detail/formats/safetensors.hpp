@@ -2,8 +2,8 @@
 // safetensors: u64 header length, JSON header, data buffer; validated like the reference reader.
 #include <statedict/checkpoint.hpp>
 #include <statedict/detail/dtypes.hpp>
-#include <statedict/detail/mapped_file.hpp>
-#include <statedict/detail/torch_file.hpp>
+#include <statedict/detail/io/mapped_file.hpp>
+#include <statedict/detail/formats/torch_file.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -4,7 +4,7 @@
 // mapping each chunk to a file, offset and length) and `__R_N.distcp` files in which every chunk is a
 // small torch.save zip. Each tensor is presented whole, its chunks checked and assembled.
 #include <statedict/checkpoint.hpp>
-#include <statedict/detail/torch_file.hpp>
+#include <statedict/detail/formats/torch_file.hpp>
 
 #include <filesystem>
 #include <map>

@@ -2,7 +2,7 @@
 // Writing files safely: a temporary file in the destination's folder, renamed over it only when
 // complete; a zip writer that lays records out the way torch.save does (stored, 64-byte aligned,
 // ZIP64 when needed); CRC-32.
-#include <statedict/detail/mapped_file.hpp>
+#include <statedict/detail/io/mapped_file.hpp>
 #include <statedict/error.hpp>
 
 #include <array>

@@ -1,7 +1,7 @@
 #pragma once
 // A small, strict reader for the uncompressed zip archives torch.save writes. Every offset and length
 // read from the file is checked against the file's size before use.
-#include <statedict/detail/mapped_file.hpp>
+#include <statedict/detail/io/mapped_file.hpp>
 #include <statedict/error.hpp>
 
 #include <algorithm>

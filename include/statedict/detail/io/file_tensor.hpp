@@ -3,7 +3,7 @@
 // their bytes. A file read in pread mode (the default, ReadOptions::map_tensors off) is never read
 // through its mapping: its tensors there only say where their bytes are, and readable() reads them
 // with pread. A mapped file (map_tensors on) is checked for changes, then read from memory.
-#include <statedict/detail/mapped_file.hpp>
+#include <statedict/detail/io/mapped_file.hpp>
 
 #include <statedict/detail/compat.hpp>
 

@@ -3,10 +3,10 @@
 // The pickle is interpreted by detail::Unpickler; this header finds the storages' bytes and turns
 // pending tensor specs into at::Tensors that alias the file's mapping wherever they can.
 #include <statedict/checkpoint.hpp>
-#include <statedict/detail/file_tensor.hpp>
-#include <statedict/detail/mapped_file.hpp>
-#include <statedict/detail/pickle.hpp>
-#include <statedict/detail/zip.hpp>
+#include <statedict/detail/io/file_tensor.hpp>
+#include <statedict/detail/io/mapped_file.hpp>
+#include <statedict/detail/formats/pickle.hpp>
+#include <statedict/detail/formats/zip.hpp>
 
 #include <c10/core/CPUAllocator.h>
 

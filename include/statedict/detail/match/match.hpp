@@ -3,7 +3,7 @@
 // prefix if asked, paired with module keys, checked against the policies, and explained.
 #include <statedict/checkpoint.hpp>
 #include <statedict/detail/dtypes.hpp>
-#include <statedict/detail/target.hpp>
+#include <statedict/detail/match/target.hpp>
 #include <statedict/options.hpp>
 #include <statedict/report.hpp>
 

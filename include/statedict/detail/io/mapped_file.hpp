@@ -3,7 +3,7 @@
 // read into a buffer, and a write to such a tensor never reaches the file. A file opened pread-only
 // (statedict::read's default) is mapped too, but its mapping only gives tensors an address that
 // says where their bytes are: nothing reads it, so a file that shrinks cannot raise SIGBUS.
-#include <statedict/detail/lease.hpp>
+#include <statedict/detail/io/lease.hpp>
 #include <statedict/error.hpp>
 #include <statedict/read_options.hpp>
 

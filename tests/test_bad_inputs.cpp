@@ -390,4 +390,6 @@ TEST_CASE("sharded indexes that point outside, at nothing, or disagree with the 
   refuses(index("absent.index.json", R"({"a":"s1.safetensors","b":"s1.safetensors"})"), "index.mismatch");
   refuses(index("dup.index.json", R"({"a":"s1.safetensors","c":"s2.safetensors"})"), "index.mismatch");
   refuses(index("nomap.index.json", R"([])"), "index.bad");
+  // A name no file system takes (over NAME_MAX): found by fuzz_index, once a std::filesystem_error.
+  refuses(index("long.index.json", R"({"a":")" + std::string(300, 'x') + R"(.safetensors"})"), "index.bad_shard");
 }

@@ -65,7 +65,10 @@ inline std::shared_ptr<CheckpointData> read_sharded(const std::string& index_pat
   std::map<std::string, std::string> found;  // tensor -> shard
   for (const auto& shard : shards) {
     const std::string sp = (dir / shard).string();
-    if (!std::filesystem::exists(sp)) throw Error("index.missing_shard", index_path, shard, "shard file does not exist");
+    std::error_code ec;  // a name the file system refuses (too long, ...) is the index's fault, not an exception of another type
+    const bool present = std::filesystem::exists(sp, ec);
+    if (ec) throw Error("index.bad_shard", index_path, shard, "cannot look up the shard file: " + ec.message());
+    if (!present) throw Error("index.missing_shard", index_path, shard, "shard file does not exist");
     auto part = read_file(sp, opts);
     Checkpoint ck = make_checkpoint(part);
     for (auto& nt : lazy_tensors(ck.root())) {  // as read: no tensor's bytes are read here
@@ -96,11 +99,13 @@ inline std::shared_ptr<CheckpointData> read_sharded(const std::string& index_pat
 }
 
 inline std::string find_index_in(const std::string& dir) {
+  std::error_code ec;
   for (const char* name : {"model.safetensors.index.json", "pytorch_model.bin.index.json"})
-    if (std::filesystem::exists(std::filesystem::path(dir) / name)) return (std::filesystem::path(dir) / name).string();
+    if (std::filesystem::exists(std::filesystem::path(dir) / name, ec)) return (std::filesystem::path(dir) / name).string();
   std::vector<std::string> found;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (ends_with(e.path().filename().string(), ".index.json")) found.push_back(e.path().string());
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (ends_with(it->path().filename().string(), ".index.json")) found.push_back(it->path().string());
+  if (ec) throw Error("io.read", dir, "", "cannot list the folder: " + ec.message());
   if (found.size() == 1) return found[0];
   throw Error("index.not_found", dir, "",
               found.empty() ? "folder holds no *.index.json of a sharded checkpoint" : "folder holds several *.index.json files; name one");

@@ -122,165 +122,13 @@ STATEDICT_FUNC LoadReport diff(const Checkpoint& target, const Checkpoint& sourc
 }  // namespace statedict
 
 #if STATEDICT_DEFINITIONS
+#include <statedict/detail/apply/apply.hpp>
 #include <statedict/detail/match/match.hpp>
 
 namespace statedict {
 
 namespace detail {
 
-/// pread straight into the destination: one copy, from the page cache, without touching the mapping.
-inline void pread_into(const MappedFile& f, const at::Tensor& src, at::Tensor& dst, const std::string& key) {
-  read_or_throw(f, dst.data_ptr(), static_cast<std::size_t>(tensor_bytes(dst)), file_offset(f, src), key);
-}
-
-/// Gives back the mapped pages of the chunks a lazy tensor was made from (they stay valid: touched
-/// again, they are read again from the file). Only for chunks nobody else sees.
-inline void release_pieces(const LazyTensor& lazy) {
-  if (!lazy.pieces) return;
-  for (const auto& p : lazy.pieces->parts)
-    if (const MappedFile* f = p.data.defined() && p.data.is_contiguous() ? mapped_file_of(p.data) : nullptr)
-      f->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(p.data.data_ptr()) - f->data()),
-                 static_cast<std::size_t>(p.data.numel()) * p.data.element_size());
-}
-
-/// While alive, the kernel reads ahead nothing on the file: a tensor-parallel slice is followed in the
-/// file by the other ranks' parts (the rest of the tensor, or of each row), and readahead (8 MiB on
-/// some disks) would read them too.
-struct NoReadahead {
-  int fd;
-  explicit NoReadahead(int f) : fd(f) { ::posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM); }
-  ~NoReadahead() { ::posix_fadvise(fd, 0, 0, POSIX_FADV_NORMAL); }
-  NoReadahead(const NoReadahead&) = delete;
-  NoReadahead& operator=(const NoReadahead&) = delete;
-};
-
-/// A strided view of the mapping (a slice along a dim other than 0), read run by run with pread:
-/// only the slice's bytes reach the page cache, where touching the mapping would fault in, and read
-/// ahead, whole rows. Used when each contiguous run is at least a page.
-inline bool pread_runs(const MappedFile& f, const at::Tensor& src, at::Tensor& dst, const std::string& key) {
-  const std::int64_t dims = src.dim();
-  std::int64_t inner = dims, run = 1;  // dims [inner, dims) form contiguous runs of `run` elements
-  while (inner > 0 && src.stride(inner - 1) == run) run *= src.size(--inner);
-  const std::size_t run_bytes = static_cast<std::size_t>(run) * src.element_size();
-  if (inner == 0 || run_bytes < 4096 || src.numel() == 0) return false;
-  const auto* base = static_cast<const std::uint8_t*>(src.data_ptr());
-  auto* out = static_cast<std::uint8_t*>(dst.data_ptr());
-  std::vector<std::int64_t> idx(static_cast<std::size_t>(inner), 0);
-  for (std::int64_t n = src.numel() / run; n > 0; --n) {
-    std::int64_t at = 0;
-    for (std::int64_t d = 0; d < inner; ++d) at += idx[static_cast<std::size_t>(d)] * src.stride(d);
-    const std::uint8_t* p = base + at * static_cast<std::int64_t>(src.element_size());
-    read_or_throw(f, out, run_bytes, static_cast<std::uint64_t>(p - f.data()), key);
-    out += run_bytes;
-    for (std::int64_t d = inner - 1; d >= 0; --d) {  // next outer index, last dim fastest
-      if (++idx[static_cast<std::size_t>(d)] < src.size(d)) break;
-      idx[static_cast<std::size_t>(d)] = 0;
-    }
-  }
-  return true;
-}
-
-/// The mapped files the planned copies read from (a tensor's own, or its DCP chunks').
-inline std::vector<const MappedFile*> files_of(const std::vector<Copy>& copies) {
-  std::vector<const MappedFile*> out;
-  auto add = [&out](const at::Tensor& t) {
-    const MappedFile* f = t.defined() ? mapped_file_of(t) : nullptr;
-    if (f != nullptr && std::find(out.begin(), out.end(), f) == out.end()) out.push_back(f);
-  };
-  for (const auto& c : copies) {
-    if (!c.lazy) {
-      add(c.source);
-    } else if (c.lazy->pieces) {
-      for (const auto& p : c.lazy->pieces->parts) add(p.data);
-    } else {
-      add(c.lazy->base);
-    }
-  }
-  return out;
-}
-
-/// Writes the planned copies. Runs only after every check passed. `owns_source`: the checkpoint was
-/// read by this load and nobody else holds it, so its bytes are the file's and may be read with
-/// pread, and its mapping released as it is consumed.
-/// Reports progress through the user's callback; one that throws is dropped, with a warning.
-class ProgressSink {
-public:
-  ProgressSink(const std::function<void(std::uint64_t, std::uint64_t)>& f, std::vector<std::string>& warnings)
-      : f_(f), warnings_(warnings) {}
-  void operator()(std::uint64_t done, std::uint64_t total) {
-    if (!f_ || failed_) return;
-    try {
-      f_(done, total);
-    } catch (const std::exception& e) { drop(e.what()); } catch (...) {
-      drop("an exception that is not a std::exception");
-    }
-  }
-
-private:
-  void drop(const std::string& what) {
-    failed_ = true;
-    warnings_.push_back("the progress callback threw (" + what + "); it was not called again, and the load went on.");
-  }
-  const std::function<void(std::uint64_t, std::uint64_t)>& f_;
-  std::vector<std::string>& warnings_;
-  bool failed_ = false;
-};
-
-/// `written` receives each module key once its tensor is written: if a copy throws (the file
-/// changed under the load, a read failed), the caller reports which keys the module holds new.
-inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy, bool owns_source,
-                  ProgressSink& progress, std::vector<std::string>& written) {
-  torch::NoGradGuard no_grad;
-  std::uint64_t total = 0, done = 0;
-  for (const auto& c : copies) total += tensor_bytes(targets[c.target].tensor);
-  progress(0, total);
-  for (const auto& c : copies) {
-    const std::uint64_t bytes = tensor_bytes(targets[c.target].tensor);
-    struct Tick {  // after each copy, whichever way it ends
-      ProgressSink& p;
-      std::uint64_t &done, bytes, total;
-      ~Tick() { p(done += bytes, total); }
-    } tick{progress, done, bytes, total};
-    const std::string& key = targets[c.target].key;
-    at::Tensor dst = targets[c.target].tensor;
-    const at::Tensor source = c.get();  // a lazy source reads its bytes here, one tensor at a time
-    const bool same_layout =
-        dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() && source.is_contiguous() && source.sizes().equals(dst.sizes());
-    const bool aligned = reinterpret_cast<std::uintptr_t>(source.data_ptr()) % std::min<std::size_t>(source.element_size(), 16) == 0;
-    // A file's bytes are read with pread when this load read it, or when it was read pread-only
-    // (statedict::read's default): a shrunk file is then an error, not SIGBUS.
-    // A protected mapping is read as memory: the file may be another's now, the mapping stays ours.
-    const MappedFile* file = mapped_file_of(source);
-    if (file != nullptr && ((!owns_source && !file->pread_only()) || file->is_protected())) file = nullptr;
-    if (zero_copy && same_layout && aligned && (file == nullptr || !file->pread_only())) {
-      dst.set_data(source);
-      written.push_back(key);
-      continue;
-    }
-    std::optional<NoReadahead> exact;
-    if (file != nullptr && c.slice) exact.emplace(file->fd());
-    // A read straight into the parameter that fails half way leaves it partly new: it counts as
-    // written from the moment the read starts.
-    if (file != nullptr && same_layout && dst.is_contiguous()) {
-      written.push_back(key);
-      pread_into(*file, source, dst, key);
-      continue;
-    }
-    if (file != nullptr && !source.is_contiguous() && dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() &&
-        source.sizes().equals(dst.sizes()) && dst.is_contiguous()) {
-      written.push_back(key);
-      if (pread_runs(*file, source, dst, key)) continue;
-      written.pop_back();  // runs too short for pread: nothing was read; copied below
-    }
-    // A file's bytes are read with pread even here (a cast, another layout): through a buffer.
-    dst.copy_(file != nullptr ? pread_copy(*file, source, key) : source);
-    written.push_back(key);
-    if (owns_source && c.lazy) release_pieces(*c.lazy);            // assembled from chunks: let their pages go as well
-    if (owns_source && file != nullptr && source.is_contiguous())  // a strided shard shares its pages with other ranks' rows
-      file->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(source.data_ptr()) - file->data()),
-                    static_cast<std::size_t>(source.numel()) * source.element_size());
-  }
-}
 STATEDICT_FUNC LoadReport run(const std::vector<Target>& targets, std::string name, const Checkpoint* ck, const std::string& path,
                               const LoadOptions& opts, bool dry_run) {
   LoadReport r;
@@ -330,7 +178,7 @@ STATEDICT_FUNC LoadReport run(const std::vector<Target>& targets, std::string na
   ProgressSink progress(opts.progress(), r.warnings);
   std::vector<std::string> written;
   try {
-    apply(targets, copies, opts.zero_copy(), owned.has_value(), progress, written);
+    apply(targets, copies, opts.zero_copy(), owned.has_value(), opts.threads(), progress, written);
     // A change during the copies may have mixed old and new bytes (a mapped checkpoint's copies
     // read its pages, others read the file). Say so rather than report success.
     for (const MappedFile* f : files) {

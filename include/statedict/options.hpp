@@ -159,10 +159,20 @@ public:
     shards_.push_back({std::move(key_glob), dim, rank, world});
     return *this;
   }
+  /// Threads that write the module: they take tensors, and pieces of at most 8 MiB of large ones,
+  /// in file order. 0 (the default): LibTorch's intra-op thread count (at::get_num_threads()), at
+  /// most 4, for a load that copies at least 16 MiB, else the calling thread alone. 1: the calling
+  /// thread alone. The calling thread is always one of them.
+  LoadOptions& threads(int n) {
+    if (n < 0) throw Error("options.bad_threads", "", "threads(" + std::to_string(n) + ")", "a thread count is 0 (automatic) or more");
+    threads_ = n;
+    return *this;
+  }
   /// Called while a load writes the module: bytes copied so far and the total, once with 0 before
-  /// the first tensor and after each one (a dry run never calls it). It runs on the loading thread
-  /// between copies, so it may print or update a bar but must not touch the module. A callback that
-  /// throws is not called again; the load goes on and its report warns.
+  /// the first tensor and after each tensor or piece of one the calling thread wrote, and once at the
+  /// end (a dry run never calls it). It runs on the thread that called load, so it may print or
+  /// update a bar but must not touch the module. A callback that throws is not called again; the
+  /// load goes on and its report warns.
   LoadOptions& progress(std::function<void(std::uint64_t done, std::uint64_t total)> f) {
     progress_ = std::move(f);
     return *this;
@@ -188,6 +198,7 @@ public:
   double min_coverage() const { return min_coverage_; }
   bool require_num_batches_tracked() const { return require_nbt_; }
   bool zero_copy() const { return zero_copy_; }
+  int threads() const { return threads_; }
   const ReadOptions& read_options() const { return read_; }
   const std::function<void(std::uint64_t, std::uint64_t)>& progress() const { return progress_; }
   struct Shard {
@@ -208,6 +219,7 @@ private:
   double min_coverage_ = 0.0;
   bool require_nbt_ = false;
   bool zero_copy_ = false;
+  int threads_ = 0;
   std::function<void(std::uint64_t, std::uint64_t)> progress_;
   ReadOptions read_;
   std::vector<Shard> shards_;

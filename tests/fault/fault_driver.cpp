@@ -2,7 +2,9 @@
 // what it left. Exit 0: success with the right values; 1: a clean failure (a statedict error that
 // names the file, the module unchanged or its written keys reported); 3: a broken promise.
 //   statedict_fault_driver dump CHECKPOINT         print the loaded module's tensor hashes (no faults)
-//   statedict_fault_driver load CHECKPOINT HASHES  load into the model and check against HASHES
+//   statedict_fault_driver load CHECKPOINT HASHES [THREADS]
+//                                                  load into the model (on THREADS threads, default
+//                                                  1) and check against HASHES
 //   statedict_fault_driver save OUT                save a fixed model to OUT
 #include <statedict/statedict.hpp>
 
@@ -20,13 +22,13 @@ std::map<std::string, std::string> hashes(torch::nn::Module& m) {
   return out;
 }
 
-int load(const std::string& path, const std::string& expected_path) {
+int load(const std::string& path, const std::string& expected_path, int threads) {
   std::map<std::string, std::string> expected;
   std::ifstream in(expected_path);
   for (std::string k, h; in >> k >> h;) expected[k] = h;
   sdtest::TinyResNet net;
   const auto before = hashes(*net);
-  const statedict::LoadReport r = statedict::load(net, path);
+  const statedict::LoadReport r = statedict::load(net, path, statedict::LoadOptions{}.threads(threads));
   const auto after = hashes(*net);
   if (r.ok()) {
     if (after == expected) return 0;
@@ -62,7 +64,7 @@ int main(int argc, char** argv) {
       for (const auto& [k, h] : hashes(*net)) std::cout << k << " " << h << "\n";
       return 0;
     }
-    if (mode == "load" && argc == 4) return load(argv[2], argv[3]);
+    if (mode == "load" && (argc == 4 || argc == 5)) return load(argv[2], argv[3], argc == 5 ? std::stoi(argv[4]) : 1);
     if (mode == "save" && argc == 3) {
       torch::manual_seed(7);
       sdtest::TinyResNet net;
@@ -73,6 +75,6 @@ int main(int argc, char** argv) {
     std::cout << e.what() << "\n";
     return 1;
   }
-  std::cerr << "usage: statedict_fault_driver dump CHECKPOINT | load CHECKPOINT HASHES | save OUT\n";
+  std::cerr << "usage: statedict_fault_driver dump CHECKPOINT | load CHECKPOINT HASHES [THREADS] | save OUT\n";
   return 2;
 }

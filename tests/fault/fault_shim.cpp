@@ -67,7 +67,8 @@ static int fd_matches(int fd) {
 static int hit(int call, int matches) {
   setup();
   if (!matches) return 0;
-  return ++counts[call] == fail_at && call == fail_call;
+  // Atomic: a load may read on several threads (LoadOptions::threads); exactly one call is the N-th.
+  return __atomic_add_fetch(&counts[call], 1, __ATOMIC_SEQ_CST) == fail_at && call == fail_call;
 }
 
 extern "C" {

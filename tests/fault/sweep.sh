@@ -39,7 +39,8 @@ points() {
   seq 1 "$step" "$total"; [ $(( (total - 1) % step )) -ne 0 ] && echo "$total"
 }
 
-# 1. Loads: a torch zip, a cast (fp16 into fp32: through the pread buffer) and safetensors.
+# 1. Loads: a torch zip, a cast (fp16 into fp32: through the pread buffer) and safetensors, on 1
+#    thread and on 2.
 for src in resnet_plain.pt resnet_fp16.pt resnet.safetensors; do
   ck="$work/ck_$src"
   cp "$fx/$src" "$ck"
@@ -60,6 +61,18 @@ for src in resnet_plain.pt resnet_fp16.pt resnet.safetensors; do
         esac
       done
     done
+  done
+  # The same load on 2 threads (LoadOptions::threads): a read that fails on one thread stops the
+  # other; which tensors were written is reported whichever thread was where.
+  total=$(calls_of pread); total=${total:-0}
+  for n in $(points "$total" 12); do
+    runs=$((runs + 1))
+    got=$(inject "load-$src" "ck_$src" "pread:$n:EIO" "$driver" load "$ck" "$work/expected_$src" 2)
+    case $got in
+      0) ;;
+      1) clean_errors=$((clean_errors + 1)) ;;
+      *) fail "load $src on 2 threads with pread:$n:EIO: exit $got" ;;
+    esac
   done
 done
 

@@ -1,0 +1,337 @@
+#pragma once
+// Writing a planned load into the module: every copy the matcher planned, cut into jobs (a large
+// tensor read straight into its parameter, or cast through a buffer, is several jobs of at most
+// kPieceBytes), run on LoadOptions::threads() threads that take the jobs in file order.
+#include <statedict/detail/dtypes.hpp>
+#include <statedict/detail/io/file_tensor.hpp>
+#include <statedict/detail/lazy.hpp>
+#include <statedict/detail/match/match.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+
+namespace statedict::detail {
+
+/// The largest piece of one tensor a job reads (straight into the parameter, or into a cast buffer).
+inline constexpr std::uint64_t kPieceBytes = 8u << 20;
+/// With threads() left at 0, a load that copies less than this runs on the calling thread alone.
+inline constexpr std::uint64_t kParallelFromBytes = 16u << 20;
+
+/// Reads `n` bytes at `offset` of the file straight into `out`: one copy, from the page cache,
+/// without touching the mapping.
+inline void pread_bytes(const MappedFile& f, void* out, std::uint64_t n, std::uint64_t offset, const std::string& key) {
+  read_or_throw(f, out, static_cast<std::size_t>(n), offset, key);
+}
+
+/// Gives back the mapped pages of the chunks a lazy tensor was made from (they stay valid: touched
+/// again, they are read again from the file). Only for chunks nobody else sees.
+inline void release_pieces(const LazyTensor& lazy) {
+  if (!lazy.pieces) return;
+  for (const auto& p : lazy.pieces->parts)
+    if (const MappedFile* f = p.data.defined() && p.data.is_contiguous() ? mapped_file_of(p.data) : nullptr)
+      f->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(p.data.data_ptr()) - f->data()),
+                 static_cast<std::size_t>(p.data.numel()) * p.data.element_size());
+}
+
+/// While alive, the kernel reads ahead nothing on the file: a tensor-parallel slice is followed in the
+/// file by the other ranks' parts (the rest of the tensor, or of each row), and readahead (8 MiB on
+/// some disks) would read them too.
+struct NoReadahead {
+  int fd;
+  explicit NoReadahead(int f) : fd(f) { ::posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM); }
+  ~NoReadahead() { ::posix_fadvise(fd, 0, 0, POSIX_FADV_NORMAL); }
+  NoReadahead(const NoReadahead&) = delete;
+  NoReadahead& operator=(const NoReadahead&) = delete;
+};
+
+/// A strided view of the mapping (a slice along a dim other than 0), read run by run with pread:
+/// only the slice's bytes reach the page cache, where touching the mapping would fault in, and read
+/// ahead, whole rows. Used when each contiguous run is at least a page.
+inline bool pread_runs(const MappedFile& f, const at::Tensor& src, at::Tensor& dst, const std::string& key) {
+  const std::int64_t dims = src.dim();
+  std::int64_t inner = dims, run = 1;  // dims [inner, dims) form contiguous runs of `run` elements
+  while (inner > 0 && src.stride(inner - 1) == run) run *= src.size(--inner);
+  const std::size_t run_bytes = static_cast<std::size_t>(run) * src.element_size();
+  if (inner == 0 || run_bytes < 4096 || src.numel() == 0) return false;
+  const auto* base = static_cast<const std::uint8_t*>(src.data_ptr());
+  auto* out = static_cast<std::uint8_t*>(dst.data_ptr());
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(inner), 0);
+  for (std::int64_t n = src.numel() / run; n > 0; --n) {
+    std::int64_t at = 0;
+    for (std::int64_t d = 0; d < inner; ++d) at += idx[static_cast<std::size_t>(d)] * src.stride(d);
+    const std::uint8_t* p = base + at * static_cast<std::int64_t>(src.element_size());
+    read_or_throw(f, out, run_bytes, static_cast<std::uint64_t>(p - f.data()), key);
+    out += run_bytes;
+    for (std::int64_t d = inner - 1; d >= 0; --d) {  // next outer index, last dim fastest
+      if (++idx[static_cast<std::size_t>(d)] < src.size(d)) break;
+      idx[static_cast<std::size_t>(d)] = 0;
+    }
+  }
+  return true;
+}
+
+/// The mapped files the planned copies read from (a tensor's own, or its DCP chunks').
+inline std::vector<const MappedFile*> files_of(const std::vector<Copy>& copies) {
+  std::vector<const MappedFile*> out;
+  auto add = [&out](const at::Tensor& t) {
+    const MappedFile* f = t.defined() ? mapped_file_of(t) : nullptr;
+    if (f != nullptr && std::find(out.begin(), out.end(), f) == out.end()) out.push_back(f);
+  };
+  for (const auto& c : copies) {
+    if (!c.lazy) {
+      add(c.source);
+    } else if (c.lazy->pieces) {
+      for (const auto& p : c.lazy->pieces->parts) add(p.data);
+    } else {
+      add(c.lazy->base);
+    }
+  }
+  return out;
+}
+
+/// Reports progress through the user's callback; one that throws is dropped, with a warning.
+class ProgressSink {
+public:
+  ProgressSink(const std::function<void(std::uint64_t, std::uint64_t)>& f, std::vector<std::string>& warnings)
+      : f_(f), warnings_(warnings) {}
+  void operator()(std::uint64_t done, std::uint64_t total) {
+    if (!f_ || failed_) return;
+    try {
+      f_(done, total);
+    } catch (const std::exception& e) { drop(e.what()); } catch (...) {
+      drop("an exception that is not a std::exception");
+    }
+  }
+
+private:
+  void drop(const std::string& what) {
+    failed_ = true;
+    warnings_.push_back("the progress callback threw (" + what + "); it was not called again, and the load went on.");
+  }
+  const std::function<void(std::uint64_t, std::uint64_t)>& f_;
+  std::vector<std::string>& warnings_;
+  bool failed_ = false;
+};
+
+/// The file a copy's bytes are read from with pread, or nullptr when they are read as memory. A
+/// file's bytes are read with pread when this load read it (`owns_source`), or when it was read
+/// pread-only (statedict::read's default): a shrunk file is then an error, not SIGBUS. A protected
+/// mapping is read as memory: the file may be another's now, the mapping stays ours.
+inline const MappedFile* pread_file_of(const at::Tensor& source, bool owns_source) {
+  const MappedFile* file = mapped_file_of(source);
+  if (file != nullptr && ((!owns_source && !file->pread_only()) || file->is_protected())) return nullptr;
+  return file;
+}
+
+/// One piece of a load's work: a whole copy, or elements [begin, end) of one whose parameter is
+/// read straight from the file (`cast` false) or cast from a buffer read from it (`cast` true).
+struct Job {
+  std::size_t copy;
+  std::int64_t begin = 0, end = -1;  // end < 0: the whole copy
+  bool cast = false;
+};
+
+/// The state of one apply(): its jobs, which copies have begun writing, and the first error.
+class Applier {
+public:
+  Applier(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy, bool owns_source)
+      : targets_(targets), copies_(copies), zero_copy_(zero_copy), owns_(owns_source), begun_(new std::atomic<bool>[copies.size()]) {
+    for (std::size_t i = 0; i < copies.size(); ++i) begun_[i].store(false, std::memory_order_relaxed);
+  }
+
+  /// Cuts the copies into jobs; a non-lazy slice's file reads ahead nothing while the load runs.
+  void plan_jobs() {
+    for (std::size_t i = 0; i < copies_.size(); ++i) {
+      const Copy& c = copies_[i];
+      const at::Tensor& dst = targets_[c.target].tensor;
+      total_ += tensor_bytes(dst);
+      if (c.lazy) {
+        jobs_.push_back({i});
+        continue;
+      }
+      const MappedFile* file = pread_file_of(c.source, owns_);
+      if (file != nullptr && c.slice && std::none_of(exact_.begin(), exact_.end(), [&](const NoReadahead& n) { return n.fd == file->fd(); }))
+        exact_.emplace_back(file->fd());
+      // Pieces: a contiguous tensor of the file read straight into (or cast into) a contiguous CPU
+      // parameter of its shape; zero-copy candidates and everything else stay whole.
+      const bool piecewise = file != nullptr && !(zero_copy_ && !file->pread_only()) && dst.device().is_cpu() && dst.is_contiguous() &&
+                             c.source.is_contiguous() && c.source.sizes().equals(dst.sizes()) && dst.numel() > 0;
+      if (!piecewise) {
+        jobs_.push_back({i});
+        continue;
+      }
+      const bool cast = c.source.scalar_type() != dst.scalar_type();
+      const auto widest = static_cast<std::int64_t>(std::max(dst.element_size(), c.source.element_size()));
+      const std::int64_t step = std::max<std::int64_t>(1, static_cast<std::int64_t>(kPieceBytes) / widest);
+      for (std::int64_t b = 0; b < dst.numel(); b += step) jobs_.push_back({i, b, std::min(dst.numel(), b + step), cast});
+    }
+  }
+
+  std::uint64_t total() const { return total_; }
+  std::size_t job_count() const { return jobs_.size(); }
+  std::uint64_t done() const { return done_.load(std::memory_order_relaxed); }
+
+  /// Runs jobs until none is left or one failed; `after_job` runs after each (on this thread).
+  void work(const std::function<void()>& after_job) {
+    at::NoGradGuard no_grad;  // thread-local: each thread sets its own
+    for (;;) {
+      if (failed_.load(std::memory_order_relaxed)) return;
+      const std::size_t j = next_.fetch_add(1, std::memory_order_relaxed);
+      if (j >= jobs_.size()) return;
+      try {
+        run(jobs_[j]);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!error_) error_ = std::current_exception();
+        failed_.store(true, std::memory_order_relaxed);
+      }
+      if (after_job) after_job();
+    }
+  }
+
+  /// The module keys whose tensors began to be written, in the plan's order.
+  std::vector<std::string> begun() const {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < copies_.size(); ++i)
+      if (begun_[i].load(std::memory_order_relaxed)) out.push_back(targets_[copies_[i].target].key);
+    return out;
+  }
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+private:
+  void begin(std::size_t copy) { begun_[copy].store(true, std::memory_order_relaxed); }
+  void count(std::uint64_t bytes) { done_.fetch_add(bytes, std::memory_order_relaxed); }
+
+  void run(const Job& job) {
+    if (job.end < 0) return run_whole(job.copy);
+    const Copy& c = copies_[job.copy];
+    const std::string& key = targets_[c.target].key;
+    const at::Tensor& dst = targets_[c.target].tensor;
+    const MappedFile& file = *pread_file_of(c.source, owns_);
+    const std::int64_t n = job.end - job.begin;
+    const std::uint64_t at_file = file_offset(file, c.source) + static_cast<std::uint64_t>(job.begin) * c.source.element_size();
+    const std::uint64_t src_bytes = static_cast<std::uint64_t>(n) * c.source.element_size();
+    auto* out = static_cast<std::uint8_t*>(dst.data_ptr()) + job.begin * static_cast<std::int64_t>(dst.element_size());
+    if (!job.cast) {
+      // A read straight into the parameter that fails half way leaves it partly new: it counts as
+      // written from the moment the read starts.
+      begin(job.copy);
+      pread_bytes(file, out, src_bytes, at_file, key);
+    } else {
+      at::Tensor buf = at::empty({n}, c.source.options().device(at::kCPU));
+      pread_bytes(file, buf.data_ptr(), src_bytes, at_file, key);
+      begin(job.copy);
+      at::from_blob(out, {n}, dst.options()).copy_(buf);
+    }
+    count(static_cast<std::uint64_t>(n) * dst.element_size());
+  }
+
+  void run_whole(std::size_t i) {
+    const Copy& c = copies_[i];
+    const std::string& key = targets_[c.target].key;
+    at::Tensor dst = targets_[c.target].tensor;
+    struct Count {  // whichever way the copy ends
+      Applier& a;
+      std::uint64_t bytes;
+      ~Count() { a.count(bytes); }
+    } counted{*this, tensor_bytes(dst)};
+    const at::Tensor source = c.get();  // a lazy source reads its bytes here, one tensor at a time
+    const bool same_layout =
+        dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() && source.is_contiguous() && source.sizes().equals(dst.sizes());
+    const bool aligned = reinterpret_cast<std::uintptr_t>(source.data_ptr()) % std::min<std::size_t>(source.element_size(), 16) == 0;
+    const MappedFile* file = pread_file_of(source, owns_);
+    if (zero_copy_ && same_layout && aligned && (file == nullptr || !file->pread_only())) {
+      begin(i);
+      dst.set_data(source);
+      return;
+    }
+    if (file != nullptr && same_layout && dst.is_contiguous()) {
+      begin(i);
+      pread_bytes(*file, dst.data_ptr(), tensor_bytes(dst), file_offset(*file, source), key);
+      return;
+    }
+    if (file != nullptr && !source.is_contiguous() && dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() &&
+        source.sizes().equals(dst.sizes()) && dst.is_contiguous()) {
+      begin(i);
+      if (pread_runs(*file, source, dst, key)) return;
+      begun_[i].store(false, std::memory_order_relaxed);  // runs too short for pread: nothing was read; copied below
+    }
+    // A file's bytes are read with pread even here (a cast, another layout): through a buffer.
+    const at::Tensor from = file != nullptr ? pread_copy(*file, source, key) : source;
+    begin(i);
+    dst.copy_(from);
+    if (owns_ && c.lazy) release_pieces(*c.lazy);            // assembled from chunks: let their pages go as well
+    if (owns_ && file != nullptr && source.is_contiguous())  // a strided shard shares its pages with other ranks' rows
+      file->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(source.data_ptr()) - file->data()),
+                    static_cast<std::size_t>(source.numel()) * source.element_size());
+  }
+
+  const std::vector<Target>& targets_;
+  const std::vector<Copy>& copies_;
+  const bool zero_copy_, owns_;
+  std::vector<Job> jobs_;
+  std::list<NoReadahead> exact_;
+  std::uint64_t total_ = 0;
+  std::unique_ptr<std::atomic<bool>[]> begun_;
+  std::atomic<std::size_t> next_{0};
+  std::atomic<std::uint64_t> done_{0};
+  std::atomic<bool> failed_{false};
+  std::mutex mu_;
+  std::exception_ptr error_;
+};
+
+/// How many threads a load uses: the option, or (0) LibTorch's intra-op thread count, at most 4,
+/// when the load copies at least kParallelFromBytes; never more than there are jobs.
+inline int apply_threads(int option, std::uint64_t bytes, std::size_t jobs) {
+  int n = option > 0 ? option : (bytes >= kParallelFromBytes ? std::clamp(at::get_num_threads(), 1, 4) : 1);
+  return static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(n), std::max<std::size_t>(jobs, 1)));
+}
+
+/// Writes the planned copies. Runs only after every check passed. `owns_source`: the checkpoint was
+/// read by this load and nobody else holds it, so its bytes are the file's and may be read with
+/// pread, and its mapping released as it is consumed. `written` receives each module key whose
+/// tensor began to be written: if a copy throws (the file changed under the load, a read failed),
+/// the caller reports which keys the module holds new. The progress callback runs on this thread.
+inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy, bool owns_source, int threads,
+                  ProgressSink& progress, std::vector<std::string>& written) {
+  Applier a(targets, copies, zero_copy, owns_source);
+  a.plan_jobs();
+  progress(0, a.total());
+  std::uint64_t reported = 0;
+  const auto report = [&] {
+    const std::uint64_t d = a.done();
+    if (d != reported) progress(reported = d, a.total());
+  };
+  std::vector<std::thread> helpers;
+  const int n = apply_threads(threads, a.total(), a.job_count());
+  for (int t = 1; t < n; ++t) {
+    try {
+      helpers.emplace_back([&a] { a.work(nullptr); });
+    } catch (const std::system_error&) {
+      break;  // no more threads to be had: the ones running (and this one) do the work
+    }
+  }
+  a.work(report);
+  for (auto& h : helpers) h.join();
+  report();
+  written = a.begun();
+  a.rethrow();
+}
+
+}  // namespace statedict::detail

@@ -1,0 +1,169 @@
+// LoadOptions::threads: a load written by several threads gives the values one thread gives, for
+// every format and path (straight reads, pieces of large tensors, casts, zero-copy, slices); the
+// progress callback stays on the calling thread; the report still says what a failed load wrote.
+#include "helpers.hpp"
+#include "models.hpp"
+
+#include <thread>
+
+using sdtest::fixture;
+using sdtest::module_listing;
+using statedict::LoadOptions;
+
+namespace {
+
+/// A module of one tensor several pieces large (12 MB, 3 pieces of 8 MiB at most), one that is not
+/// a whole number of pieces, and small ones around them.
+struct BigNetImpl : torch::nn::Module {
+  BigNetImpl() {
+    register_parameter("head", torch::zeros({7}));
+    register_parameter("big", torch::zeros({3, 1000, 1000}));
+    register_buffer("odd", torch::zeros({2100001}, torch::kFloat64));
+    register_parameter("tail", torch::zeros({5, 3}));
+  }
+};
+TORCH_MODULE(BigNet);
+
+/// Its values, saved by statedict (at `dtype` for the floating-point tensors).
+std::vector<statedict::NamedTensor> big_values(at::ScalarType dtype) {
+  torch::manual_seed(7);
+  return {{"head", torch::randn({7}).to(dtype)},
+          {"big", torch::randn({3, 1000, 1000}).to(dtype)},
+          {"odd", torch::randn({2100001}, torch::kFloat64).to(dtype)},
+          {"tail", torch::randn({5, 3}).to(dtype)}};
+}
+
+/// True when every tensor of the module equals the value of its name, cast to the module's dtype.
+bool holds(torch::nn::Module& m, const std::vector<statedict::NamedTensor>& values) {
+  for (const auto& v : values) {
+    bool found = false;
+    for (const auto& t : statedict::state_dict(m))
+      if (t.key == v.key) found = torch::equal(t.tensor, v.tensor.to(t.tensor.scalar_type()));
+    if (!found) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("threads: every thread count loads Python's values, for each format and a cast", "[threads][parallel]") {
+  const std::vector<std::pair<std::string, std::string>> files{{"resnet_plain.pt", "resnet_plain.pt"},
+                                                               {"resnet.safetensors", "resnet.safetensors"},
+                                                               {"resnet_legacy.pt", "resnet_legacy.pt"},
+                                                               {"resnet_fp16.pt", "loaded_resnet_fp16.pt"},
+                                                               {"sharded_st", "sharded_st"}};
+  for (const auto& [file, expected] : files) {
+    for (int threads : {1, 2, 3, 8}) {
+      INFO(file << " on " << threads << " threads");
+      sdtest::TinyResNet net;
+      const auto r = statedict::load(net, fixture(file), LoadOptions{}.threads(threads));
+      INFO(r);
+      REQUIRE(r.ok());
+      CHECK(r.loaded == 122);
+      const nlohmann::json want = sdtest::expected_listing(expected);
+      CHECK(module_listing(*net) == want["tensors"]);
+    }
+  }
+}
+
+TEST_CASE("threads: a tensor larger than a piece is read in pieces, straight or cast, on any thread count", "[threads][parallel]") {
+  for (const auto dtype : {at::kFloat, at::kHalf}) {
+    for (const char* ext : {".pt", ".safetensors"}) {
+      const auto values = big_values(dtype);
+      const std::string path = sdtest::temp_path(std::string("parallel_big_") + c10::toString(dtype) + ext);
+      statedict::save(values, path);
+      for (int threads : {1, 2, 4}) {
+        INFO(path << " on " << threads << " threads");
+        BigNet net;
+        const auto r = statedict::load(net, path, LoadOptions{}.threads(threads));
+        INFO(r);
+        REQUIRE(r.ok());
+        CHECK(r.loaded == 4);
+        CHECK(holds(*net, values));
+        // From a Checkpoint read once (pread-only, not owned by the load): the same.
+        BigNet again;
+        REQUIRE(statedict::load(again, statedict::read(path), LoadOptions{}.threads(threads)).ok());
+        CHECK(holds(*again, values));
+      }
+      std::remove(path.c_str());
+    }
+  }
+}
+
+TEST_CASE("threads: zero-copy and tensor-parallel slices on several threads equal one thread's", "[threads][parallel]") {
+  const auto values = big_values(at::kFloat);
+  const std::string path = sdtest::temp_path("parallel_slices.pt");
+  statedict::save(values, path);
+  {
+    BigNet net;
+    REQUIRE(statedict::load(net, path, LoadOptions{}.zero_copy().threads(4)).ok());
+    CHECK(holds(*net, values));
+  }
+  // Rank 1 of 2 along dim 1 (strided runs of 2 KB: cast through a buffer) and dim 2 (runs of 2 KB).
+  for (std::int64_t dim : {1, 2}) {
+    INFO("dim " << dim);
+    auto make = [dim] {
+      auto m = std::make_shared<torch::nn::Module>();
+      std::vector<std::int64_t> shape{3, 1000, 1000};
+      shape[static_cast<std::size_t>(dim)] = 500;
+      m->register_parameter("big", torch::zeros(shape));
+      return m;
+    };
+    const auto opts = LoadOptions{}.shard("big", dim, 1, 2).unexpected(statedict::Policy::ignore);
+    auto one = make(), four = make();
+    REQUIRE(statedict::load(one, path, LoadOptions(opts).threads(1)).ok());
+    REQUIRE(statedict::load(four, path, LoadOptions(opts).threads(4)).ok());
+    CHECK(torch::equal(one->named_parameters()["big"], values[1].tensor.narrow(dim, 500, 500)));
+    CHECK(torch::equal(four->named_parameters()["big"], values[1].tensor.narrow(dim, 500, 500)));
+  }
+  std::remove(path.c_str());
+}
+
+TEST_CASE("threads: progress is called on the calling thread, from 0 to the total, never backwards", "[threads][parallel]") {
+  const auto values = big_values(at::kHalf);  // cast pieces: the slowest jobs
+  const std::string path = sdtest::temp_path("parallel_progress.pt");
+  statedict::save(values, path);
+  BigNet net;
+  std::uint64_t expected_total = 0;
+  for (const auto& t : statedict::state_dict(*net)) expected_total += static_cast<std::uint64_t>(t.tensor.numel()) * t.tensor.element_size();
+  const auto caller = std::this_thread::get_id();
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> calls;
+  bool elsewhere = false;
+  const auto r = statedict::load(net, path, LoadOptions{}.threads(4).progress([&](std::uint64_t done, std::uint64_t total) {
+    elsewhere = elsewhere || std::this_thread::get_id() != caller;
+    calls.emplace_back(done, total);
+  }));
+  REQUIRE(r.ok());
+  CHECK_FALSE(elsewhere);
+  REQUIRE(calls.size() >= 2);
+  CHECK(calls.front() == std::make_pair(std::uint64_t{0}, expected_total));
+  CHECK(calls.back() == std::make_pair(expected_total, expected_total));
+  for (std::size_t i = 1; i < calls.size(); ++i) CHECK(calls[i].first >= calls[i - 1].first);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("threads: a negative count is options.bad_threads; 0 is automatic", "[threads][parallel]") {
+  CHECK(sdtest::error_id([] { LoadOptions{}.threads(-1); }) == statedict::errors::options_bad_threads);
+  CHECK(LoadOptions{}.threads() == 0);
+  CHECK(LoadOptions{}.threads(3).threads() == 3);
+}
+
+TEST_CASE("threads: a file changed before the copies fails on every thread count with the module unchanged", "[threads][parallel]") {
+  const auto values = big_values(at::kFloat);
+  const std::string path = sdtest::temp_path("parallel_changed.pt");
+  statedict::save(values, path);
+  const statedict::Checkpoint ck = statedict::read(path);
+  {
+    std::ofstream grow(path, std::ios::app | std::ios::binary);
+    grow << "more bytes";
+  }
+  for (int threads : {1, 4}) {
+    BigNet net;
+    const auto r = statedict::load(net, ck, LoadOptions{}.threads(threads));
+    CHECK(r.error_id == "file.changed");
+    CHECK(r.written.empty());
+    CHECK_FALSE(r.applied);
+    for (const auto& t : statedict::state_dict(*net)) CHECK(torch::count_nonzero(t.tensor).item<std::int64_t>() == 0);
+  }
+  std::remove(path.c_str());
+}

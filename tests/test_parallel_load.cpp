@@ -125,7 +125,8 @@ TEST_CASE("threads: progress is called on the calling thread, from 0 to the tota
   statedict::save(values, path);
   BigNet net;
   std::uint64_t expected_total = 0;
-  for (const auto& t : statedict::state_dict(*net)) expected_total += static_cast<std::uint64_t>(t.tensor.numel()) * t.tensor.element_size();
+  for (const auto& t : statedict::state_dict(*net))
+    expected_total += static_cast<std::uint64_t>(t.tensor.numel()) * t.tensor.element_size();
   const auto caller = std::this_thread::get_id();
   std::vector<std::pair<std::uint64_t, std::uint64_t>> calls;
   bool elsewhere = false;

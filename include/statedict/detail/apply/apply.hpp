@@ -164,7 +164,8 @@ public:
         continue;
       }
       const MappedFile* file = pread_file_of(c.source, owns_);
-      if (file != nullptr && c.slice && std::none_of(exact_.begin(), exact_.end(), [&](const NoReadahead& n) { return n.fd == file->fd(); }))
+      if (file != nullptr && c.slice &&
+          std::none_of(exact_.begin(), exact_.end(), [&](const NoReadahead& n) { return n.fd == file->fd(); }))
         exact_.emplace_back(file->fd());
       // Pieces: a contiguous tensor of the file read straight into (or cast into) a contiguous CPU
       // parameter of its shape; zero-copy candidates and everything else stay whole.

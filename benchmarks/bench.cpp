@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +21,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -137,7 +139,9 @@ void warm(const std::string& path) {
   ::close(fd);
 }
 
-Sample pread_limit(const std::string& path) {
+/// pread of the whole file into page-aligned, already-touched memory, on `threads` threads that
+/// take 64 MiB blocks in turn: the copy limit of the page cache on this machine.
+Sample pread_limit(const std::string& path, int threads) {
   return in_child([&](const Timer& timed) {
     // The destination exists and is touched before the clock starts, as a model's memory is, and is
     // page-aligned as tensor memory is: glibc puts a big malloc block 16 bytes past a page boundary,
@@ -147,27 +151,37 @@ Sample pread_limit(const std::string& path) {
     auto* buf = static_cast<char*>(std::aligned_alloc(4096, (size + 4095) / 4096 * 4096));
     std::memset(buf, 0, size);
     int fd = ::open(path.c_str(), O_RDONLY);
-    bool ok = true;
-    timed([&] {
-      std::size_t off = 0;
-      while (off < size) {
-        const ssize_t n = ::pread(fd, buf + off, std::min<std::size_t>(size - off, 64u << 20), static_cast<off_t>(off));
-        if (n <= 0) break;
-        off += static_cast<std::size_t>(n);
+    std::atomic<std::size_t> next{0}, got{0};
+    constexpr std::size_t block = 64u << 20;
+    auto work = [&] {
+      for (std::size_t off; (off = next.fetch_add(block)) < size;) {
+        const std::size_t end = std::min(size, off + block);
+        for (std::size_t at = off; at < end;) {
+          const ssize_t n = ::pread(fd, buf + at, end - at, static_cast<off_t>(at));
+          if (n <= 0) return;
+          at += static_cast<std::size_t>(n);
+          got += static_cast<std::size_t>(n);
+        }
       }
-      ok = off == size;
+    };
+    timed([&] {
+      std::vector<std::thread> helpers;
+      for (int t = 1; t < threads; ++t) helpers.emplace_back(work);
+      work();
+      for (auto& h : helpers) h.join();
     });
     ::close(fd);
     std::free(buf);
-    return ok;
+    return got.load() == size;
   });
 }
 
-Sample statedict_load(const std::function<std::shared_ptr<torch::nn::Module>()>& make, const std::string& path, bool zero_copy) {
+Sample statedict_load(const std::function<std::shared_ptr<torch::nn::Module>()>& make, const std::string& path, bool zero_copy,
+                      int threads = 0) {
   return in_child([&](const Timer& timed) {
     auto m = make();
     bool ok = false;
-    timed([&] { ok = statedict::load(m, path, statedict::LoadOptions{}.zero_copy(zero_copy)).ok(); });
+    timed([&] { ok = statedict::load(m, path, statedict::LoadOptions{}.zero_copy(zero_copy).threads(threads)).ok(); });
     return ok;
   });
 }
@@ -225,34 +239,17 @@ Sample libtorch_load(const std::function<std::shared_ptr<torch::nn::Module>()>& 
   });
 }
 
-Sample python_load(const std::string& path, int layers, int width, int runs) {
-  // Python measures itself the same way: model first, then clock and peak RSS around the load.
-  std::ostringstream script;
-  script << "import time,torch,statistics\n"
-            "def kib(f):\n"
-            "  return int([l for l in open('/proc/self/status') if l.startswith(f)][0].split()[1])\n"
-            "def rchar():\n"
-            "  return int([l for l in open('/proc/self/io') if l.startswith('rchar')][0].split()[1])\n"
-            "torch.set_num_threads(2)\n"
-            "m=torch.nn.Sequential(*[torch.nn.Linear("
-         << width << "," << width << ") for _ in range(" << layers
-         << ")])\n"
-            "open('/proc/self/clear_refs','w').write('5')\n"
-            "base=kib('VmRSS:')\n"
-            "r0=rchar()\n"
-            "t=time.perf_counter()\n"
-            "m.load_state_dict(torch.load('"
-         << path
-         << "'))\n"
-            "print(time.perf_counter()-t, (kib('VmHWM:')-base)/1024, (rchar()-r0)/1048576)\n";
+/// Median of `runs` PyTorch loads by benchmarks/py_load.py (MODE FILE N), each in its own process,
+/// run by `python` (/usr/bin/python3: PyTorch 1.13; "bash scripts/trixie.sh python3": PyTorch 2.6).
+Sample python_load(const std::string& python, const std::string& mode, const std::string& path, int n, int runs) {
   std::vector<Sample> v;
   for (int r = 0; r < runs; ++r) {
-    const std::string cmd = "/usr/bin/python3 -c \"" + script.str() + "\"";
+    const std::string cmd = python + " benchmarks/py_load.py " + mode + " '" + path + "' " + std::to_string(n) + " 2>/dev/null";
     FILE* p = ::popen(cmd.c_str(), "r");
     Sample s{0, 0, false};
     if (p != nullptr) {
       s.ok = std::fscanf(p, "%lf %lf %lf", &s.seconds, &s.peak_mib, &s.read_mib) == 3;
-      ::pclose(p);
+      s.ok = ::pclose(p) == 0 && s.ok;
     }
     v.push_back(s);
   }
@@ -459,11 +456,22 @@ int main(int argc, char** argv) {
   const std::string dir = argv[1];
   int runs = 3;
   bool quick = false, tp_only = false;  // --tensor-parallel: only that table
+  std::string torch2;                   // --torch2 CMD: a python3 with PyTorch 2.x (run.sh: the trixie root's)
   for (int i = 2; i < argc; ++i) {
     if (std::string(argv[i]) == "--runs" && i + 1 < argc) runs = std::stoi(argv[++i]);
     if (std::string(argv[i]) == "--quick") quick = true;
     if (std::string(argv[i]) == "--tensor-parallel") tp_only = true;
+    if (std::string(argv[i]) == "--torch2" && i + 1 < argc) torch2 = argv[++i];
   }
+  const std::string torch1 = "/usr/bin/python3";
+  std::vector<std::string> targets;  // "target: figure: met/NOT met", printed at the end
+  auto target = [&](const std::string& what, double figure, const char* unit, double limit, bool at_most) {
+    char buf[300];
+    const bool met = at_most ? figure <= limit : figure >= limit;
+    std::snprintf(buf, sizeof buf, "- %s %s %.2f%s: %.2f%s, %s", what.c_str(), at_most ? "at most" : "at least", limit, unit, figure, unit,
+                  met ? "met" : "NOT met");
+    targets.emplace_back(buf);
+  };
   torch::set_num_threads(2);
   auto med = [&](const std::function<Sample()>& f) {
     std::vector<Sample> v;
@@ -479,25 +487,36 @@ int main(int argc, char** argv) {
   const std::string zip = dir + "/mlp" + std::to_string(layers) + ".pt";
   for (const char* suffix : {".pt", ".safetensors", "_legacy.pt", "_fp16.pt", "_plaindict.pt", "_sharded"})
     warm(dir + "/mlp" + std::to_string(layers) + suffix);
-  const Sample pread = med([&] { return pread_limit(zip); });
-  row("pread of the file (the limit)", pread, pread.seconds, "pread");
+  const Sample pread1 = med([&] { return pread_limit(zip, 1); });
+  const Sample pread = med([&] { return pread_limit(zip, 2); });
+  row("pread of the file, 1 thread", pread1, pread.seconds, "pread2");
+  row("pread of the file, 2 threads (the limit)", pread, pread.seconds, "pread2");
   const Sample copy = med([&] { return statedict_load(mlp, zip, false); });
-  row("statedict copy-load, torch zip", copy, pread.seconds, "pread");
+  row("statedict copy-load, torch zip", copy, pread.seconds, "pread2");
+  row("statedict copy-load, torch zip, 1 thread", med([&] { return statedict_load(mlp, zip, false, 1); }), pread.seconds, "pread2");
   const std::string st = dir + "/mlp" + std::to_string(layers) + ".safetensors";
-  row("statedict copy-load, safetensors", med([&] { return statedict_load(mlp, st, false); }), pread.seconds, "pread");
-  row("statedict copy-load, legacy format",
-      med([&] { return statedict_load(mlp, dir + "/mlp" + std::to_string(layers) + "_legacy.pt", false); }), pread.seconds, "pread");
+  const Sample copy_st = med([&] { return statedict_load(mlp, st, false); });
+  row("statedict copy-load, safetensors", copy_st, pread.seconds, "pread2");
+  const Sample copy_legacy = med([&] { return statedict_load(mlp, dir + "/mlp" + std::to_string(layers) + "_legacy.pt", false); });
+  row("statedict copy-load, legacy format", copy_legacy, pread.seconds, "pread2");
   row("statedict copy-load, fp16 file into fp32",
-      med([&] { return statedict_load(mlp, dir + "/mlp" + std::to_string(layers) + "_fp16.pt", false); }), pread.seconds, "pread");
-  const Sample py = python_load(zip, layers, width, runs);
-  row("Python torch.load + load_state_dict", py, pread.seconds, "pread");
+      med([&] { return statedict_load(mlp, dir + "/mlp" + std::to_string(layers) + "_fp16.pt", false); }), pread.seconds, "pread2");
+  const Sample py = python_load(torch1, "default", zip, layers, runs);
+  row("PyTorch 1.13 torch.load + load_state_dict", py, pread.seconds, "pread2");
+  Sample py2{0, 0, false}, py2_mmap{0, 0, false};
+  if (!torch2.empty()) {
+    py2 = python_load(torch2, "default", zip, layers, runs);
+    row("PyTorch 2.6 torch.load + load_state_dict", py2, pread.seconds, "pread2");
+    py2_mmap = python_load(torch2, "mmap", zip, layers, runs);
+    row("PyTorch 2.6 torch.load(mmap=True) + load_state_dict", py2_mmap, pread.seconds, "pread2");
+  }
   const Sample lt = med([&] { return libtorch_load(mlp, dir + "/mlp" + std::to_string(layers) + "_plaindict.pt"); });
-  row("LibTorch pickle_load + copy_ (plain dict)", lt, pread.seconds, "pread");
+  row("LibTorch pickle_load + copy_ (plain dict)", lt, pread.seconds, "pread2");
   // Shards stream one by one (peak far below one shard); a model that needs a quarter of the
   // tensors reads a quarter of the bytes.
   const std::string sharded = dir + "/mlp" + std::to_string(layers) + "_sharded";
   if (std::filesystem::exists(sharded))
-    row("statedict copy-load, 4 torch shards (index)", med([&] { return statedict_load(mlp, sharded, false); }), pread.seconds, "pread");
+    row("statedict copy-load, 4 torch shards (index)", med([&] { return statedict_load(mlp, sharded, false); }), pread.seconds, "pread2");
   const Sample part = med([&] {
     return in_child([&](const Timer& timed) {
       auto m = make_mlp(layers / 4, width).ptr();
@@ -506,9 +525,15 @@ int main(int argc, char** argv) {
       return ok;
     });
   });
-  row("statedict copy-load of 1/4 of the layers", part, pread.seconds, "pread");
-  std::printf("\nstatedict copy-load is %.1fx faster than Python and %.1fx faster than LibTorch.\n\n", py.seconds / copy.seconds,
+  row("statedict copy-load of 1/4 of the layers", part, pread.seconds, "pread2");
+  std::printf("\nstatedict copy-load is %.1fx faster than PyTorch 1.13 and %.1fx faster than LibTorch", py.seconds / copy.seconds,
               lt.seconds / copy.seconds);
+  if (py2_mmap.ok) std::printf("; %.2fx faster than PyTorch 2.6's mmap=True path", py2_mmap.seconds / copy.seconds);
+  std::printf(".\n\n");
+  for (const auto& [name, s] : std::vector<std::pair<std::string, Sample>>{{"torch zip", copy}, {"safetensors", copy_st}, {"legacy", copy_legacy}})
+    target("copy-load (" + name + ") / 2-thread pread:", s.seconds / pread.seconds, "x", 1.15, true);
+  target("1-thread pread / copy-load:", pread1.seconds / copy.seconds, "x", 1.4, false);
+  if (py2_mmap.ok) target("PyTorch 2.6 mmap=True copy-load / statedict copy-load:", py2_mmap.seconds / copy.seconds, "x", 1.4, false);
 
   // Zero-copy: the load, and separately the kernel taking back the model's initial memory that the
   // load replaced (with 4 KiB pages that is one page-table entry and one page per 4 KiB).
@@ -535,6 +560,17 @@ int main(int argc, char** argv) {
     char what[120];
     std::snprintf(what, sizeof what, "  one call, model on huge pages (%.0f MiB)", huge_mib);
     row(what, median(v), 0, "");
+  }
+  if (!torch2.empty()) {
+    // PyTorch's zero-copy twin, one call measured the same way: the model built first, then the
+    // clock around load_state_dict(torch.load(mmap=True), assign=True), which frees the replaced
+    // parameters inside the call as statedict's one-call rows do.
+    const Sample py2_assign = python_load(torch2, "mmap_assign", zip, layers, runs);
+    row("PyTorch 2.6 mmap=True, assign=True (one call)", py2_assign, 0, "");
+    std::vector<Sample> v;
+    for (int r = 0; r < runs; ++r) v.push_back(statedict_load(mlp, zip, true));
+    const Sample ours = median(v);
+    if (py2_assign.ok) target("statedict zero-copy load (one call, torch zip) / PyTorch 2.6 mmap=True, assign=True:", ours.seconds / py2_assign.seconds, "x", 1.0, true);
   }
 
   // Values: what statedict loaded equals what Python's load_state_dict loads, bit for bit.
@@ -569,11 +605,30 @@ int main(int argc, char** argv) {
                   s.seconds / (static_cast<double>(file_size(p)) / (1 << 30)));
     std::cout << buf << std::endl;
   }
+  std::cout << "\n| many small tensors (64 floats each) | time | peak RSS above start | per tensor | ratio |\n|---|---|---|---|---|\n";
+  auto many_row = [](const std::string& what, int n, const Sample& s, const std::string& ratio) {
+    char buf[300];
+    if (!s.ok) {
+      std::snprintf(buf, sizeof buf, "| %6d tensors: %-38s | failed | | | |", n, what.c_str());
+    } else {
+      std::snprintf(buf, sizeof buf, "| %6d tensors: %-38s | %8.3f s | %6.0f MiB | %6.2f us | %s |", n, what.c_str(), s.seconds, s.peak_mib,
+                    s.seconds / n * 1e6, ratio.c_str());
+    }
+    std::cout << buf << std::endl;
+  };
   for (int n : quick ? std::vector<int>{1000, 10000} : std::vector<int>{1000, 10000, 100000}) {
     const std::string p = dir + "/many" + std::to_string(n) + ".pt";
     if (!std::filesystem::exists(p)) continue;
     warm(p);
-    const Sample s = med([&] { return statedict_load([&] { return make_many(n); }, p, false); });
+    // The read: the file parsed and every tensor's values in memory, as torch.load leaves them.
+    const Sample read = med([&] {
+      return in_child([&](const Timer& timed) {
+        std::size_t got = 0;
+        timed([&] { got = statedict::read(p).tensors().size(); });
+        return got == static_cast<std::size_t>(n);
+      });
+    });
+    const Sample load = med([&] { return statedict_load([&] { return make_many(n); }, p, false); });
     const Sample match = med([&] {
       return in_child([&](const Timer& timed) {
         auto m = make_many(n);
@@ -583,14 +638,30 @@ int main(int argc, char** argv) {
         return ok;
       });
     });
-    char buf[240];
-    std::snprintf(buf, sizeof buf, "| %6d tensors: read + match + copy | %8.3f s | %6.0f MiB | %.2f us/tensor |", n, s.seconds, s.peak_mib,
-                  s.seconds / n * 1e6);
-    std::cout << buf << std::endl;
-    std::snprintf(buf, sizeof buf, "| %6d tensors: matching only (diff) | %8.3f s | %6.0f MiB | %.2f us/tensor |", n, match.seconds,
-                  match.peak_mib, match.seconds / n * 1e6);
-    std::cout << buf << std::endl;
+    char ratio[80];
+    many_row("statedict read (every tensor in memory)", n, read, "");
+    std::snprintf(ratio, sizeof ratio, "%.2fx the read", load.seconds / read.seconds);
+    many_row("statedict load into a module", n, load, ratio);
+    many_row("statedict matching only (diff)", n, match, "");
+    const Sample py1 = python_load(torch1, "read", p, n, runs);
+    std::snprintf(ratio, sizeof ratio, "%.2fx statedict's read", py1.seconds / read.seconds);
+    many_row("PyTorch 1.13 torch.load", n, py1, ratio);
+    if (!torch2.empty()) {
+      const Sample py2r = python_load(torch2, "read", p, n, runs);
+      std::snprintf(ratio, sizeof ratio, "%.2fx statedict's read", py2r.seconds / read.seconds);
+      many_row("PyTorch 2.6 torch.load", n, py2r, ratio);
+      const Sample py2l = python_load(torch2, "load_many", p, n, runs);
+      std::snprintf(ratio, sizeof ratio, "%.2fx statedict's load", py2l.seconds / load.seconds);
+      many_row("PyTorch 2.6 torch.load + load_state_dict", n, py2l, ratio);
+    }
+    if (n == (quick ? 10000 : 100000)) {
+      target("read of " + std::to_string(n) + " tensors, per tensor:", read.seconds / n * 1e6, " us", 3.0, true);
+      target("read of " + std::to_string(n) + " tensors, peak above start:", read.peak_mib, " MiB", 100.0, true);
+      target("load of " + std::to_string(n) + " tensors / their read:", load.seconds / read.seconds, "x", 2.0, true);
+    }
   }
+  std::cout << "\nTargets (issue #16), measured in this run:\n";
+  for (const auto& t : targets) std::cout << t << "\n";
   const bool all_ok = values_ok && pread.ok && copy.ok && py.ok;
   if (!all_ok) std::cout << "\nFAILED: a measurement failed or loaded other values than Python's\n";
   return all_ok ? 0 : 1;

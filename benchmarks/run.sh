@@ -17,5 +17,12 @@ case " $* " in *" --quick "*) ;; *)
     echo "run.sh: no DCP folders for the tensor-parallel rows (needs the trixie root and a WORKDIR inside the checkout)" >&2
   fi ;;
 esac
+# PyTorch 2.6 rows: its python3 in the trixie root, which sees WORKDIR when it lies inside the checkout.
+torch2=()
+if [ -f "$root/.statedict-ready" ] && [ "${work#/}" = "$work" ]; then
+  torch2=(--torch2 "bash scripts/trixie.sh python3")
+else
+  echo "run.sh: no PyTorch 2.6 rows (needs the trixie root and a WORKDIR inside the checkout)" >&2
+fi
 echo "statedict $(./build/tools/statedict/statedict --version | cut -d' ' -f2), $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-./build/benchmarks/statedict_bench "$work" "$@"
+./build/benchmarks/statedict_bench "$work" "$@" "${torch2[@]}"

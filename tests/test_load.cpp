@@ -499,7 +499,8 @@ TEST_CASE("progress: bytes copied and the total, from 0 to the end; a throwing c
   CHECK(calls.empty());  // a dry run copies nothing
   const auto r = statedict::load(net, fixture("resnet_plain.pt"), opts);
   REQUIRE(r.ok());
-  REQUIRE(calls.size() == r.loaded + 1);
+  // Once with 0, then after each job: a tensor, a piece of a large one, or small ones read together.
+  REQUIRE(calls.size() >= 2);
   CHECK(calls.front().first == 0);
   CHECK(calls.back().first == module_bytes);
   for (std::size_t i = 0; i < calls.size(); ++i) {

@@ -169,8 +169,8 @@ public:
     return *this;
   }
   /// Called while a load writes the module: bytes copied so far and the total, once with 0 before
-  /// the first tensor and after each tensor or piece of one the calling thread wrote, and once at the
-  /// end (a dry run never calls it). It runs on the thread that called load, so it may print or
+  /// the first tensor, after each job the calling thread ran (a tensor, a piece of a large one, or
+  /// small ones read together), and once at the end (a dry run never calls it). It runs on the thread that called load, so it may print or
   /// update a bar but must not touch the module. A callback that throws is not called again; the
   /// load goes on and its report warns.
   LoadOptions& progress(std::function<void(std::uint64_t done, std::uint64_t total)> f) {

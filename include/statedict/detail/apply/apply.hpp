@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <list>
@@ -28,6 +29,10 @@ namespace statedict::detail {
 
 /// The largest piece of one tensor a job reads (straight into the parameter, or into a cast buffer).
 inline constexpr std::uint64_t kPieceBytes = 8u << 20;
+/// Small tensors that lie one after another in the file (at most kBatchGap apart) are read with one
+/// pread of at most kBatchBytes into a buffer, then copied into their parameters: a pread costs
+/// microseconds, which a file of 100k small tensors would pay 100k times.
+inline constexpr std::uint64_t kBatchTensor = 64u << 10, kBatchBytes = 1u << 20, kBatchGap = 4096;
 /// With threads() left at 0, a load that copies less than this runs on the calling thread alone.
 inline constexpr std::uint64_t kParallelFromBytes = 16u << 20;
 
@@ -137,12 +142,14 @@ inline const MappedFile* pread_file_of(const at::Tensor& source, bool owns_sourc
   return file;
 }
 
-/// One piece of a load's work: a whole copy, or elements [begin, end) of one whose parameter is
-/// read straight from the file (`cast` false) or cast from a buffer read from it (`cast` true).
+/// One piece of a load's work: a whole copy; elements [begin, end) of one whose parameter is read
+/// straight from the file (`cast` false) or cast from a buffer read from it (`cast` true); or
+/// (`batch` > 0) the small copies [copy, copy + batch) read with one pread.
 struct Job {
   std::size_t copy;
   std::int64_t begin = 0, end = -1;  // end < 0: the whole copy
   bool cast = false;
+  std::size_t batch = 0;
 };
 
 /// The state of one apply(): its jobs, which copies have begun writing, and the first error.
@@ -176,10 +183,31 @@ public:
         continue;
       }
       const bool cast = c.source.scalar_type() != dst.scalar_type();
+      if (!cast && tensor_bytes(dst) <= kBatchTensor) {
+        add_small(i, *file);
+        continue;
+      }
       const auto widest = static_cast<std::int64_t>(std::max(dst.element_size(), c.source.element_size()));
       const std::int64_t step = std::max<std::int64_t>(1, static_cast<std::int64_t>(kPieceBytes) / widest);
       for (std::int64_t b = 0; b < dst.numel(); b += step) jobs_.push_back({i, b, std::min(dst.numel(), b + step), cast});
     }
+  }
+
+  /// Copy i (small, read straight into its parameter) joins the last job's batch, or starts one.
+  void add_small(std::size_t i, const MappedFile& file) {
+    const std::uint64_t at = file_offset(file, copies_[i].source), bytes = tensor_bytes(copies_[i].source);
+    if (!jobs_.empty() && jobs_.back().batch > 0) {
+      Job& last = jobs_.back();
+      const Copy& first = copies_[last.copy];
+      const Copy& prev = copies_[last.copy + last.batch - 1];
+      const std::uint64_t lo = file_offset(file, first.source), end = file_offset(file, prev.source) + tensor_bytes(prev.source);
+      if (last.copy + last.batch == i && mapped_file_of(first.source) == &file && at >= end && at - end <= kBatchGap &&
+          at + bytes - lo <= kBatchBytes) {
+        ++last.batch;
+        return;
+      }
+    }
+    jobs_.push_back({i, 0, -1, false, 1});
   }
 
   std::uint64_t total() const { return total_; }
@@ -188,13 +216,14 @@ public:
 
   /// Runs jobs until none is left or one failed; `after_job` runs after each (on this thread).
   void work(const std::function<void()>& after_job) {
-    at::NoGradGuard no_grad;  // thread-local: each thread sets its own
+    at::NoGradGuard no_grad;           // thread-local: each thread sets its own
+    std::vector<std::uint8_t> buffer;  // a batch's bytes, reused by the thread's batches
     for (;;) {
       if (failed_.load(std::memory_order_relaxed)) return;
       const std::size_t j = next_.fetch_add(1, std::memory_order_relaxed);
       if (j >= jobs_.size()) return;
       try {
-        run(jobs_[j]);
+        run(jobs_[j], buffer);
       } catch (...) {
         std::lock_guard<std::mutex> lock(mu_);
         if (!error_) error_ = std::current_exception();
@@ -219,7 +248,8 @@ private:
   void begin(std::size_t copy) { begun_[copy].store(true, std::memory_order_relaxed); }
   void count(std::uint64_t bytes) { done_.fetch_add(bytes, std::memory_order_relaxed); }
 
-  void run(const Job& job) {
+  void run(const Job& job, std::vector<std::uint8_t>& buffer) {
+    if (job.batch > 0) return run_batch(job, buffer);
     if (job.end < 0) return run_whole(job.copy);
     const Copy& c = copies_[job.copy];
     const std::string& key = targets_[c.target].key;
@@ -241,6 +271,25 @@ private:
       at::from_blob(out, {n}, dst.options()).copy_(buf);
     }
     count(static_cast<std::uint64_t>(n) * dst.element_size());
+  }
+
+  /// Small tensors one after another in the file: one pread, then a copy into each parameter.
+  void run_batch(const Job& job, std::vector<std::uint8_t>& buf) {
+    const Copy& first = copies_[job.copy];
+    const MappedFile& file = *pread_file_of(first.source, owns_);
+    const Copy& last = copies_[job.copy + job.batch - 1];
+    const std::uint64_t lo = file_offset(file, first.source), hi = file_offset(file, last.source) + tensor_bytes(last.source);
+    buf.resize(static_cast<std::size_t>(hi - lo));
+    const std::string& key = targets_[first.target].key;
+    pread_bytes(file, buf.data(), hi - lo, lo,
+                job.batch == 1 ? key : key + " and the " + std::to_string(job.batch - 1) + " tensors after it");
+    for (std::size_t i = job.copy; i < job.copy + job.batch; ++i) {
+      const Copy& c = copies_[i];
+      const at::Tensor& dst = targets_[c.target].tensor;
+      begin(i);
+      std::memcpy(dst.data_ptr(), buf.data() + (file_offset(file, c.source) - lo), static_cast<std::size_t>(tensor_bytes(dst)));
+      count(tensor_bytes(dst));
+    }
   }
 
   void run_whole(std::size_t i) {

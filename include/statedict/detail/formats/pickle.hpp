@@ -46,12 +46,50 @@ struct TensorSpec {
   std::string where;
 };
 
+/// Storage indices by key. torch.save names its storages "0", "1", ... in order: those are kept in
+/// a vector (a hash map of 100k strings cost a tenth of the read of 100k small tensors); any other
+/// key (legacy files' addresses, a far-off number) in a hash map.
+class StorageKeys {
+public:
+  /// The index stored for `key`, or npos.
+  std::uint32_t find(const std::string& key) const {
+    const std::uint64_t n = number(key);
+    if (n < dense_.size() && dense_[n] != npos) return dense_[n];
+    const auto it = other_.find(key);
+    return it == other_.end() ? npos : it->second;
+  }
+  /// Stores `index` for a key find() does not know yet.
+  void add(const std::string& key, std::uint32_t index) {
+    const std::uint64_t n = number(key);
+    if (n < dense_.size() + 65536) {
+      if (n >= dense_.size()) dense_.resize(static_cast<std::size_t>(n) + 1, npos);
+      dense_[n] = index;
+    } else {
+      other_.emplace(key, index);
+    }
+  }
+
+private:
+  /// The key as a decimal number without leading zeros, below 2^32; else UINT64_MAX.
+  static std::uint64_t number(const std::string& key) {
+    if (key.empty() || key.size() > 9 || (key[0] == '0' && key.size() > 1)) return UINT64_MAX;
+    std::uint64_t n = 0;
+    for (char c : key) {
+      if (c < '0' || c > '9') return UINT64_MAX;
+      n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return n;
+  }
+  std::vector<std::uint32_t> dense_;
+  std::unordered_map<std::string, std::uint32_t> other_;
+};
+
 /// Everything the pickles of one file produce.
 struct PickleState {
   Tree tree;
   std::vector<StorageSpec> storages;
   std::vector<TensorSpec> tensors;
-  std::unordered_map<std::string, std::uint32_t> storage_by_key;
+  StorageKeys storage_by_key;
   std::vector<std::string> reasons;  // why each Internal::unreadable node could not be read
 };
 
@@ -256,7 +294,7 @@ public:
         memo_get(u32());
         break;
       case 'N':
-        push(tree_.add(Kind::none));
+        push(shared_leaf(none_, Kind::none));
         break;
       case 0x88:
         push_bool(true);
@@ -321,7 +359,7 @@ public:
         op_bytes(u32());
         break;
       case ')':
-        push(tree_.add(Kind::tuple));
+        push(shared_leaf(empty_tuple_, Kind::tuple));
         break;
       case 't': {
         auto items = pop_mark();
@@ -558,17 +596,39 @@ private:
     if (nd.kind == Kind::object) r += " " + nd.s;
     return r;
   }
+  // Leaves no opcode can change (None, True, False, ints below 65536, the empty tuple) are made
+  // once and shared, as the memo shares any value: 6 of the 15 nodes of a tensor in a torch.save
+  // file are such leaves.
+  std::uint32_t shared_leaf(std::uint32_t& slot, Kind k) {
+    if (slot == npos) slot = tree_.add(k);
+    return slot;
+  }
   void push_bool(bool v) {
-    Node nd;
-    nd.kind = Kind::boolean;
-    nd.b = v;
-    push(tree_.add(std::move(nd)));
+    std::uint32_t& slot = v ? true_ : false_;
+    if (slot == npos) {
+      Node nd;
+      nd.kind = Kind::boolean;
+      nd.b = v;
+      slot = tree_.add(std::move(nd));
+    }
+    push(slot);
   }
   void push_int(std::int64_t v) {
-    Node nd;
-    nd.kind = Kind::integer;
-    nd.i = v;
-    push(tree_.add(std::move(nd)));
+    constexpr std::int64_t kShared = 65536;
+    std::uint32_t spare = npos;
+    std::uint32_t& slot = v >= 0 && v < kShared ? small_int_slot(static_cast<std::size_t>(v)) : spare;
+    if (slot == npos) {
+      Node nd;
+      nd.kind = Kind::integer;
+      nd.i = v;
+      slot = tree_.add(std::move(nd));
+    }
+    push(slot);
+  }
+  std::uint32_t& small_int_slot(std::size_t v) {
+    if (v >= small_ints_.size())
+      small_ints_.resize(std::max<std::size_t>(v + 1, std::min<std::size_t>(small_ints_.size() * 2, 65536)), npos);
+    return small_ints_[v];
   }
   void op_text_int(bool is_long) {
     const std::size_t at = op_at_;
@@ -1167,17 +1227,17 @@ private:
     return tree_.add(std::move(nd));
   }
   std::uint32_t declare_storage(StorageSpec& spec) {
-    auto it = st_.storage_by_key.find(spec.key);
-    if (it != st_.storage_by_key.end()) {
-      const StorageSpec& old = st_.storages[it->second];
+    const std::uint32_t known = st_.storage_by_key.find(spec.key);
+    if (known != npos) {
+      const StorageSpec& old = st_.storages[known];
       if (old.dtype != spec.dtype || old.numel != spec.numel || old.untyped != spec.untyped)
         fail("pickle.storage_conflict", op_at_,
              "storage '" + spec.key + "' declared again with another type or size (first at " + old.declared_at + ")");
-      return it->second;
+      return known;
     }
     const auto idx = static_cast<std::uint32_t>(st_.storages.size());
     st_.storages.push_back(std::move(spec));
-    st_.storage_by_key.emplace(st_.storages.back().key, idx);
+    st_.storage_by_key.add(st_.storages.back().key, idx);
     return idx;
   }
 
@@ -1261,6 +1321,8 @@ private:
   std::uint32_t memo_count_ = 0;
   std::unordered_map<std::uint32_t, std::uint32_t> memo_;
   std::unordered_map<std::uint32_t, std::unordered_map<std::string, std::size_t>> dict_index_;
+  std::uint32_t none_ = npos, true_ = npos, false_ = npos, empty_tuple_ = npos;  // shared leaves
+  std::vector<std::uint32_t> small_ints_;                                        // [v]: int v's node, npos until made
 };
 
 }  // namespace statedict::detail

@@ -47,7 +47,11 @@ inline void materialize_tensors(PickleState& st, const std::string& path) {
     std::uint64_t offset = t.offset;
     if (!ss->view_of.empty()) {
       offset += ss->view_offset;
-      ss = &st.storages[st.storage_by_key.at(ss->view_of)];
+      const std::uint32_t base = st.storage_by_key.find(ss->view_of);
+      if (base == npos)
+        throw Error("format.missing_storage", path, t.where,
+                    "tensor refers to a view of storage '" + ss->view_of + "', which was never declared");
+      ss = &st.storages[base];
     }
     if (!ss->storage)
       throw Error("format.missing_storage", path, t.where, "tensor refers to storage '" + ss->key + "' whose bytes are missing");
@@ -258,12 +262,11 @@ inline std::shared_ptr<CheckpointData> read_legacy_window(const std::shared_ptr<
   std::vector<char> seen(st.storages.size(), 0);
   for (std::size_t i = 0; i < keys.items.size(); ++i) {
     const Node& k = st.tree.nodes[keys.items[i]];
-    auto it = k.kind == Kind::string ? st.storage_by_key.find(k.s) : st.storage_by_key.end();
-    if (it == st.storage_by_key.end() || !st.storages[it->second].view_of.empty())
+    const std::uint32_t index = k.kind == Kind::string ? st.storage_by_key.find(k.s) : npos;
+    if (index == npos || !st.storages[index].view_of.empty())
       throw Error("legacy.keys", path, "storage list item " + std::to_string(i), "names a storage the data pickle never declared");
-    if (seen[it->second]++)
-      throw Error("legacy.keys", path, "storage list item " + std::to_string(i), "storage '" + k.s + "' listed twice");
-    StorageSpec& ss = st.storages[it->second];
+    if (seen[index]++) throw Error("legacy.keys", path, "storage list item " + std::to_string(i), "storage '" + k.s + "' listed twice");
+    StorageSpec& ss = st.storages[index];
     const std::string where = "storage '" + ss.key + "' at offset " + std::to_string(pos);
     if (n - pos < 8) throw Error("legacy.truncated", path, where, "file ends before the storage's element count");
     std::uint8_t count_bytes[8];

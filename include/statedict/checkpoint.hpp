@@ -100,7 +100,7 @@ public:
   /// Node `id`'s tensor, fit to read: a view of a pread-only file is read now (once).
   const at::Tensor& get(std::uint32_t id, const Node& n, const std::string& key = "tensor") const {
     const at::Tensor& t = tensor_of(n);
-    const MappedFile* f = n.pieces ? nullptr : mapped_file_of(t);
+    const MappedFile* f = n.pieces() ? nullptr : mapped_file_of(t);
     if (f == nullptr || !f->pread_only()) return t;
     std::shared_ptr<Slot> slot;
     std::shared_ptr<StorageSlot> bytes;
@@ -123,7 +123,7 @@ public:
   /// What the caller holds of node `id`'s bytes (and may have changed): the tensor get() read for
   /// it, or a view of its storage that get() read for another node (a tied weight); else nullptr.
   std::optional<at::Tensor> find(std::uint32_t id, const Node& n) const {
-    if (!any_.load(std::memory_order_acquire) || n.pieces) return std::nullopt;
+    if (!any_.load(std::memory_order_acquire) || n.pieces()) return std::nullopt;
     std::lock_guard<std::mutex> lock(mu_);
     const auto it = slots_.find(id);
     if (it != slots_.end() && it->second->once.done()) return it->second->tensor;
@@ -183,7 +183,7 @@ public:
       return t->item<bool>();
     }
     expect(Kind::boolean, "a bool");
-    return n().b;
+    return n().boolean;
   }
   /// The integer; throws for ints wider than 64 bits (see as_string() for their hex digits). A
   /// floating-point scalar tensor holding a whole number (an optimizer's step) is accepted.
@@ -197,8 +197,8 @@ public:
       return static_cast<std::int64_t>(d);
     }
     expect(Kind::integer, "an int");
-    if (n().big) fail("value.type", "integer wider than 64 bits: " + n().s);
-    return n().i;
+    if (n().big) fail("value.type", "integer wider than 64 bits: " + n().text);
+    return n().integer;
   }
   double as_double() const {
     if (const at::Tensor* t = scalar_tensor()) {
@@ -206,9 +206,9 @@ public:
       return t->to(at::kDouble).item<double>();
     }
     if (kind() == Kind::integer) return static_cast<double>(as_int());
-    if (kind() == Kind::boolean) return n().b ? 1.0 : 0.0;
+    if (kind() == Kind::boolean) return n().boolean ? 1.0 : 0.0;
     expect(Kind::floating, "a float");
-    return n().f;
+    return n().real;
   }
   /// Whether as_double() works: an int, float or bool, or a real scalar tensor.
   bool is_number() const {
@@ -219,20 +219,20 @@ public:
   const std::string& as_string() const {
     if (kind() != Kind::string && kind() != Kind::bytes && kind() != Kind::object && !(kind() == Kind::integer && n().big))
       fail("value.type", "expected a string, found " + type_name());
-    return n().s;
+    return n().text;
   }
   /// The tensor. Throws Error "format.unsupported_dtype" for a dtype this LibTorch lacks (see raw_dtype()).
   const at::Tensor& tensor() const {
     expect(Kind::tensor, "a tensor");
-    if (n().raw != nullptr)
+    if (n().raw() != nullptr)
       fail("format.unsupported_dtype",
-           std::string("dtype ") + n().raw->torch + " is not available in LibTorch " + TORCH_VERSION + "; raw_tensor() holds its bytes");
+           std::string("dtype ") + n().raw()->torch + " is not available in LibTorch " + TORCH_VERSION + "; raw_tensor() holds its bytes");
     return tensor_ref();
   }
   /// For a tensor whose dtype this LibTorch lacks: PyTorch's name of it; nullptr otherwise.
   const char* raw_dtype() const {
     expect(Kind::tensor, "a tensor");
-    return n().raw != nullptr ? n().raw->torch : nullptr;
+    return n().raw() != nullptr ? n().raw()->torch : nullptr;
   }
   /// The tensor, or for a raw_dtype() its bytes (uint8, one more trailing dimension of the element size).
   const at::Tensor& raw_tensor() const {
@@ -242,12 +242,12 @@ public:
   /// A tensor value with its key, as tensors() lists it (raw_dtype set for dtypes this LibTorch lacks).
   NamedTensor named(std::string key = {}) const {
     expect(Kind::tensor, "a tensor");
-    return {std::move(key), tensor_ref(), n().raw != nullptr ? n().raw->torch : nullptr};
+    return {std::move(key), tensor_ref(), n().raw() != nullptr ? n().raw()->torch : nullptr};
   }
 
   /// Number of elements of a list, tuple, set or dict.
   std::size_t size() const {
-    if (is_dict()) return n().kv.size();
+    if (is_dict()) return n().kv().size();
     if (is_sequence()) return n().items.size();
     fail("value.type", "expected a container, found " + type_name());
   }
@@ -262,7 +262,7 @@ public:
   std::vector<std::pair<Value, Value>> items() const {
     if (!is_dict()) fail("value.type", "expected a dict, found " + type_name());
     std::vector<std::pair<Value, Value>> r;
-    for (const auto& kv : n().kv) r.emplace_back(child(kv.first), child(kv.second));
+    for (const auto& kv : n().kv()) r.emplace_back(child(kv.first), child(kv.second));
     return r;
   }
   /// Keys of a dict as text, in file order, each unique: strings as they are, ints in decimal,
@@ -271,14 +271,14 @@ public:
   /// spells gets "'" appended until it is unique.
   std::vector<std::string> keys() const {
     if (!is_dict()) fail("value.type", "expected a dict, found " + type_name());
-    return key_texts(n().kv);
+    return key_texts(n().kv());
   }
   /// The dict entry whose key's text (as keys() gives it) equals `key`.
   std::optional<Value> find(std::string_view key) const {
     if (!is_dict()) return std::nullopt;
-    const auto texts = key_texts(n().kv);
+    const auto texts = key_texts(n().kv());
     for (std::size_t i = 0; i < texts.size(); ++i)
-      if (texts[i] == key) return child(n().kv[i].second);
+      if (texts[i] == key) return child(n().kv()[i].second);
     return std::nullopt;
   }
   /// Navigates by dotted path: "model", "model.fc.weight" (the longest matching key wins at each
@@ -288,24 +288,24 @@ public:
   /// Objects: the Python class ("argparse.Namespace"), the constructor arguments, the state.
   const std::string& class_name() const {
     expect(Kind::object, "an object");
-    return n().s;
+    return n().text;
   }
   std::optional<Value> object_state() const {
     expect(Kind::object, "an object");
-    if (n().state == detail::npos) return std::nullopt;
-    return child(n().state);
+    if (n().state() == detail::npos) return std::nullopt;
+    return child(n().state());
   }
   std::optional<Value> object_args() const {
     expect(Kind::object, "an object");
-    if (n().args == detail::npos) return std::nullopt;
-    return child(n().args);
+    if (n().args() == detail::npos) return std::nullopt;
+    return child(n().args());
   }
 
   /// This value as a dict key's text, without its dict: strings as they are, ints in decimal, anything
   /// else as repr(). Parent::keys() gives the unique texts a dict's keys are listed under.
   std::string key_text() const {
-    if (kind() == Kind::string) return n().s;
-    if (kind() == Kind::integer && !n().big) return std::to_string(n().i);
+    if (kind() == Kind::string) return n().text;
+    if (kind() == Kind::integer && !n().big) return std::to_string(n().integer);
     return repr(60);
   }
   /// Python-like one-line rendering, cut at max_len characters.
@@ -319,7 +319,7 @@ public:
   std::string type_name() const {
     static const char* names[] = {"None", "bool",  "int", "float", "complex", "str",   "bytes",
                                   "list", "tuple", "set", "dict",  "tensor",  "object"};
-    if (kind() == Kind::object) return n().s;
+    if (kind() == Kind::object) return n().text;
     return names[static_cast<int>(kind())];
   }
 
@@ -356,14 +356,14 @@ private:
       const detail::Node& k = data_->tree.nodes[kvs[i].first];
       switch (k.kind) {
       case Kind::string:
-        texts.push_back(k.s);
+        texts.push_back(k.text);
         break;
       case Kind::integer:
       case Kind::floating:
       case Kind::boolean:
       case Kind::none:
         all_strings = false;
-        texts.push_back(k.kind == Kind::integer && !k.big ? std::to_string(k.i) : child(kvs[i].first).repr(200));
+        texts.push_back(k.kind == Kind::integer && !k.big ? std::to_string(k.integer) : child(kvs[i].first).repr(200));
         break;
       default:
         all_strings = false;
@@ -383,7 +383,7 @@ private:
   [[noreturn]] void fail(const std::string& id, const std::string& why) const { throw Error(id, data_->path, "", why); }
   /// The tensor of a value that is a 0-dim tensor (a numpy or torch scalar), else nullptr.
   const at::Tensor* scalar_tensor() const {
-    if (kind() != Kind::tensor || n().raw != nullptr || n().pieces) return nullptr;
+    if (kind() != Kind::tensor || n().raw() != nullptr || n().pieces()) return nullptr;
     return n().tensor.dim() == 0 ? &tensor_ref() : nullptr;
   }
   /// This tensor node's tensor, its bytes safe to read (see detail::ReadTensors).
@@ -411,7 +411,7 @@ private:
       bool all_strings = true;
       for (const auto& kv : kvs) all_strings = all_strings && data_->tree.nodes[kv.first].kind == Kind::string;
       if (all_strings) {  // the common case, hot for 100k keys: no text is built twice
-        for (const auto& kv : kvs) descend(kv.second, [&] { path += data_->tree.nodes[kv.first].s; });
+        for (const auto& kv : kvs) descend(kv.second, [&] { path += data_->tree.nodes[kv.first].text; });
         return;
       }
       const auto texts = key_texts(kvs);
@@ -422,20 +422,20 @@ private:
     switch (nd.kind) {
     case Kind::tensor:
       if (unreadable == nullptr) {
-        const char* raw = nd.raw != nullptr ? nd.raw->torch : nullptr;
-        if (!nd.pieces && lazy) {  // as read, unless the caller holds (and may have changed) it
+        const char* raw = nd.raw() != nullptr ? nd.raw()->torch : nullptr;
+        if (!nd.pieces() && lazy) {  // as read, unless the caller holds (and may have changed) it
           std::optional<at::Tensor> held = data_->handed.find(id, nd);
           out.push_back({path, held ? std::move(*held) : nd.tensor, raw});
-        } else if (!nd.pieces) {
+        } else if (!nd.pieces()) {
           out.push_back({path, data_->handed.get(id, nd, path), raw});
         } else if (lazy)
-          out.push_back({path, nd.tensor, raw, std::make_shared<const detail::LazyTensor>(detail::LazyTensor{nd.pieces, {}})});
+          out.push_back({path, nd.tensor, raw, std::make_shared<const detail::LazyTensor>(detail::LazyTensor{nd.pieces(), {}})});
         else
-          out.push_back({path, nd.pieces->whole(), raw});
+          out.push_back({path, nd.pieces()->whole(), raw});
       }
       break;
     case Kind::dict:
-      by_keys(nd.kv);
+      by_keys(nd.kv());
       break;
     case Kind::list:
     case Kind::tuple:
@@ -444,11 +444,11 @@ private:
       break;
     case Kind::object:
       if (nd.internal == detail::Internal::unreadable) {
-        if (unreadable != nullptr) unreadable->push_back({path, nd.s, data_->reasons[nd.pending]});
+        if (unreadable != nullptr) unreadable->push_back({path, nd.text, data_->reasons[nd.pending]});
         break;
       }
-      if (nd.state != detail::npos) flatten(nd.state, path, out, unreadable, on_path, depth + 1, lazy);
-      by_keys(nd.kv);
+      if (nd.state() != detail::npos) flatten(nd.state(), path, out, unreadable, on_path, depth + 1, lazy);
+      by_keys(nd.kv());
       for (std::size_t i = 0; i < nd.items.size(); ++i) by_index(i, nd.items[i]);
       break;
     default:
@@ -478,22 +478,22 @@ private:
       out += "None";
       break;
     case Kind::boolean:
-      out += nd.b ? "True" : "False";
+      out += nd.boolean ? "True" : "False";
       break;
     case Kind::integer:
-      out += nd.big ? nd.s : std::to_string(nd.i);
+      out += nd.big ? nd.text : std::to_string(nd.integer);
       break;
     case Kind::floating:
-      out += format_double(nd.f);
+      out += format_double(nd.real);
       break;
     case Kind::complex:
-      out += "(" + format_double(nd.f) + (nd.f_imag < 0 ? "" : "+") + format_double(nd.f_imag) + "j)";
+      out += "(" + format_double(nd.real) + (nd.imag() < 0 ? "" : "+") + format_double(nd.imag()) + "j)";
       break;
     case Kind::string:
-      out += "'" + nd.s + "'";
+      out += "'" + nd.text + "'";
       break;
     case Kind::bytes:
-      out += "b<" + std::to_string(nd.s.size()) + " bytes>";
+      out += "b<" + std::to_string(nd.text.size()) + " bytes>";
       break;
     case Kind::list:
       seq("[", "]");
@@ -506,24 +506,24 @@ private:
       break;
     case Kind::dict: {
       out += "{";
-      for (std::size_t i = 0; i < nd.kv.size() && out.size() <= max_len; ++i) {
+      for (std::size_t i = 0; i < nd.kv().size() && out.size() <= max_len; ++i) {
         if (i) out += ", ";
-        child(nd.kv[i].first).repr_into(out, max_len, depth + 1);
+        child(nd.kv()[i].first).repr_into(out, max_len, depth + 1);
         out += ": ";
-        child(nd.kv[i].second).repr_into(out, max_len, depth + 1);
+        child(nd.kv()[i].second).repr_into(out, max_len, depth + 1);
       }
       out += "}";
       break;
     }
     case Kind::tensor: {
-      const std::int64_t dims = nd.tensor.dim() - (nd.raw != nullptr ? 1 : 0);
-      out += "tensor(" + (nd.raw != nullptr ? std::string(nd.raw->torch) : detail::dtype_name(nd.tensor.scalar_type())) + ", [";
+      const std::int64_t dims = nd.tensor.dim() - (nd.raw() != nullptr ? 1 : 0);
+      out += "tensor(" + (nd.raw() != nullptr ? std::string(nd.raw()->torch) : detail::dtype_name(nd.tensor.scalar_type())) + ", [";
       for (std::int64_t d = 0; d < dims; ++d) out += (d ? ", " : "") + std::to_string(nd.tensor.size(d));
       out += "])";
       break;
     }
     case Kind::object: {
-      out += nd.s;
+      out += nd.text;
       if (nd.internal == detail::Internal::global) break;  // a class or function used as a value
       out += "(";
       bool first = true;
@@ -531,8 +531,8 @@ private:
         if (!first) out += ", ";
         first = false;
       };
-      if (nd.args != detail::npos)
-        for (auto a : data_->tree.nodes[nd.args].items) {
+      if (nd.args() != detail::npos)
+        for (auto a : data_->tree.nodes[nd.args()].items) {
           sep();
           child(a).repr_into(out, max_len, depth + 1);
         }
@@ -545,9 +545,9 @@ private:
         }
         out += "]";
       }
-      if (nd.state != detail::npos) {
+      if (nd.state() != detail::npos) {
         sep();
-        child(nd.state).repr_into(out, max_len, depth + 1);
+        child(nd.state()).repr_into(out, max_len, depth + 1);
       }
       out += ")";
       break;
@@ -583,8 +583,8 @@ inline Value Value::at(std::string_view path) const {
     const detail::Node& nd = cur.n();
     std::optional<Value> next;
     std::size_t used = 0;
-    if (nd.kind == Kind::dict || (nd.kind == Kind::object && (!nd.kv.empty() || nd.state != detail::npos))) {
-      const auto& kvs = nd.kind == Kind::dict ? nd.kv : !nd.kv.empty() ? nd.kv : data_->tree.nodes[nd.state].kv;
+    if (nd.kind == Kind::dict || (nd.kind == Kind::object && (!nd.kv().empty() || nd.state() != detail::npos))) {
+      const auto& kvs = nd.kind == Kind::dict ? nd.kv() : !nd.kv().empty() ? nd.kv() : data_->tree.nodes[nd.state()].kv();
       const auto texts = key_texts(kvs);
       for (std::size_t i = 0; i < kvs.size(); ++i) {
         const std::string& k = texts[i];

@@ -81,12 +81,12 @@ inline std::shared_ptr<CheckpointData> read_sharded(const std::string& index_pat
         throw Error("index.duplicate", index_path, shard, "tensor '" + nt.key + "' appears in two shards");
       Node k;
       k.kind = Kind::string;
-      k.s = nt.key;
+      k.text = nt.key;
       Node v;
       v.kind = Kind::tensor;
       v.tensor = nt.tensor;
       const auto ki = cd->tree.add(std::move(k));
-      root.kv.emplace_back(ki, cd->tree.add(std::move(v)));
+      root.kv().emplace_back(ki, cd->tree.add(std::move(v)));
     }
     for (const auto& [k, v] : part->metadata) cd->metadata[k] = v;
   }

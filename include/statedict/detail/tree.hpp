@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -17,7 +18,7 @@
 namespace statedict {
 
 /// What a node of a checkpoint's tree holds.
-enum class Kind {
+enum class Kind : std::uint8_t {
   none,
   boolean,
   integer,  // int64; larger Python ints keep their hex digits in as_string()
@@ -50,26 +51,70 @@ inline constexpr std::uint32_t npos = UINT32_MAX;
 // strings, ...); `pending` indexes CheckpointData::reasons, which says why.
 enum class Internal : std::uint8_t { value, global, storage, numpy_dtype, numpy_array, unreadable };
 
-struct Node {
-  Kind kind = Kind::none;
-  Internal internal = Internal::value;
-  bool b = false;
-  bool big = false;  // integer wider than 64 bits
-  std::int64_t i = 0;
-  double f = 0.0, f_imag = 0.0;
-  std::string s;                                            // string, bytes, big-int hex, object class / global "module.name"
-  std::vector<std::uint32_t> items;                         // list, tuple, set, object APPENDs
+/// The parts of a node that only dicts, objects, complex numbers and unusual tensors have, kept
+/// apart: the common node (an int, a string, a tuple, a plain tensor) is 96 bytes instead of 160.
+struct NodeMore {
   std::vector<std::pair<std::uint32_t, std::uint32_t>> kv;  // dict, object SETITEMs
   std::uint32_t args = npos, state = npos;                  // object
-  std::uint32_t pending = npos;                             // tensor: index of its spec until materialized; storage: spec
-  at::Tensor tensor;
+  double imag = 0.0;                                        // complex: the imaginary part
   Dtype raw = nullptr;  // tensor: a dtype this LibTorch lacks; `tensor` then holds its bytes (see raw_view)
   // tensor stored in pieces, assembled when first needed; `tensor` is then a placeholder of its shape and dtype
   std::shared_ptr<const Pieces> pieces;
 };
 
+struct Node {
+  Kind kind = Kind::none;
+  Internal internal = Internal::value;
+  bool boolean = false;
+  bool big = false;              // integer wider than 64 bits
+  std::uint32_t pending = npos;  // tensor: index of its spec until materialized; storage: spec
+  std::int64_t integer = 0;
+  double real = 0.0;                 // floating; complex: the real part
+  std::string text;                  // string, bytes, big-int hex, object class / global "module.name"
+  std::vector<std::uint32_t> items;  // list, tuple, set, object APPENDs
+  at::Tensor tensor;
+
+  // The rarer parts (NodeMore): read through a const node, an absent part reads as empty; written
+  // through a non-const one, it is made.
+  const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kv() const { return more().kv; }
+  std::vector<std::pair<std::uint32_t, std::uint32_t>>& kv() { return more().kv; }
+  std::uint32_t args() const { return more().args; }
+  std::uint32_t& args() { return more().args; }
+  std::uint32_t state() const { return more().state; }
+  std::uint32_t& state() { return more().state; }
+  double imag() const { return more().imag; }
+  double& imag() { return more().imag; }
+  Dtype raw() const { return more().raw; }
+  Dtype& raw() { return more().raw; }
+  const std::shared_ptr<const Pieces>& pieces() const { return more().pieces; }
+  std::shared_ptr<const Pieces>& pieces() { return more().pieces; }
+
+  Node() = default;
+  Node(Node&&) noexcept = default;
+  Node& operator=(Node&&) noexcept = default;
+  Node(const Node& o)
+      : kind(o.kind), internal(o.internal), boolean(o.boolean), big(o.big), pending(o.pending), integer(o.integer), real(o.real),
+        text(o.text), items(o.items), tensor(o.tensor), more_(o.more_ ? std::make_unique<NodeMore>(*o.more_) : nullptr) {}
+  Node& operator=(const Node& o) {
+    if (this != &o) *this = Node(o);
+    return *this;
+  }
+
+private:
+  const NodeMore& more() const {
+    static const NodeMore none;
+    return more_ ? *more_ : none;
+  }
+  NodeMore& more() {
+    if (!more_) more_ = std::make_unique<NodeMore>();
+    return *more_;
+  }
+  std::unique_ptr<NodeMore> more_;
+};
+static_assert(sizeof(Node) <= 96, "a 100k-tensor file's tree has 900k nodes: keep them small");
+
 /// A tensor node's bytes (assembling a tensor stored in pieces on first use).
-inline const at::Tensor& tensor_of(const Node& n) { return n.pieces ? n.pieces->whole() : n.tensor; }
+inline const at::Tensor& tensor_of(const Node& n) { return n.pieces() ? n.pieces()->whole() : n.tensor; }
 
 struct Tree {
   // A deque: growing never moves the nodes already made (a vector of 1.7M nodes, the tree of 100k

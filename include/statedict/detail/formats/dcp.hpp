@@ -34,8 +34,8 @@ public:
     Unpickler up(meta_, opts_, meta_path_, "", reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), 0, false);
     const std::uint32_t root = up.run();
     const Node& r = node(root);
-    if (r.kind != Kind::object || r.s != "torch.distributed.checkpoint.metadata.Metadata")
-      bad_meta("top level", "is a " + r.s + ", not torch.distributed.checkpoint.metadata.Metadata");
+    if (r.kind != Kind::object || r.text != "torch.distributed.checkpoint.metadata.Metadata")
+      bad_meta("top level", "is a " + r.text + ", not torch.distributed.checkpoint.metadata.Metadata");
     const std::uint32_t sdm = field(root, "state_dict_metadata", Kind::dict);
     const std::uint32_t storage = field(root, "storage_data", Kind::dict);
     const std::uint32_t planner = field(root, "planner_data", Kind::none);  // optional
@@ -48,10 +48,10 @@ public:
     out_ = &cd->tree;
     reasons_ = &cd->reasons;
     cd->root = out_->add(Kind::dict);
-    for (const auto& [k, v] : node(sdm).kv) {
+    for (const auto& [k, v] : node(sdm).kv()) {
       const std::string& fqn = text(k, "a state_dict_metadata key");
       const std::uint32_t value =
-          node(v).s == "torch.distributed.checkpoint.metadata.BytesStorageMetadata" ? read_bytes(fqn) : read_tensor(fqn, v);
+          node(v).text == "torch.distributed.checkpoint.metadata.BytesStorageMetadata" ? read_bytes(fqn) : read_tensor(fqn, v);
       place(cd->root, path_of(fqn, planner), value);
     }
     return cd;
@@ -71,15 +71,15 @@ private:
   /// A dataclass field: the object's BUILD state is a dict of its fields.
   std::uint32_t field(std::uint32_t obj, const char* name, Kind want) const {
     const Node& o = node(obj);
-    const std::uint32_t state = o.kind == Kind::object ? o.state : npos;
+    const std::uint32_t state = o.kind == Kind::object ? o.state() : npos;
     if (state != npos && node(state).kind == Kind::dict)
-      for (const auto& [k, v] : node(state).kv)
-        if (node(k).kind == Kind::string && node(k).s == name) {
-          if (want != Kind::none && node(v).kind != want) bad_meta(o.s + "." + name, "is not a " + kind_text(want));
+      for (const auto& [k, v] : node(state).kv())
+        if (node(k).kind == Kind::string && node(k).text == name) {
+          if (want != Kind::none && node(v).kind != want) bad_meta(o.text + "." + name, "is not a " + kind_text(want));
           return v;
         }
     if (want == Kind::none) return npos;
-    bad_meta(o.s, std::string("has no field '") + name + "'");
+    bad_meta(o.text, std::string("has no field '") + name + "'");
   }
   static std::string kind_text(Kind k) {
     switch (k) {
@@ -97,15 +97,16 @@ private:
   }
   const std::string& text(std::uint32_t id, const char* what) const {
     if (node(id).kind != Kind::string) bad_meta(what, "is not a str");
-    return node(id).s;
+    return node(id).text;
   }
   std::vector<std::int64_t> ints(std::uint32_t id, const std::string& where) const {
     const Node& n = node(id);
     if (n.kind != Kind::tuple && n.kind != Kind::list) bad_meta(where, "is not a tuple of ints");
     std::vector<std::int64_t> r;
     for (auto c : n.items) {
-      if (node(c).kind != Kind::integer || node(c).big || node(c).i < 0) bad_meta(where, "holds a value that is not a non-negative int");
-      r.push_back(node(c).i);
+      if (node(c).kind != Kind::integer || node(c).big || node(c).integer < 0)
+        bad_meta(where, "holds a value that is not a non-negative int");
+      r.push_back(node(c).integer);
     }
     return r;
   }
@@ -117,7 +118,7 @@ private:
 
   /// storage_data: MetadataIndex(fqn, offset, index) -> _StorageInfo(relative_path, offset, length).
   void index_storage(std::uint32_t storage) {
-    for (const auto& [k, v] : node(storage).kv) {
+    for (const auto& [k, v] : node(storage).kv()) {
       const std::string fqn = text(field(k, "fqn", Kind::string), "MetadataIndex.fqn");
       const std::uint32_t off = field(k, "offset", Kind::none);
       const std::vector<std::int64_t> offsets =
@@ -126,9 +127,9 @@ private:
       loc.file = text(field(v, "relative_path", Kind::string), "_StorageInfo.relative_path");
       const Node& o = node(field(v, "offset", Kind::integer));
       const Node& l = node(field(v, "length", Kind::integer));
-      if (o.big || l.big || o.i < 0 || l.i < 0) bad_meta(fqn, "storage offset or length is negative or huge");
-      loc.offset = static_cast<std::uint64_t>(o.i);
-      loc.length = static_cast<std::uint64_t>(l.i);
+      if (o.big || l.big || o.integer < 0 || l.integer < 0) bad_meta(fqn, "storage offset or length is negative or huge");
+      loc.offset = static_cast<std::uint64_t>(o.integer);
+      loc.length = static_cast<std::uint64_t>(l.integer);
       if (loc.file.empty() || loc.file.find('/') != std::string::npos || loc.file.find('\\') != std::string::npos || loc.file == "." ||
           loc.file == "..")
         throw Error("dcp.file", meta_path_, fqn, "storage file '" + loc.file + "' is not a plain file name in the checkpoint folder");
@@ -167,15 +168,16 @@ private:
 
   std::uint32_t read_tensor(const std::string& fqn, std::uint32_t meta) {
     const Node& m = node(meta);
-    if (m.s != "torch.distributed.checkpoint.metadata.TensorStorageMetadata")
-      bad_meta(fqn, "is a " + m.s + ", not tensor or bytes metadata");
+    if (m.text != "torch.distributed.checkpoint.metadata.TensorStorageMetadata")
+      bad_meta(fqn, "is a " + m.text + ", not tensor or bytes metadata");
     // properties: TensorProperties, pickled as the tuple (dtype, layout, requires_grad, memory_format, pin_memory).
     const std::uint32_t props = field(meta, "properties", Kind::object);
-    const std::uint32_t pstate = node(props).state;
+    const std::uint32_t pstate = node(props).state();
     if (pstate == npos || node(pstate).items.empty()) bad_meta(fqn, "TensorProperties without a dtype");
     const Node& dtn = node(node(pstate).items[0]);
-    const Dtype dt = dtn.internal == Internal::global && dtn.s.compare(0, 6, "torch.") == 0 ? dtype_from_torch(dtn.s.substr(6)) : nullptr;
-    if (dt == nullptr || c10::isQIntType(dt->type)) bad_meta(fqn, "dtype '" + dtn.s + "' is not a dtype statedict reads");
+    const Dtype dt =
+        dtn.internal == Internal::global && dtn.text.compare(0, 6, "torch.") == 0 ? dtype_from_torch(dtn.text.substr(6)) : nullptr;
+    if (dt == nullptr || c10::isQIntType(dt->type)) bad_meta(fqn, "dtype '" + dtn.text + "' is not a dtype statedict reads");
     const std::vector<std::int64_t> size = ints(field(meta, "size", Kind::tuple), fqn + " size");
     const std::uint32_t chunks = field(meta, "chunks", Kind::list);
     if (size.size() > 64) bad_meta(fqn, "more than 64 dimensions");
@@ -229,24 +231,24 @@ private:
       auto cd = read_record(fqn, c.offsets);
       const Node& t = cd->tree.nodes[cd->root];
       const std::string where = fqn + " chunk " + std::to_string(i);
-      const Dtype got = t.kind != Kind::tensor ? nullptr : t.raw != nullptr ? t.raw : find_dtype(t.tensor.scalar_type());
+      const Dtype got = t.kind != Kind::tensor ? nullptr : t.raw() != nullptr ? t.raw() : find_dtype(t.tensor.scalar_type());
       if (got != dt) throw Error("dcp.chunk", dir_, where, "stored data is not a " + std::string(dt->torch) + " tensor");
       std::vector<std::int64_t> shape = t.tensor.sizes().vec();
-      if (t.raw != nullptr) shape.pop_back();
+      if (t.raw() != nullptr) shape.pop_back();
       if (shape != c.sizes)
         throw Error("dcp.chunk", dir_, where, "stored tensor has shape " + shape_str(shape) + ", the metadata says " + shape_str(c.sizes));
       pieces->parts.push_back({c.offsets, c.sizes, t.tensor});
     }
     Node n;
     n.kind = Kind::tensor;
-    if (!native(dt)) n.raw = dt;
+    if (!native(dt)) n.raw() = dt;
     if (pieces->parts.size() == 1) {
       n.tensor = pieces->parts[0].data;  // one chunk is the whole tensor: kept as read
     } else if (pieces->parts.empty()) {
       n.tensor = empty_of(dt, size);  // no chunks: an empty tensor
     } else {
       n.tensor = placeholder(dt, size);
-      n.pieces = std::move(pieces);
+      n.pieces() = std::move(pieces);
     }
     return out_->add(std::move(n));
   }
@@ -267,22 +269,22 @@ private:
       done[s] = out_->add(std::move(n));
       const Node& o = src.tree.nodes[s];
       for (auto c : o.items) todo.push_back(c);
-      for (const auto& [k, v] : o.kv) {
+      for (const auto& [k, v] : o.kv()) {
         todo.push_back(k);
         todo.push_back(v);
       }
-      if (o.args != npos) todo.push_back(o.args);
-      if (o.state != npos) todo.push_back(o.state);
+      if (o.args() != npos) todo.push_back(o.args());
+      if (o.state() != npos) todo.push_back(o.state());
     }
     for (const auto& [s, d] : done) {
       Node& n = out_->nodes[d];
       for (auto& c : n.items) c = done.at(c);
-      for (auto& [k, v] : n.kv) {
+      for (auto& [k, v] : n.kv()) {
         k = done.at(k);
         v = done.at(v);
       }
-      if (n.args != npos) n.args = done.at(n.args);
-      if (n.state != npos) n.state = done.at(n.state);
+      if (n.args() != npos) n.args() = done.at(n.args());
+      if (n.state() != npos) n.state() = done.at(n.state());
     }
     return done.at(id);
   }
@@ -290,14 +292,14 @@ private:
   /// Where a flattened key goes: planner_data maps it to its path in the original nested state dict.
   std::vector<std::string> path_of(const std::string& fqn, std::uint32_t planner) const {
     if (planner != npos && node(planner).kind == Kind::dict)
-      for (const auto& [k, v] : node(planner).kv)
-        if (node(k).kind == Kind::string && node(k).s == fqn && (node(v).kind == Kind::tuple || node(v).kind == Kind::list)) {
+      for (const auto& [k, v] : node(planner).kv())
+        if (node(k).kind == Kind::string && node(k).text == fqn && (node(v).kind == Kind::tuple || node(v).kind == Kind::list)) {
           std::vector<std::string> path;
           for (auto p : node(v).items) {
             if (node(p).kind == Kind::string)
-              path.push_back(node(p).s);
+              path.push_back(node(p).text);
             else if (node(p).kind == Kind::integer && !node(p).big)
-              path.push_back(std::to_string(node(p).i));
+              path.push_back(std::to_string(node(p).integer));
             else
               bad_meta("planner_data " + fqn, "path holds a value that is not a str or int");
           }
@@ -309,24 +311,24 @@ private:
     std::uint32_t at = root;
     for (std::size_t i = 0; i + 1 < path.size(); ++i) {
       std::uint32_t next = npos;
-      for (const auto& [k, v] : out_->nodes[at].kv)
-        if (out_->nodes[k].s == path[i]) next = v;
+      for (const auto& [k, v] : out_->nodes[at].kv())
+        if (out_->nodes[k].text == path[i]) next = v;
       if (next == npos) {
         next = out_->add(Kind::dict);
-        out_->nodes[at].kv.emplace_back(string_node(path[i]), next);
+        out_->nodes[at].kv().emplace_back(string_node(path[i]), next);
       } else if (out_->nodes[next].kind != Kind::dict) {
         bad_meta("planner_data", "key '" + path[i] + "' is both a value and a container");
       }
       at = next;
     }
-    for (const auto& [k, v] : out_->nodes[at].kv)
-      if (out_->nodes[k].s == path.back()) bad_meta("planner_data", "two items are stored under '" + path.back() + "'");
-    out_->nodes[at].kv.emplace_back(string_node(path.back()), value);
+    for (const auto& [k, v] : out_->nodes[at].kv())
+      if (out_->nodes[k].text == path.back()) bad_meta("planner_data", "two items are stored under '" + path.back() + "'");
+    out_->nodes[at].kv().emplace_back(string_node(path.back()), value);
   }
   std::uint32_t string_node(const std::string& s) {
     Node n;
     n.kind = Kind::string;
-    n.s = s;
+    n.text = s;
     return out_->add(std::move(n));
   }
 

@@ -329,7 +329,7 @@ public:
         for (int k = 0; k < 8; ++k) bits = (bits << 8) | b[k];
         Node nd;
         nd.kind = Kind::floating;
-        std::memcpy(&nd.f, &bits, 8);
+        std::memcpy(&nd.real, &bits, 8);
         push(tree_.add(std::move(nd)));
         break;
       }
@@ -584,7 +584,7 @@ private:
     const Node& nd = node(i);
     switch (nd.internal) {
     case Internal::global:
-      return "global " + nd.s;
+      return "global " + nd.text;
     case Internal::storage:
       return "storage";
     default:
@@ -593,7 +593,7 @@ private:
     static const char* names[] = {"None", "bool",  "int", "float", "complex", "str",   "bytes",
                                   "list", "tuple", "set", "dict",  "tensor",  "object"};
     std::string r = names[static_cast<int>(nd.kind)];
-    if (nd.kind == Kind::object) r += " " + nd.s;
+    if (nd.kind == Kind::object) r += " " + nd.text;
     return r;
   }
   // Leaves no opcode can change (None, True, False, ints below 65536, the empty tuple) are made
@@ -608,7 +608,7 @@ private:
     if (slot == npos) {
       Node nd;
       nd.kind = Kind::boolean;
-      nd.b = v;
+      nd.boolean = v;
       slot = tree_.add(std::move(nd));
     }
     push(slot);
@@ -620,7 +620,7 @@ private:
     if (slot == npos) {
       Node nd;
       nd.kind = Kind::integer;
-      nd.i = v;
+      nd.integer = v;
       slot = tree_.add(std::move(nd));
     }
     push(slot);
@@ -675,16 +675,16 @@ private:
       std::uint64_t v = 0;
       for (std::uint32_t k = 0; k < len; ++k) v |= static_cast<std::uint64_t>(b[k]) << (8 * k);
       if (len > 0 && len < 8 && (b[len - 1] & 0x80)) v |= ~std::uint64_t{0} << (8 * len);  // sign-extend
-      nd.i = static_cast<std::int64_t>(v);
+      nd.integer = static_cast<std::int64_t>(v);
     } else {
       nd.big = true;  // kept as two's-complement little-endian hex
       static const char* hex = "0123456789abcdef";
       for (std::uint32_t k = len; k-- > 0;) {
-        nd.s += hex[b[k] >> 4];
-        nd.s += hex[b[k] & 15];
+        nd.text += hex[b[k] >> 4];
+        nd.text += hex[b[k] & 15];
       }
-      nd.s = "0x" + nd.s;
-      nd.i = (b[len - 1] & 0x80) ? INT64_MIN : INT64_MAX;
+      nd.text = "0x" + nd.text;
+      nd.integer = (b[len - 1] & 0x80) ? INT64_MIN : INT64_MAX;
     }
     push(tree_.add(std::move(nd)));
   }
@@ -694,7 +694,7 @@ private:
     if (!is_valid_utf8(b, len)) fail("pickle.utf8", at, "BINUNICODE string is not valid UTF-8");
     Node nd;
     nd.kind = Kind::string;
-    nd.s.assign(reinterpret_cast<const char*>(b), len);
+    nd.text.assign(reinterpret_cast<const char*>(b), len);
     push(tree_.add(std::move(nd)));
   }
   void op_binstring(std::uint32_t len) {
@@ -703,16 +703,16 @@ private:
     Node nd;
     nd.kind = Kind::string;
     if (is_valid_utf8(b, len))
-      nd.s.assign(reinterpret_cast<const char*>(b), len);
+      nd.text.assign(reinterpret_cast<const char*>(b), len);
     else
-      nd.s = latin1_to_utf8(b, len);
+      nd.text = latin1_to_utf8(b, len);
     push(tree_.add(std::move(nd)));
   }
   void op_bytes(std::uint64_t len) {
     const std::uint8_t* b = take(len);
     Node nd;
     nd.kind = Kind::bytes;
-    nd.s.assign(reinterpret_cast<const char*>(b), len);
+    nd.text.assign(reinterpret_cast<const char*>(b), len);
     push(tree_.add(std::move(nd)));
   }
   static std::string latin1_to_utf8(const std::uint8_t* b, std::size_t n) {
@@ -752,7 +752,7 @@ private:
     Node nd;
     nd.internal = Internal::global;
     nd.kind = Kind::object;
-    nd.s = module + "." + name;
+    nd.text = module + "." + name;
     push(tree_.add(std::move(nd)));
   }
 
@@ -762,17 +762,17 @@ private:
     auto module_id = pop();
     if (node(module_id).kind != Kind::string || node(name_id).kind != Kind::string)
       fail("pickle.bad_global", at, "STACK_GLOBAL needs two strings, got a " + kind_name(module_id) + " and a " + kind_name(name_id));
-    push_global(node(module_id).s, node(name_id).s, at);
+    push_global(node(module_id).text, node(name_id).text, at);
   }
 
   // Dicts keep an index for str/int keys so that a repeated key overwrites, as in Python.
   static bool key_text(const Node& k, std::string* out) {
     if (k.kind == Kind::string) {
-      *out = "s" + k.s;
+      *out = "s" + k.text;
       return true;
     }
     if (k.kind == Kind::integer && !k.big) {
-      *out = "i" + std::to_string(k.i);
+      *out = "i" + std::to_string(k.integer);
       return true;
     }
     return false;
@@ -789,12 +789,12 @@ private:
       if (key_text(node(items[k]), &text)) {
         auto it = index.find(text);
         if (it != index.end()) {
-          node(target).kv[it->second].second = items[k + 1];
+          node(target).kv()[it->second].second = items[k + 1];
           continue;
         }
-        index.emplace(text, node(target).kv.size());
+        index.emplace(text, node(target).kv().size());
       }
-      node(target).kv.emplace_back(items[k], items[k + 1]);
+      node(target).kv().emplace_back(items[k], items[k + 1]);
     }
   }
   void append(std::uint32_t target, const std::vector<std::uint32_t>& items) {
@@ -809,7 +809,7 @@ private:
   std::int64_t want_int(const std::vector<std::uint32_t>& a, std::size_t i, const char* what) {
     const Node& nd = arg(a, i);
     if (nd.kind != Kind::integer || nd.big) fail("pickle.bad_tensor", op_at_, std::string(what) + " is not an int");
-    return nd.i;
+    return nd.integer;
   }
   std::vector<std::int64_t> want_int_tuple(std::uint32_t id, const char* what) {
     const Node& nd = node(id);
@@ -818,8 +818,8 @@ private:
     for (auto c : nd.items) {
       const Node& e = node(c);
       if (e.kind != Kind::integer || e.big) fail("pickle.bad_tensor", op_at_, std::string(what) + " holds a non-int");
-      if (e.i < 0) fail("pickle.bad_tensor", op_at_, std::string(what) + " holds a negative value " + std::to_string(e.i));
-      r.push_back(e.i);
+      if (e.integer < 0) fail("pickle.bad_tensor", op_at_, std::string(what) + " holds a negative value " + std::to_string(e.integer));
+      r.push_back(e.integer);
     }
     return r;
   }
@@ -832,7 +832,7 @@ private:
   // ---- calls ----
   std::uint32_t reduce(std::uint32_t fn, std::uint32_t args) {
     if (node(fn).internal != Internal::global) fail("pickle.type", op_at_, "REDUCE of a " + kind_name(fn) + " (not a global)");
-    return call(node(fn).s, args);
+    return call(node(fn).text, args);
   }
 
   std::uint32_t call(const std::string& fn, std::uint32_t args_id) {
@@ -862,14 +862,14 @@ private:
     if (is({"torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"})) {
       if (a.empty() || arg(a, 0).kind != Kind::tensor) fail("pickle.bad_tensor", op_at_, fn + " without a tensor");
       if (a.size() > 1 && arg(a, 1).kind == Kind::boolean && arg(a, 0).pending != npos)
-        st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).b;
+        st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).boolean;
       return a[0];
     }
     if (is({"torch._tensor._rebuild_from_type_v2", "torch._tensor._rebuild_from_type"})) {
       // (func, new_type, args[, state]): rebuild with func, drop the Python subclass.
       if (a.size() < 3 || node(a[0]).internal != Internal::global) fail("pickle.bad_tensor", op_at_, fn + " with malformed arguments");
       if (++call_depth_ > 4) fail("pickle.bad_tensor", op_at_, fn + " nested too deeply");
-      auto r = call(node(a[0]).s, a[2]);
+      auto r = call(node(a[0]).text, a[2]);
       --call_depth_;
       return r;
     }
@@ -880,13 +880,13 @@ private:
     }
     if (is({"_codecs.encode"})) {
       if (a.empty() || arg(a, 0).kind != Kind::string) fail("pickle.type", op_at_, "_codecs.encode needs a str");
-      std::string enc = a.size() > 1 && arg(a, 1).kind == Kind::string ? arg(a, 1).s : "utf-8";
+      std::string enc = a.size() > 1 && arg(a, 1).kind == Kind::string ? arg(a, 1).text : "utf-8";
       Node nd;
       nd.kind = Kind::bytes;
       if (enc == "latin1" || enc == "latin-1" || enc == "iso-8859-1")
-        nd.s = utf8_to_latin1(arg(a, 0).s);
+        nd.text = utf8_to_latin1(arg(a, 0).text);
       else if (enc == "utf-8" || enc == "utf8" || enc == "ascii")
-        nd.s = arg(a, 0).s;
+        nd.text = arg(a, 0).text;
       else
         fail("pickle.type", op_at_, "_codecs.encode with unsupported encoding '" + printable(enc) + "'");
       return tree_.add(std::move(nd));
@@ -904,8 +904,8 @@ private:
     if (is({"builtins.complex", "__builtin__.complex"})) {
       Node nd;
       nd.kind = Kind::complex;
-      if (a.size() >= 1) nd.f = number(a[0]);
-      if (a.size() >= 2) nd.f_imag = number(a[1]);
+      if (a.size() >= 1) nd.real = number(a[0]);
+      if (a.size() >= 2) nd.imag() = number(a[1]);
       return tree_.add(std::move(nd));
     }
     if (is({"builtins.bytearray", "__builtin__.bytearray", "builtins.bytes", "__builtin__.bytes"})) {
@@ -914,9 +914,9 @@ private:
       if (!a.empty()) {
         const Node& src = arg(a, 0);
         if (src.kind == Kind::bytes)
-          nd.s = src.s;
+          nd.text = src.text;
         else if (src.kind == Kind::string)
-          nd.s = utf8_to_latin1(src.s);
+          nd.text = utf8_to_latin1(src.text);
       }
       return tree_.add(std::move(nd));
     }
@@ -932,33 +932,33 @@ private:
       Node nd;
       nd.kind = Kind::object;
       nd.internal = Internal::numpy_dtype;
-      nd.s = fn;
-      nd.args = args_id;
+      nd.text = fn;
+      nd.args() = args_id;
       return tree_.add(std::move(nd));
     }
     if (is({"numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct"})) {
       Node nd;
       nd.kind = Kind::object;
       nd.internal = Internal::numpy_array;
-      nd.s = "numpy.ndarray";
-      nd.args = args_id;
+      nd.text = "numpy.ndarray";
+      nd.args() = args_id;
       return tree_.add(std::move(nd));
     }
     if (is({"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"})) {
       if (a.size() == 2 && node(a[0]).internal == Internal::numpy_dtype && arg(a, 1).kind == Kind::bytes) {
         Dtype dt = nullptr;
         std::string why;
-        auto t = numpy_tensor(a[0], {}, node(a[1]).s, &dt, &why);
+        auto t = numpy_tensor(a[0], {}, node(a[1]).text, &dt, &why);
         Node nd;
         if (t.defined()) {
           nd.kind = Kind::tensor;
           nd.tensor = t;
-          if (!native(dt)) nd.raw = dt;
+          if (!native(dt)) nd.raw() = dt;
           return tree_.add(std::move(nd));
         }
         nd.kind = Kind::object;
-        nd.s = fn;
-        nd.args = args_id;
+        nd.text = fn;
+        nd.args() = args_id;
         auto id = tree_.add(std::move(nd));
         mark_unreadable(id, why);
         return id;
@@ -971,7 +971,7 @@ private:
       // PyTorch <= 0.3: Parameter(tensor[, requires_grad]) then BUILD; the tensor is what matters.
       if (!a.empty() && arg(a, 0).kind == Kind::tensor) {
         if (a.size() > 1 && arg(a, 1).kind == Kind::boolean && arg(a, 0).pending != npos)
-          st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).b;
+          st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).boolean;
         return a[0];
       }
     }
@@ -990,8 +990,8 @@ private:
         if (fn == name) why = text;
       Node nd;
       nd.kind = Kind::object;
-      nd.s = fn;
-      nd.args = args_id;
+      nd.text = fn;
+      nd.args() = args_id;
       auto id = tree_.add(std::move(nd));
       mark_unreadable(id, why);
       return id;
@@ -999,15 +999,15 @@ private:
     // Anything else: an inert object that remembers what it was.
     Node nd;
     nd.kind = Kind::object;
-    nd.s = fn;
-    nd.args = args_id;
+    nd.text = fn;
+    nd.args() = args_id;
     return tree_.add(std::move(nd));
   }
 
   double number(std::uint32_t id) {
     const Node& nd = node(id);
-    if (nd.kind == Kind::floating) return nd.f;
-    if (nd.kind == Kind::integer) return static_cast<double>(nd.i);
+    if (nd.kind == Kind::floating) return nd.real;
+    if (nd.kind == Kind::integer) return static_cast<double>(nd.integer);
     fail("pickle.type", op_at_, "expected a number, got a " + kind_name(id));
   }
   std::string utf8_to_latin1(const std::string& s) {
@@ -1028,15 +1028,15 @@ private:
 
   std::uint32_t newobj(std::uint32_t cls, std::uint32_t args) {
     if (node(cls).internal != Internal::global) fail("pickle.type", op_at_, "NEWOBJ of a " + kind_name(cls) + " (not a class)");
-    const std::string name = node(cls).s;
+    const std::string name = node(cls).text;
     if (name == "collections.OrderedDict" || name == "builtins.dict") return tree_.add(Kind::dict);
     if (name == "builtins.set" || name == "__builtin__.set") return tree_.add(Kind::set);
     if (name == "builtins.list" || name == "__builtin__.list") return tree_.add(Kind::list);
     tuple_args(args, name);
     Node nd;
     nd.kind = Kind::object;
-    nd.s = name;
-    nd.args = args;
+    nd.text = name;
+    nd.args() = args;
     return tree_.add(std::move(nd));
   }
 
@@ -1047,15 +1047,15 @@ private:
       return;
     }
     if (t.internal == Internal::numpy_dtype) {
-      node(target).state = state;
+      node(target).state() = state;
       return;
     }
     if (t.kind == Kind::object && t.internal == Internal::value) {
-      node(target).state = state;
+      node(target).state() = state;
       return;
     }
     if (t.kind == Kind::dict) {
-      node(target).state = state;
+      node(target).state() = state;
       return;
     }                                    // OrderedDict._metadata
     if (t.kind == Kind::tensor) return;  // Python attributes of a Parameter: not needed
@@ -1066,25 +1066,25 @@ private:
   // Returns the dtype and whether it is big-endian; nullptr (with `why`) when no tensor can hold it.
   std::pair<Dtype, bool> numpy_dtype(std::uint32_t id, std::string* why) {
     const Node& dt = node(id);
-    if (dt.internal != Internal::numpy_dtype || dt.args == npos) {
+    if (dt.internal != Internal::numpy_dtype || dt.args() == npos) {
       *why = "its dtype is a " + kind_name(id) + ", not a numpy.dtype";
       return {nullptr, false};
     }
-    const Node& a = node(dt.args);
+    const Node& a = node(dt.args());
     if (a.items.empty() || node(a.items[0]).kind != Kind::string) {
       *why = "its numpy.dtype has no type code";
       return {nullptr, false};
     }
-    const std::string& code = node(a.items[0]).s;
+    const std::string& code = node(a.items[0]).text;
     Dtype type = dtype_from_numpy(code);
     if (type == nullptr) {
       *why = "numpy dtype '" + printable(code) + "' has no tensor equivalent";
       return {nullptr, false};
     }
     bool big = false;
-    if (dt.state != npos) {
-      const Node& s = node(dt.state);
-      if (s.kind == Kind::tuple && s.items.size() > 1 && node(s.items[1]).kind == Kind::string) big = node(s.items[1]).s == ">";
+    if (dt.state() != npos) {
+      const Node& s = node(dt.state());
+      if (s.kind == Kind::tuple && s.items.size() > 1 && node(s.items[1]).kind == Kind::string) big = node(s.items[1]).text == ">";
     }
     return {type, big};
   }
@@ -1120,7 +1120,7 @@ private:
   void build_numpy_array(std::uint32_t target, std::uint32_t state) {
     // state = (version, shape, dtype, is_fortran, data)
     const Node& s = node(state);
-    node(target).state = state;
+    node(target).state() = state;
     if (s.kind != Kind::tuple || s.items.size() != 5)
       return mark_unreadable(target, "numpy array state is not (version, shape, dtype, fortran, data)");
     const Node& shape = node(s.items[1]);
@@ -1129,12 +1129,12 @@ private:
     if (data.kind != Kind::bytes)
       return mark_unreadable(target, "numpy array of Python objects (dtype 'O'): its items are not tensor data");
     auto dims = want_int_tuple(s.items[1], "numpy shape");
-    const bool fortran = node(s.items[3]).kind == Kind::boolean && node(s.items[3]).b;
+    const bool fortran = node(s.items[3]).kind == Kind::boolean && node(s.items[3]).boolean;
     std::vector<std::int64_t> order = dims;
     if (fortran) std::reverse(order.begin(), order.end());
     Dtype dt = nullptr;
     std::string why;
-    at::Tensor t = numpy_tensor(s.items[2], order, data.s, &dt, &why);
+    at::Tensor t = numpy_tensor(s.items[2], order, data.text, &dt, &why);
     if (!t.defined()) return mark_unreadable(target, why);
     const auto rank = static_cast<std::int64_t>(order.size());
     if (fortran && rank > 1) {
@@ -1147,7 +1147,7 @@ private:
     nd.kind = Kind::tensor;
     nd.internal = Internal::value;
     nd.tensor = t;
-    if (!native(dt)) nd.raw = dt;
+    if (!native(dt)) nd.raw() = dt;
   }
 
   // ---- tensors and storages ----
@@ -1155,7 +1155,7 @@ private:
     const Node& t = node(pid);
     if (t.kind != Kind::tuple) fail("pickle.bad_persistent_id", op_at_, "persistent id is a " + kind_name(pid) + ", not a tuple");
     if (t.items.empty() || node(t.items[0]).kind != Kind::string) fail("pickle.bad_persistent_id", op_at_, "persistent id has no tag");
-    const std::string tag = node(t.items[0]).s;
+    const std::string tag = node(t.items[0]).text;
     if (tag == "module") {
       // Legacy whole modules: ('module', class, source file, source text) stands for the class.
       // The source text is never looked at, let alone run; the class stays an inert reference.
@@ -1174,43 +1174,43 @@ private:
     const Node& numel = node(t.items[4]);
     if (type.internal != Internal::global) fail("pickle.bad_persistent_id", op_at_, "storage type is not a class");
     StorageSpec spec;
-    const std::string tn = type.s.substr(type.s.rfind('.') + 1);
+    const std::string tn = type.text.substr(type.text.rfind('.') + 1);
     if (tn == "UntypedStorage" || tn == "_UntypedStorage")
       spec.untyped = true;
     else if (Dtype dt = dtype_from_storage(tn))
       spec.dtype = dt;
 
     else
-      fail("pickle.bad_persistent_id", op_at_, "unknown storage type " + type.s);
-    if (key.kind != Kind::string || key.s.empty() || key.s.size() > 64)
+      fail("pickle.bad_persistent_id", op_at_, "unknown storage type " + type.text);
+    if (key.kind != Kind::string || key.text.empty() || key.text.size() > 64)
       fail("pickle.bad_persistent_id", op_at_, "storage key is not a short string");
-    for (char c : key.s)
+    for (char c : key.text)
       if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_'))
-        fail("pickle.bad_persistent_id", op_at_, "storage key '" + printable(key.s) + "' is not a plain name");
-    if (numel.kind != Kind::integer || numel.big || numel.i < 0)
-      fail("pickle.bad_persistent_id", op_at_, "storage '" + key.s + "' has a negative or non-integer size");
-    spec.key = key.s;
-    spec.numel = static_cast<std::uint64_t>(numel.i);
-    spec.location = loc.kind == Kind::string ? loc.s : "";
+        fail("pickle.bad_persistent_id", op_at_, "storage key '" + printable(key.text) + "' is not a plain name");
+    if (numel.kind != Kind::integer || numel.big || numel.integer < 0)
+      fail("pickle.bad_persistent_id", op_at_, "storage '" + key.text + "' has a negative or non-integer size");
+    spec.key = key.text;
+    spec.numel = static_cast<std::uint64_t>(numel.integer);
+    spec.location = loc.kind == Kind::string ? loc.text : "";
     spec.declared_at = "offset " + std::to_string(base_ + op_at_);
     std::uint64_t bytes;
     if (mul_overflows(spec.numel, spec.untyped ? 1 : spec.dtype->size, &bytes))
-      fail("pickle.bad_persistent_id", op_at_, "storage '" + key.s + "' size overflows");
+      fail("pickle.bad_persistent_id", op_at_, "storage '" + key.text + "' size overflows");
     std::uint32_t idx = declare_storage(spec);
     if (legacy_) {
       const Node& view = node(t.items[5]);
       if (view.kind == Kind::tuple) {
         // (view_key, offset, view_size): a window of the storage declared above.
         if (view.items.size() != 3 || node(view.items[0]).kind != Kind::string || node(view.items[1]).kind != Kind::integer ||
-            node(view.items[2]).kind != Kind::integer || node(view.items[1]).i < 0 || node(view.items[2]).i < 0)
+            node(view.items[2]).kind != Kind::integer || node(view.items[1]).integer < 0 || node(view.items[2]).integer < 0)
           fail("pickle.bad_persistent_id", op_at_, "malformed legacy storage view");
         StorageSpec v;
-        v.key = "view:" + node(view.items[0]).s;
+        v.key = "view:" + node(view.items[0]).text;
         v.dtype = spec.dtype;
         v.untyped = spec.untyped;
         v.view_of = spec.key;
-        v.view_offset = static_cast<std::uint64_t>(node(view.items[1]).i);
-        v.numel = static_cast<std::uint64_t>(node(view.items[2]).i);
+        v.view_offset = static_cast<std::uint64_t>(node(view.items[1]).integer);
+        v.numel = static_cast<std::uint64_t>(node(view.items[2]).integer);
         std::uint64_t end;
         if (add_overflows(v.view_offset, v.numel, &end) || end > spec.numel)
           fail("pickle.bad_persistent_id", op_at_, "legacy storage view runs past storage '" + spec.key + "'");
@@ -1222,7 +1222,7 @@ private:
     Node nd;
     nd.kind = Kind::object;
     nd.internal = Internal::storage;
-    nd.s = "torch." + tn;
+    nd.text = "torch." + tn;
     nd.pending = idx;
     return tree_.add(std::move(nd));
   }
@@ -1261,12 +1261,13 @@ private:
       fail("pickle.bad_tensor", op_at_,
            "size has " + std::to_string(t.sizes.size()) + " dims but stride has " + std::to_string(t.strides.size()));
     if (t.sizes.size() > 64) fail("pickle.bad_tensor", op_at_, "tensor with more than 64 dimensions");
-    if (a.size() > 4 && arg(a, 4).kind == Kind::boolean) t.requires_grad = arg(a, 4).b;
+    if (a.size() > 4 && arg(a, 4).kind == Kind::boolean) t.requires_grad = arg(a, 4).boolean;
     t.dtype = ss.dtype;
     if (v3) {
       const Node& dt = arg(a, 6);
-      Dtype parsed = dt.internal == Internal::global && dt.s.compare(0, 6, "torch.") == 0 ? dtype_from_torch(dt.s.substr(6)) : nullptr;
-      if (!parsed) fail("pickle.bad_tensor", op_at_, "_rebuild_tensor_v3 with an unknown dtype " + printable(dt.s));
+      Dtype parsed =
+          dt.internal == Internal::global && dt.text.compare(0, 6, "torch.") == 0 ? dtype_from_torch(dt.text.substr(6)) : nullptr;
+      if (!parsed) fail("pickle.bad_tensor", op_at_, "_rebuild_tensor_v3 with an unknown dtype " + printable(dt.text));
       t.dtype = parsed;
     } else if (ss.untyped) {
       fail("pickle.bad_tensor", op_at_, fn + " over an untyped storage needs a dtype");

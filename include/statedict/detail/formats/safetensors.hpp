@@ -188,14 +188,14 @@ inline std::shared_ptr<CheckpointData> read_safetensors(const std::shared_ptr<Ma
   for (const auto& e : h.entries) {
     Node k;
     k.kind = Kind::string;
-    k.s = e.name;
+    k.text = e.name;
     Node t;
     t.kind = Kind::tensor;
     at::Storage s = storage_from_file(f, h.data_offset + e.begin, e.end - e.begin, e.dtype->size, 1, opts);
     t.tensor = tensor_on(s, e.dtype, 0, e.shape, contiguous_strides(e.shape));
-    if (!native(e.dtype)) t.raw = e.dtype;
+    if (!native(e.dtype)) t.raw() = e.dtype;
     const auto ki = cd->tree.add(std::move(k));
-    root.kv.emplace_back(ki, cd->tree.add(std::move(t)));
+    root.kv().emplace_back(ki, cd->tree.add(std::move(t)));
   }
   cd->root = cd->tree.add(std::move(root));
   return cd;

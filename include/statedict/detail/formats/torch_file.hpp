@@ -56,7 +56,7 @@ inline void materialize_tensors(PickleState& st, const std::string& path) {
     if (!ss->storage)
       throw Error("format.missing_storage", path, t.where, "tensor refers to storage '" + ss->key + "' whose bytes are missing");
     nd.tensor = tensor_on(ss->storage, t.dtype, static_cast<std::int64_t>(offset), t.sizes, t.strides);
-    if (!native(t.dtype)) nd.raw = t.dtype;
+    if (!native(t.dtype)) nd.raw() = t.dtype;
     nd.pending = npos;
   }
 }
@@ -64,17 +64,17 @@ inline void materialize_tensors(PickleState& st, const std::string& path) {
 /// Whole pickled modules: replaces every nn.Module object by the dict model.state_dict() would return.
 inline void modules_to_state_dicts(CheckpointData& cd) {
   Tree& tree = cd.tree;
-  auto str_key = [&](std::uint32_t k) -> const std::string* { return tree.nodes[k].kind == Kind::string ? &tree.nodes[k].s : nullptr; };
+  auto str_key = [&](std::uint32_t k) -> const std::string* { return tree.nodes[k].kind == Kind::string ? &tree.nodes[k].text : nullptr; };
   auto field = [&](std::uint32_t dict, const char* name) -> std::uint32_t {
     if (dict == npos || tree.nodes[dict].kind != Kind::dict) return npos;
-    for (const auto& kv : tree.nodes[dict].kv)
+    for (const auto& kv : tree.nodes[dict].kv())
       if (const std::string* s = str_key(kv.first); s && *s == name) return kv.second;
     return npos;
   };
   auto is_module = [&](std::uint32_t id) {
     const Node& nd = tree.nodes[id];
-    return nd.kind == Kind::object && nd.internal == Internal::value && field(nd.state, "_parameters") != npos &&
-           field(nd.state, "_modules") != npos;
+    return nd.kind == Kind::object && nd.internal == Internal::value && field(nd.state(), "_parameters") != npos &&
+           field(nd.state(), "_modules") != npos;
   };
   std::vector<std::pair<std::uint32_t, std::vector<std::pair<std::string, std::uint32_t>>>> converted;
   for (std::uint32_t id = 0; id < tree.nodes.size(); ++id) {
@@ -87,7 +87,7 @@ inline void modules_to_state_dicts(CheckpointData& cd) {
       todo.pop_back();
       if (++visited > tree.nodes.size() || prefix.size() > 100000)
         throw Error("format.bad_module", cd.path, prefix, "module tree is cyclic or too deep");
-      const std::uint32_t state = tree.nodes[m].state;
+      const std::uint32_t state = tree.nodes[m].state();
       std::uint32_t nonpersistent = field(state, "_non_persistent_buffers_set");
       auto skip = [&](const std::string& name) {
         if (nonpersistent == npos) return false;
@@ -98,7 +98,7 @@ inline void modules_to_state_dicts(CheckpointData& cd) {
       for (const char* group : {"_parameters", "_buffers"}) {
         std::uint32_t g = field(state, group);
         if (g == npos) continue;
-        for (const auto& kv : tree.nodes[g].kv) {
+        for (const auto& kv : tree.nodes[g].kv()) {
           const std::string* name = str_key(kv.first);
           if (!name || tree.nodes[kv.second].kind != Kind::tensor) continue;
           if (group[1] == 'b' && skip(*name)) continue;
@@ -107,7 +107,7 @@ inline void modules_to_state_dicts(CheckpointData& cd) {
       }
       std::uint32_t children = field(state, "_modules");
       if (children == npos) continue;
-      const auto& kvs = tree.nodes[children].kv;
+      const auto& kvs = tree.nodes[children].kv();
       for (auto it = kvs.rbegin(); it != kvs.rend(); ++it) {  // stack: push in reverse for file order
         const std::string* name = str_key(it->first);
         if (name && is_module(it->second)) todo.emplace_back(it->second, prefix + *name + ".");
@@ -121,11 +121,11 @@ inline void modules_to_state_dicts(CheckpointData& cd) {
     for (auto& [name, tensor] : entries) {
       Node k;
       k.kind = Kind::string;
-      k.s = name;
-      dict.kv.emplace_back(tree.add(std::move(k)), tensor);
+      k.text = name;
+      dict.kv().emplace_back(tree.add(std::move(k)), tensor);
     }
-    dict.s = tree.nodes[id].s;
-    if (id == cd.root) cd.module_class = dict.s;
+    dict.text = tree.nodes[id].text;
+    if (id == cd.root) cd.module_class = dict.text;
     tree.nodes[id] = std::move(dict);
   }
 }
@@ -245,27 +245,27 @@ inline std::shared_ptr<CheckpointData> read_legacy_window(const std::shared_ptr<
     pos += up.consumed();
   }
   const Node& magic = st.tree.nodes[values[0]];
-  if (magic.kind != Kind::integer || !magic.big || magic.s != "0x1950a86a20f9469cfc6c")
+  if (magic.kind != Kind::integer || !magic.big || magic.text != "0x1950a86a20f9469cfc6c")
     throw Error("legacy.magic", path, "offset 0", "wrong magic number: not a legacy torch.save file");
   const Node& proto = st.tree.nodes[values[1]];
-  if (proto.kind != Kind::integer || proto.i != 1001)
+  if (proto.kind != Kind::integer || proto.integer != 1001)
     throw Error("legacy.protocol", path, "pickle 2",
-                "legacy protocol version is " + (proto.kind == Kind::integer ? std::to_string(proto.i) : std::string("not an int")) +
+                "legacy protocol version is " + (proto.kind == Kind::integer ? std::to_string(proto.integer) : std::string("not an int")) +
                     ", expected 1001");
   bool big_endian = false;
   const Node& sys = st.tree.nodes[values[2]];
-  for (const auto& kv : sys.kv)
-    if (st.tree.nodes[kv.first].s == "little_endian" && st.tree.nodes[kv.second].kind == Kind::boolean)
-      big_endian = !st.tree.nodes[kv.second].b;
+  for (const auto& kv : sys.kv())
+    if (st.tree.nodes[kv.first].text == "little_endian" && st.tree.nodes[kv.second].kind == Kind::boolean)
+      big_endian = !st.tree.nodes[kv.second].boolean;
   const Node& keys = st.tree.nodes[values[4]];
   if (keys.kind != Kind::list) throw Error("legacy.keys", path, "pickle 5", "storage key list is not a list");
   std::vector<char> seen(st.storages.size(), 0);
   for (std::size_t i = 0; i < keys.items.size(); ++i) {
     const Node& k = st.tree.nodes[keys.items[i]];
-    const std::uint32_t index = k.kind == Kind::string ? st.storage_by_key.find(k.s) : npos;
+    const std::uint32_t index = k.kind == Kind::string ? st.storage_by_key.find(k.text) : npos;
     if (index == npos || !st.storages[index].view_of.empty())
       throw Error("legacy.keys", path, "storage list item " + std::to_string(i), "names a storage the data pickle never declared");
-    if (seen[index]++) throw Error("legacy.keys", path, "storage list item " + std::to_string(i), "storage '" + k.s + "' listed twice");
+    if (seen[index]++) throw Error("legacy.keys", path, "storage list item " + std::to_string(i), "storage '" + k.text + "' listed twice");
     StorageSpec& ss = st.storages[index];
     const std::string where = "storage '" + ss.key + "' at offset " + std::to_string(pos);
     if (n - pos < 8) throw Error("legacy.truncated", path, where, "file ends before the storage's element count");

@@ -14,12 +14,12 @@ inline void collect_script_tensors(const torch::jit::Module& m, const std::strin
   auto add = [&](const std::string& name, const at::Tensor& t) {
     Node k;
     k.kind = Kind::string;
-    k.s = prefix + name;
+    k.text = prefix + name;
     Node v;
     v.kind = Kind::tensor;
     v.tensor = t;
     const auto ki = cd.tree.add(std::move(k));
-    root.kv.emplace_back(ki, cd.tree.add(std::move(v)));
+    root.kv().emplace_back(ki, cd.tree.add(std::move(v)));
   };
   for (const auto& p : m.named_parameters(false)) add(p.name, p.value);
   for (const auto& b : m.named_buffers(false)) add(b.name, b.value);

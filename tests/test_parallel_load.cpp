@@ -168,3 +168,23 @@ TEST_CASE("threads: a file changed before the copies fails on every thread count
   }
   std::remove(path.c_str());
 }
+
+TEST_CASE("zero-copy into parameters that are not on the CPU says they are copied", "[load][parallel]") {
+  // Parameters on the meta device stand in for a GPU's here (no GPU): diff plans without copying.
+  auto fc = [](at::Device device) {
+    auto m = std::make_shared<torch::nn::Module>();
+    m->register_parameter("weight", torch::empty({10, 8}, torch::TensorOptions().device(device)));
+    m->register_parameter("bias", torch::empty({10}, torch::TensorOptions().device(device)));
+    return m;
+  };
+  const auto opts = LoadOptions{}.submodule("fc").zero_copy();
+  const auto r = statedict::diff(fc(torch::kMeta), fixture("resnet_plain.pt"), opts);
+  INFO(r);
+  REQUIRE(r.ok());
+  bool warned = false;
+  for (const auto& w : r.warnings)
+    warned = warned || (w.find("zero_copy: 2 of the module's tensors are not on the CPU (meta)") != std::string::npos);
+  CHECK(warned);
+  for (const auto& w : statedict::diff(fc(torch::kCPU), fixture("resnet_plain.pt"), opts).warnings)
+    CHECK(w.find("not on the CPU") == std::string::npos);
+}

@@ -157,6 +157,18 @@ STATEDICT_FUNC LoadReport run(const std::vector<Target>& targets, std::string na
     r.error_id = e.id();
     return r;
   }
+  if (opts.zero_copy()) {  // zero-copy maps CPU parameters only: say so for the others
+    std::size_t elsewhere = 0;
+    std::string device;
+    for (const auto& c : copies)
+      if (!targets[c.target].tensor.device().is_cpu()) {
+        ++elsewhere;
+        device = targets[c.target].tensor.device().str();
+      }
+    if (elsewhere > 0)
+      r.warnings.push_back("zero_copy: " + std::to_string(elsewhere) + " of the module's tensors are not on the CPU (" + device +
+                           "); they are copied, not mapped.");
+  }
   if (!r.ok() || dry_run) return r;
   // The file must still be what was read: torch.save rewrites in place, and a shrunk file's pages
   // cannot be read (SIGBUS through a mapping). A file replaced by rename is fine: we hold the old one.

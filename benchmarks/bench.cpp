@@ -1,7 +1,7 @@
 // Side-by-side load benchmark. Every figure is measured in this run, on this machine, each
 // measurement in a fresh child process (so peak RSS is its own), and reported as a median.
 //
-//   bench WORKDIR [--runs N] [--quick] [--tensor-parallel]
+//   bench WORKDIR [--runs N] [--quick] [--tensor-parallel | --skip-tensor-parallel] [--torch2 PYTHON]
 //
 // WORKDIR holds the checkpoints benchmarks/make_checkpoints.py wrote (benchmarks/run.sh does both).
 // Exits 1 when a load fails or loads values other than Python's.
@@ -19,6 +19,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -141,7 +142,7 @@ void warm(const std::string& path) {
 
 /// pread of the whole file into page-aligned, already-touched memory, on `threads` threads that
 /// take 64 MiB blocks in turn: the copy limit of the page cache on this machine.
-Sample pread_limit(const std::string& path, int threads) {
+Sample pread_limit(const std::string& path, int threads, std::size_t bounce = 0) {
   return in_child([&](const Timer& timed) {
     // The destination exists and is touched before the clock starts, as a model's memory is, and is
     // page-aligned as tensor memory is: glibc puts a big malloc block 16 bytes past a page boundary,
@@ -153,12 +154,16 @@ Sample pread_limit(const std::string& path, int threads) {
     int fd = ::open(path.c_str(), O_RDONLY);
     std::atomic<std::size_t> next{0}, got{0};
     constexpr std::size_t block = 64u << 20;
+    // bounce > 0: each pread goes into a buffer of that size the thread reuses, then memcpy.
     auto work = [&] {
+      std::vector<char> b(bounce);
       for (std::size_t off; (off = next.fetch_add(block)) < size;) {
         const std::size_t end = std::min(size, off + block);
         for (std::size_t at = off; at < end;) {
-          const ssize_t n = ::pread(fd, buf + at, end - at, static_cast<off_t>(at));
+          const std::size_t want = bounce > 0 ? std::min(bounce, end - at) : end - at;
+          const ssize_t n = ::pread(fd, bounce > 0 ? b.data() : buf + at, want, static_cast<off_t>(at));
           if (n <= 0) return;
+          if (bounce > 0) std::memcpy(buf + at, b.data(), static_cast<std::size_t>(n));
           at += static_cast<std::size_t>(n);
           got += static_cast<std::size_t>(n);
         }
@@ -177,11 +182,13 @@ Sample pread_limit(const std::string& path, int threads) {
 }
 
 Sample statedict_load(const std::function<std::shared_ptr<torch::nn::Module>()>& make, const std::string& path, bool zero_copy,
-                      int threads = 0) {
+                      int threads = 0, std::optional<bool> buffered = std::nullopt) {
   return in_child([&](const Timer& timed) {
     auto m = make();
     bool ok = false;
-    timed([&] { ok = statedict::load(m, path, statedict::LoadOptions{}.zero_copy(zero_copy).threads(threads)).ok(); });
+    auto opts = statedict::LoadOptions{}.zero_copy(zero_copy).threads(threads);
+    if (buffered) opts.buffered_reads(*buffered);
+    timed([&] { ok = statedict::load(m, path, opts).ok(); });
     return ok;
   });
 }
@@ -455,13 +462,14 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   int runs = 3;
-  bool quick = false, tp_only = false;  // --tensor-parallel: only that table
-  std::string torch2;                   // --torch2 CMD: a python3 with PyTorch 2.x (run.sh: the trixie root's)
+  bool quick = false, tp_only = false, skip_tp = false;  // --tensor-parallel: only that table
+  std::string torch2;                                    // --torch2 CMD: a python3 with PyTorch 2.x (run.sh: the trixie root's)
   for (int i = 2; i < argc; ++i) {
     if (std::string(argv[i]) == "--runs" && i + 1 < argc) runs = std::stoi(argv[++i]);
     if (std::string(argv[i]) == "--quick") quick = true;
     if (std::string(argv[i]) == "--tensor-parallel") tp_only = true;
     if (std::string(argv[i]) == "--torch2" && i + 1 < argc) torch2 = argv[++i];
+    if (std::string(argv[i]) == "--skip-tensor-parallel") skip_tp = true;
   }
   const std::string torch1 = "/usr/bin/python3";
   std::vector<std::string> targets;  // "target: figure: met/NOT met", printed at the end
@@ -491,9 +499,12 @@ int main(int argc, char** argv) {
   const Sample pread = med([&] { return pread_limit(zip, 2); });
   row("pread of the file, 1 thread", pread1, pread.seconds, "pread2");
   row("pread of the file, 2 threads (the limit)", pread, pread.seconds, "pread2");
+  row("pread, 2 threads, through a 256 KiB buffer", med([&] { return pread_limit(zip, 2, 256u << 10); }), pread.seconds, "pread2");
   const Sample copy = med([&] { return statedict_load(mlp, zip, false); });
   row("statedict copy-load, torch zip", copy, pread.seconds, "pread2");
   row("statedict copy-load, torch zip, 1 thread", med([&] { return statedict_load(mlp, zip, false, 1); }), pread.seconds, "pread2");
+  row("  with buffered_reads(false): straight", med([&] { return statedict_load(mlp, zip, false, 0, false); }), pread.seconds, "pread2");
+  row("  with buffered_reads(true): buffered", med([&] { return statedict_load(mlp, zip, false, 0, true); }), pread.seconds, "pread2");
   const std::string st = dir + "/mlp" + std::to_string(layers) + ".safetensors";
   const Sample copy_st = med([&] { return statedict_load(mlp, st, false); });
   row("statedict copy-load, safetensors", copy_st, pread.seconds, "pread2");
@@ -530,7 +541,8 @@ int main(int argc, char** argv) {
               lt.seconds / copy.seconds);
   if (py2_mmap.ok) std::printf("; %.2fx faster than PyTorch 2.6's mmap=True path", py2_mmap.seconds / copy.seconds);
   std::printf(".\n\n");
-  for (const auto& [name, s] : std::vector<std::pair<std::string, Sample>>{{"torch zip", copy}, {"safetensors", copy_st}, {"legacy", copy_legacy}})
+  for (const auto& [name, s] :
+       std::vector<std::pair<std::string, Sample>>{{"torch zip", copy}, {"safetensors", copy_st}, {"legacy", copy_legacy}})
     target("copy-load (" + name + ") / 2-thread pread:", s.seconds / pread.seconds, "x", 1.15, true);
   target("1-thread pread / copy-load:", pread1.seconds / copy.seconds, "x", 1.4, false);
   if (py2_mmap.ok) target("PyTorch 2.6 mmap=True copy-load / statedict copy-load:", py2_mmap.seconds / copy.seconds, "x", 1.4, false);
@@ -570,7 +582,9 @@ int main(int argc, char** argv) {
     std::vector<Sample> v;
     for (int r = 0; r < runs; ++r) v.push_back(statedict_load(mlp, zip, true));
     const Sample ours = median(v);
-    if (py2_assign.ok) target("statedict zero-copy load (one call, torch zip) / PyTorch 2.6 mmap=True, assign=True:", ours.seconds / py2_assign.seconds, "x", 1.0, true);
+    if (py2_assign.ok)
+      target("statedict zero-copy load (one call, torch zip) / PyTorch 2.6 mmap=True, assign=True:", ours.seconds / py2_assign.seconds, "x",
+             1.0, true);
   }
 
   // Values: what statedict loaded equals what Python's load_state_dict loads, bit for bit.
@@ -591,7 +605,7 @@ int main(int argc, char** argv) {
   }
   std::cout << "\n\n";
 
-  values_ok &= tensor_parallel_rows(dir, layers, width);
+  if (!skip_tp) values_ok &= tensor_parallel_rows(dir, layers, width);
 
   std::cout << "| scaling | time | peak RSS above model | per unit |\n|---|---|---|---|\n";
   for (int n : quick ? std::vector<int>{1, 4} : std::vector<int>{1, 4, 16, 32}) {

@@ -80,6 +80,13 @@ TEST_CASE("threads: a tensor larger than a piece is read in pieces, straight or 
         REQUIRE(r.ok());
         CHECK(r.loaded == 4);
         CHECK(holds(*net, values));
+        // Each way of reading into the parameters, forced: straight, and through the thread's buffer.
+        for (bool buffered : {false, true}) {
+          INFO("buffered_reads(" << buffered << ")");
+          BigNet forced;
+          REQUIRE(statedict::load(forced, path, LoadOptions{}.threads(threads).buffered_reads(buffered)).ok());
+          CHECK(holds(*forced, values));
+        }
         // From a Checkpoint read once (pread-only, not owned by the load): the same.
         BigNet again;
         REQUIRE(statedict::load(again, statedict::read(path), LoadOptions{}.threads(threads)).ok());

@@ -190,7 +190,7 @@ STATEDICT_FUNC LoadReport run(const std::vector<Target>& targets, std::string na
   ProgressSink progress(opts.progress(), r.warnings);
   std::vector<std::string> written;
   try {
-    apply(targets, copies, opts.zero_copy(), owned.has_value(), opts.threads(), progress, written);
+    apply(targets, copies, opts.zero_copy(), owned.has_value(), opts.threads(), opts.buffered_reads(), progress, written);
     // A change during the copies may have mixed old and new bytes (a mapped checkpoint's copies
     // read its pages, others read the file). Say so rather than report success.
     for (const MappedFile* f : files) {

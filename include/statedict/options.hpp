@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 
 #include <string>
 #include <utility>
@@ -168,6 +169,15 @@ public:
     threads_ = n;
     return *this;
   }
+  /// How tensors are read into CPU parameters: true, with pread into a 256 KiB buffer each thread
+  /// reuses, then memcpy; false, with pread straight into the parameter (one copy). Unset (the
+  /// default): each load tries both on its first large read and keeps the buffer only if it is at
+  /// least twice as fast (on some virtual machines the kernel's first write into each page of fresh
+  /// memory is slow; see README, Performance).
+  LoadOptions& buffered_reads(bool on) {
+    buffered_ = on;
+    return *this;
+  }
   /// Called while a load writes the module: bytes copied so far and the total, once with 0 before
   /// the first tensor, after each job the calling thread ran (a tensor, a piece of a large one, or
   /// small ones read together), and once at the end (a dry run never calls it). It runs on the thread that called load, so it may print or
@@ -199,6 +209,7 @@ public:
   bool require_num_batches_tracked() const { return require_nbt_; }
   bool zero_copy() const { return zero_copy_; }
   int threads() const { return threads_; }
+  const std::optional<bool>& buffered_reads() const { return buffered_; }
   const ReadOptions& read_options() const { return read_; }
   const std::function<void(std::uint64_t, std::uint64_t)>& progress() const { return progress_; }
   struct Shard {
@@ -220,6 +231,7 @@ private:
   bool require_nbt_ = false;
   bool zero_copy_ = false;
   int threads_ = 0;
+  std::optional<bool> buffered_;
   std::function<void(std::uint64_t, std::uint64_t)> progress_;
   ReadOptions read_;
   std::vector<Shard> shards_;

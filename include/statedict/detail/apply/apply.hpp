@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -33,6 +34,14 @@ inline constexpr std::uint64_t kPieceBytes = 8u << 20;
 /// pread of at most kBatchBytes into a buffer, then copied into their parameters: a pread costs
 /// microseconds, which a file of 100k small tensors would pay 100k times.
 inline constexpr std::uint64_t kBatchTensor = 64u << 10, kBatchBytes = 1u << 20, kBatchGap = 4096;
+/// Reading into a parameter: straight (pread into its memory) or through a buffer (pread into a
+/// buffer of kBounceBytes the thread reuses, then memcpy). Straight is one copy and the faster on
+/// most machines; but on some virtual machines the kernel's first write into each page of fresh
+/// process memory costs microseconds (measured here: 2 s per GiB, where the same pread into memory
+/// it wrote before takes 0.15 s), and a model's parameters are fresh memory. Each load measures
+/// both on its first large read (kProbeBytes each) and keeps the buffer only if it is at least
+/// twice as fast.
+inline constexpr std::uint64_t kBounceBytes = 256u << 10, kProbeBytes = 1u << 20;
 /// With threads() left at 0, a load that copies less than this runs on the calling thread alone.
 inline constexpr std::uint64_t kParallelFromBytes = 16u << 20;
 
@@ -154,9 +163,15 @@ struct Job {
 
 /// The state of one apply(): its jobs, which copies have begun writing, and the first error.
 class Applier {
+  static constexpr int kOpen = 0, kProbing = 1, kStraight = 2, kBuffered = 3;
+
 public:
-  Applier(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy, bool owns_source)
-      : targets_(targets), copies_(copies), zero_copy_(zero_copy), owns_(owns_source), begun_(new std::atomic<bool>[copies.size()]) {
+  Applier(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy, bool owns_source,
+          std::optional<bool> buffered)
+      : targets_(targets), copies_(copies), zero_copy_(zero_copy), owns_(owns_source), begun_(new std::atomic<bool>[copies.size()]),
+        mode_(!buffered   ? kOpen
+              : *buffered ? kBuffered
+                          : kStraight) {
     for (std::size_t i = 0; i < copies.size(); ++i) begun_[i].store(false, std::memory_order_relaxed);
   }
 
@@ -250,7 +265,7 @@ private:
 
   void run(const Job& job, std::vector<std::uint8_t>& buffer) {
     if (job.batch > 0) return run_batch(job, buffer);
-    if (job.end < 0) return run_whole(job.copy);
+    if (job.end < 0) return run_whole(job.copy, buffer);
     const Copy& c = copies_[job.copy];
     const std::string& key = targets_[c.target].key;
     const at::Tensor& dst = targets_[c.target].tensor;
@@ -263,12 +278,12 @@ private:
       // A read straight into the parameter that fails half way leaves it partly new: it counts as
       // written from the moment the read starts.
       begin(job.copy);
-      pread_bytes(file, out, src_bytes, at_file, key);
+      read_into(file, out, src_bytes, at_file, key, buffer);
     } else {
-      at::Tensor buf = at::empty({n}, c.source.options().device(at::kCPU));
-      pread_bytes(file, buf.data_ptr(), src_bytes, at_file, key);
+      buffer.resize(static_cast<std::size_t>(src_bytes));
+      pread_bytes(file, buffer.data(), src_bytes, at_file, key);
       begin(job.copy);
-      at::from_blob(out, {n}, dst.options()).copy_(buf);
+      at::from_blob(out, {n}, dst.options()).copy_(at::from_blob(buffer.data(), {n}, c.source.options().device(at::kCPU)));
     }
     count(static_cast<std::uint64_t>(n) * dst.element_size());
   }
@@ -292,7 +307,42 @@ private:
     }
   }
 
-  void run_whole(std::size_t i) {
+  /// n bytes at `offset` of the file into `out`: straight, or through `buf` (see kBounceBytes). The
+  /// first read of at least 2 x kProbeBytes while the choice is open decides it.
+  void read_into(const MappedFile& f, std::uint8_t* out, std::uint64_t n, std::uint64_t offset, const std::string& key,
+                 std::vector<std::uint8_t>& buf) {
+    int mode = mode_.load(std::memory_order_relaxed);
+    int open = kOpen;
+    if (mode == kOpen && n >= 2 * kProbeBytes && mode_.compare_exchange_strong(open, kProbing)) {
+      using Clock = std::chrono::steady_clock;
+      const auto t0 = Clock::now();
+      pread_bytes(f, out, kProbeBytes, offset, key);
+      const auto t1 = Clock::now();
+      bounce(f, out + kProbeBytes, kProbeBytes, offset + kProbeBytes, key, buf);
+      const auto t2 = Clock::now();
+      mode = (t2 - t1) * 2 <= (t1 - t0) ? kBuffered : kStraight;
+      mode_.store(mode, std::memory_order_relaxed);
+      out += 2 * kProbeBytes;
+      offset += 2 * kProbeBytes;
+      n -= 2 * kProbeBytes;
+    }
+    if (mode == kBuffered)
+      bounce(f, out, n, offset, key, buf);
+    else
+      pread_bytes(f, out, n, offset, key);
+  }
+  static void bounce(const MappedFile& f, std::uint8_t* out, std::uint64_t n, std::uint64_t offset, const std::string& key,
+                     std::vector<std::uint8_t>& buf) {
+    buf.resize(static_cast<std::size_t>(std::max<std::uint64_t>(buf.size(), std::min(n, kBounceBytes))));
+    for (std::uint64_t done = 0; done < n;) {
+      const std::uint64_t step = std::min<std::uint64_t>(n - done, kBounceBytes);
+      pread_bytes(f, buf.data(), step, offset + done, key);
+      std::memcpy(out + done, buf.data(), static_cast<std::size_t>(step));
+      done += step;
+    }
+  }
+
+  void run_whole(std::size_t i, std::vector<std::uint8_t>& buffer) {
     const Copy& c = copies_[i];
     const std::string& key = targets_[c.target].key;
     at::Tensor dst = targets_[c.target].tensor;
@@ -313,7 +363,7 @@ private:
     }
     if (file != nullptr && same_layout && dst.is_contiguous()) {
       begin(i);
-      pread_bytes(*file, dst.data_ptr(), tensor_bytes(dst), file_offset(*file, source), key);
+      read_into(*file, static_cast<std::uint8_t*>(dst.data_ptr()), tensor_bytes(dst), file_offset(*file, source), key, buffer);
       return;
     }
     if (file != nullptr && !source.is_contiguous() && dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() &&
@@ -342,6 +392,7 @@ private:
   std::atomic<std::size_t> next_{0};
   std::atomic<std::uint64_t> done_{0};
   std::atomic<bool> failed_{false};
+  std::atomic<int> mode_;  // how reads into parameters go (read_into): kOpen until the first large read
   std::mutex mu_;
   std::exception_ptr error_;
 };
@@ -359,8 +410,8 @@ inline int apply_threads(int option, std::uint64_t bytes, std::size_t jobs) {
 /// tensor began to be written: if a copy throws (the file changed under the load, a read failed),
 /// the caller reports which keys the module holds new. The progress callback runs on this thread.
 inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& copies, bool zero_copy, bool owns_source, int threads,
-                  ProgressSink& progress, std::vector<std::string>& written) {
-  Applier a(targets, copies, zero_copy, owns_source);
+                  std::optional<bool> buffered, ProgressSink& progress, std::vector<std::string>& written) {
+  Applier a(targets, copies, zero_copy, owns_source, buffered);
   a.plan_jobs();
   progress(0, a.total());
   std::uint64_t reported = 0;

@@ -41,7 +41,7 @@ inline constexpr std::uint64_t kBatchTensor = 64u << 10, kBatchBytes = 1u << 20,
 /// it wrote before takes 0.15 s), and a model's parameters are fresh memory. Each load measures
 /// both on its first large read (kProbeBytes each) and keeps the buffer only if it is at least
 /// twice as fast.
-inline constexpr std::uint64_t kBounceBytes = 256u << 10, kProbeBytes = 1u << 20;
+inline constexpr std::uint64_t kBounceBytes = 256u << 10, kProbeBytes = 1u << 20, kProbeWindow = 16u << 20;
 /// With threads() left at 0, a load that copies less than this runs on the calling thread alone.
 inline constexpr std::uint64_t kParallelFromBytes = 16u << 20;
 
@@ -230,11 +230,14 @@ public:
   std::uint64_t done() const { return done_.load(std::memory_order_relaxed); }
 
   /// Runs jobs until none is left or one failed; `after_job` runs after each (on this thread).
-  void work(const std::function<void()>& after_job) {
+  /// `until_decided`: return as soon as the way of reading is decided (or kProbeWindow bytes were
+  /// copied without a read large enough to decide it), so the probe runs with no other thread.
+  void work(const std::function<void()>& after_job, bool until_decided = false) {
     at::NoGradGuard no_grad;           // thread-local: each thread sets its own
     std::vector<std::uint8_t> buffer;  // a batch's bytes, reused by the thread's batches
     for (;;) {
       if (failed_.load(std::memory_order_relaxed)) return;
+      if (until_decided && (mode_.load(std::memory_order_relaxed) != kOpen || done() >= kProbeWindow)) return;
       const std::size_t j = next_.fetch_add(1, std::memory_order_relaxed);
       if (j >= jobs_.size()) return;
       try {
@@ -315,6 +318,9 @@ private:
     int open = kOpen;
     if (mode == kOpen && n >= 2 * kProbeBytes && mode_.compare_exchange_strong(open, kProbing)) {
       using Clock = std::chrono::steady_clock;
+      // The buffer is new memory too: its first fill pays once what the measurement is about.
+      buf.resize(static_cast<std::size_t>(std::max<std::uint64_t>(buf.size(), kBounceBytes)));
+      pread_bytes(f, buf.data(), kBounceBytes, offset + kProbeBytes, key);
       const auto t0 = Clock::now();
       pread_bytes(f, out, kProbeBytes, offset, key);
       const auto t1 = Clock::now();
@@ -421,6 +427,9 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
   };
   std::vector<std::thread> helpers;
   const int n = apply_threads(threads, a.total(), a.job_count());
+  // The other threads start once the first large read decided how reads go: measured alone, as
+  // they would disturb it.
+  if (n > 1) a.work(report, /*until_decided=*/true);
   for (int t = 1; t < n; ++t) {
     try {
       helpers.emplace_back([&a] { a.work(nullptr); });

@@ -195,3 +195,29 @@ TEST_CASE("zero-copy into parameters that are not on the CPU says they are copie
   for (const auto& w : statedict::diff(fc(torch::kCPU), fixture("resnet_plain.pt"), opts).warnings)
     CHECK(w.find("not on the CPU") == std::string::npos);
 }
+
+TEST_CASE("threads: one tensor under two names (tied weights) loads as on one thread, the later name winning", "[threads][parallel]") {
+  torch::manual_seed(11);
+  const auto first = torch::randn({3, 1000, 1000}), second = torch::randn({3, 1000, 1000});
+  const std::string path = sdtest::temp_path("parallel_tied.pt");
+  statedict::save({{"a", first}, {"b", second}}, path);
+  for (bool zero : {false, true}) {
+    for (int threads : {1, 4}) {
+      INFO((zero ? "zero-copy" : "copy") << " on " << threads << " threads");
+      auto m = std::make_shared<torch::nn::Module>();
+      const auto shared = torch::zeros({3, 1000, 1000});
+      m->register_parameter("a", shared);
+      m->register_parameter("b", shared);
+      std::size_t names = 0;
+      for (const auto& t : statedict::state_dict(*m)) names += t.tensor.is_same(shared) || t.tensor.data_ptr() == shared.data_ptr();
+      const auto r = statedict::load(m, path, LoadOptions{}.threads(threads).zero_copy(zero).unexpected(statedict::Policy::ignore));
+      INFO(r);
+      REQUIRE(r.ok());
+      // Both names hold the tensor the later one loaded, as a serial load leaves them.
+      const auto params = m->named_parameters();
+      CHECK(torch::equal(params["b"], names == 2 ? second : first));
+      CHECK(torch::equal(params["a"], params["b"]));
+    }
+  }
+  std::remove(path.c_str());
+}

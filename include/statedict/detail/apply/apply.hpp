@@ -22,6 +22,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include <fcntl.h>
@@ -177,10 +178,14 @@ public:
 
   /// Cuts the copies into jobs; a non-lazy slice's file reads ahead nothing while the load runs.
   void plan_jobs() {
+    std::unordered_set<const void*> destinations;
     for (std::size_t i = 0; i < copies_.size(); ++i) {
       const Copy& c = copies_[i];
       const at::Tensor& dst = targets_[c.target].tensor;
       total_ += tensor_bytes(dst);
+      // A module that holds one tensor under two names (tied weights, a submodule registered
+      // twice) gets two copies into it: they run in order on one thread, the later one winning.
+      if (dst.defined() && dst.has_storage() && !destinations.insert(dst.storage().unsafeGetStorageImpl()).second) aliased_ = true;
       if (c.lazy) {
         jobs_.push_back({i});
         continue;
@@ -226,6 +231,8 @@ public:
   }
 
   std::uint64_t total() const { return total_; }
+  /// Whether two copies write into the same memory (then the load runs on one thread).
+  bool aliased() const { return aliased_; }
   std::size_t job_count() const { return jobs_.size(); }
   std::uint64_t done() const { return done_.load(std::memory_order_relaxed); }
 
@@ -318,9 +325,10 @@ private:
     int open = kOpen;
     if (mode == kOpen && n >= 2 * kProbeBytes && mode_.compare_exchange_strong(open, kProbing)) {
       using Clock = std::chrono::steady_clock;
-      // The buffer is new memory too: its first fill pays once what the measurement is about.
+      // The buffer is new memory too: its first fill pays once what the measurement is about. Both
+      // halves of the probe are read through it first, so that both come from the page cache.
       buf.resize(static_cast<std::size_t>(std::max<std::uint64_t>(buf.size(), kBounceBytes)));
-      pread_bytes(f, buf.data(), kBounceBytes, offset + kProbeBytes, key);
+      for (std::uint64_t at = 0; at < 2 * kProbeBytes; at += kBounceBytes) pread_bytes(f, buf.data(), kBounceBytes, offset + at, key);
       const auto t0 = Clock::now();
       pread_bytes(f, out, kProbeBytes, offset, key);
       const auto t1 = Clock::now();
@@ -394,6 +402,7 @@ private:
   std::vector<Job> jobs_;
   std::list<NoReadahead> exact_;
   std::uint64_t total_ = 0;
+  bool aliased_ = false;
   std::unique_ptr<std::atomic<bool>[]> begun_;
   std::atomic<std::size_t> next_{0};
   std::atomic<std::uint64_t> done_{0};
@@ -425,15 +434,23 @@ inline void apply(const std::vector<Target>& targets, const std::vector<Copy>& c
     const std::uint64_t d = a.done();
     if (d != reported) progress(reported = d, a.total());
   };
+  const int n = a.aliased() ? 1 : apply_threads(threads, a.total(), a.job_count());
   std::vector<std::thread> helpers;
-  const int n = apply_threads(threads, a.total(), a.job_count());
+  struct Join {  // the helpers end before the Applier they use, whatever throws
+    std::vector<std::thread>& threads;
+    ~Join() {
+      for (auto& t : threads)
+        if (t.joinable()) t.join();
+    }
+  } join{helpers};
+  helpers.reserve(static_cast<std::size_t>(n));
   // The other threads start once the first large read decided how reads go: measured alone, as
   // they would disturb it.
   if (n > 1) a.work(report, /*until_decided=*/true);
   for (int t = 1; t < n; ++t) {
     try {
       helpers.emplace_back([&a] { a.work(nullptr); });
-    } catch (const std::system_error&) {
+    } catch (...) {
       break;  // no more threads to be had: the ones running (and this one) do the work
     }
   }

@@ -61,9 +61,12 @@ public:
   /// Stores `index` for a key find() does not know yet.
   void add(const std::string& key, std::uint32_t index) {
     const std::uint64_t n = number(key);
-    if (n < dense_.size() + 65536) {
+    // The vector grows only as far as twice the keys it holds (plus a little): keys a hostile file
+    // spreads out (65535, 131070, ...) go to the map instead of making gigabytes of vector.
+    if (n < 2 * dense_count_ + 1024) {
       if (n >= dense_.size()) dense_.resize(static_cast<std::size_t>(n) + 1, npos);
       dense_[n] = index;
+      ++dense_count_;
     } else {
       other_.emplace(key, index);
     }
@@ -81,6 +84,7 @@ private:
     return n;
   }
   std::vector<std::uint32_t> dense_;
+  std::uint64_t dense_count_ = 0;
   std::unordered_map<std::string, std::uint32_t> other_;
 };
 

@@ -603,31 +603,21 @@ private:
   // Leaves no opcode can change (None, True, False, ints below 65536, the empty tuple) are made
   // once and shared, as the memo shares any value: 6 of the 15 nodes of a tensor in a torch.save
   // file are such leaves.
-  std::uint32_t shared_leaf(std::uint32_t& slot, Kind k) {
-    if (slot == npos) slot = tree_.add(k);
+  std::uint32_t shared_leaf(std::uint32_t& slot, Kind k, bool boolean = false, std::int64_t integer = 0) {
+    if (slot == npos) {
+      Node nd;
+      nd.kind = k;
+      nd.boolean = boolean;
+      nd.integer = integer;
+      slot = tree_.add(std::move(nd));
+    }
     return slot;
   }
-  void push_bool(bool v) {
-    std::uint32_t& slot = v ? true_ : false_;
-    if (slot == npos) {
-      Node nd;
-      nd.kind = Kind::boolean;
-      nd.boolean = v;
-      slot = tree_.add(std::move(nd));
-    }
-    push(slot);
-  }
+  void push_bool(bool v) { push(shared_leaf(v ? true_ : false_, Kind::boolean, v)); }
   void push_int(std::int64_t v) {
     constexpr std::int64_t kShared = 65536;
-    std::uint32_t spare = npos;
-    std::uint32_t& slot = v >= 0 && v < kShared ? small_int_slot(static_cast<std::size_t>(v)) : spare;
-    if (slot == npos) {
-      Node nd;
-      nd.kind = Kind::integer;
-      nd.integer = v;
-      slot = tree_.add(std::move(nd));
-    }
-    push(slot);
+    std::uint32_t spare = npos;  // a larger int: a node of its own
+    push(shared_leaf(v >= 0 && v < kShared ? small_int_slot(static_cast<std::size_t>(v)) : spare, Kind::integer, false, v));
   }
   std::uint32_t& small_int_slot(std::size_t v) {
     if (v >= small_ints_.size())

@@ -4,7 +4,7 @@
 # Usage: error_catalogue.sh SOURCE_DIR
 set -u
 cd "$1"
-ids=$(grep -rhoE --exclude=error_ids.hpp '(Error|fail)\("[a-z_0-9]+\.[a-z_0-9]+"|error_id = "[a-z_.]+"|"load\.failed"' include tools |
+ids=$(grep -rhoE --exclude=error_ids.hpp '(Error|fail)\("[a-z_0-9]+\.[a-z_0-9]+"|error_id = "[a-z_.]+"|record\(r_?, "[a-z_.]+"|"load\.failed"' include tools |
       grep -oE '"[a-z_0-9]+\.[a-z_0-9]+"' | tr -d '"' | sort -u)
 missing=0
 count=0

@@ -2,6 +2,7 @@
 // statedict::Checkpoint: what a file holds, as a tree of values, with dotted-path navigation and a
 // flat, ordered view of its tensors.
 #include <statedict/detail/tree.hpp>
+#include <statedict/kind.hpp>
 #include <statedict/error.hpp>
 
 #include <ATen/ATen.h>
@@ -317,10 +318,8 @@ public:
   }
   /// "dict", "tensor", "argparse.Namespace", ...
   std::string type_name() const {
-    static const char* names[] = {"None", "bool",  "int", "float", "complex", "str",   "bytes",
-                                  "list", "tuple", "set", "dict",  "tensor",  "object"};
     if (kind() == Kind::object) return n().text;
-    return names[static_cast<int>(kind())];
+    return detail::python_type(kind());
   }
 
   /// Every tensor below this value with its dotted key, in file order.

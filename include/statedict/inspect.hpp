@@ -19,16 +19,12 @@ inline std::string tensor_sha256(const at::Tensor& t) {
   if (!c.is_contiguous()) c = c.contiguous();
   if (c.device().type() != c10::kCPU) c = c.cpu();
   detail::Sha256 h;
-  h.update(c.data_ptr(), static_cast<std::size_t>(c.numel()) * c.element_size());
+  h.update(c.data_ptr(), static_cast<std::size_t>(detail::tensor_bytes(c)));
   return h.hex();
 }
 
 /// Shape as "[4, 3, 7, 7]".
-inline std::string shape_text(at::IntArrayRef sizes) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
-  return s + "]";
-}
+inline std::string shape_text(at::IntArrayRef sizes) { return detail::shape_str(sizes); }
 
 /// Human-readable byte count: "512 B", "44.6 MB" (powers of 1000, as file managers show).
 inline std::string bytes_text(std::uint64_t n) {

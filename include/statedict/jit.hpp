@@ -2,9 +2,16 @@
 // TorchScript modules as load/diff/save targets: a torch::jit::Module (what torch::jit::load
 // returns) is loaded like a torch::nn::Module, checked first and changed only when the whole load is
 // acceptable. Its parameters and buffers are the targets; attributes that are not tensors are not.
+// Including it also makes statedict::read read TorchScript archives (torch.jit.save), in the whole
+// program; units that include only <statedict/read.hpp> or <statedict/load.hpp> compile no
+// TorchScript code.
 #include <statedict/load.hpp>
 
 #include <torch/script.h>
+
+#if STATEDICT_DEFINITIONS
+#include <statedict/detail/formats/torchscript.hpp>
+#endif
 
 #include <string>
 #include <vector>

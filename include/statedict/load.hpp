@@ -123,7 +123,7 @@ STATEDICT_FUNC LoadReport diff(const Checkpoint& target, const Checkpoint& sourc
 
 #if STATEDICT_DEFINITIONS
 #include <statedict/detail/apply/apply.hpp>
-#include <statedict/detail/match/match.hpp>
+#include <statedict/detail/match/plan.hpp>
 
 namespace statedict {
 
@@ -136,27 +136,15 @@ STATEDICT_FUNC LoadReport run(const std::vector<Target>& targets, std::string na
   r.dry_run = dry_run;
   r.file = ck != nullptr ? ck->path() : path;
   std::optional<Checkpoint> owned;
-  if (ck == nullptr) {
-    try {
-      ReadOptions ro = opts.read_options();
-      ro.alias_misaligned(true);                   // its bytes are read with pread below, never through a misaligned pointer
-      if (opts.zero_copy()) ro.map_tensors(true);  // parameters alias the file's pages: asked for
-      owned = statedict::read(path, ro);
-      ck = &*owned;
-    } catch (const Error& e) {
-      r.error = e.what();
-      r.error_id = e.id();
-      return r;
-    }
-  }
+  const bool have = ck != nullptr || recorded(r, [&] {
+                      ReadOptions ro = opts.read_options();
+                      ro.alias_misaligned(true);  // its bytes are read with pread below, never through a misaligned pointer
+                      if (opts.zero_copy()) ro.map_tensors(true);  // parameters alias the file's pages: asked for
+                      owned = statedict::read(path, ro);
+                      ck = &*owned;
+                    });
   std::vector<Copy> copies;
-  try {
-    copies = plan(targets, *ck, opts, r);
-  } catch (const Error& e) {
-    r.error = e.what();
-    r.error_id = e.id();
-    return r;
-  }
+  if (!have || !recorded(r, [&] { copies = plan(targets, *ck, opts, r); })) return r;
   if (opts.zero_copy()) {  // zero-copy maps CPU parameters only: say so for the others
     std::size_t elsewhere = 0;
     std::string device;
@@ -176,9 +164,7 @@ STATEDICT_FUNC LoadReport run(const std::vector<Target>& targets, std::string na
   for (const MappedFile* f : files) {
     const std::string why = f->change();
     if (!why.empty()) {
-      const Error e("file.changed", f->path(), "", why + "; the module was not changed");
-      r.error = e.what();
-      r.error_id = e.id();
+      record(r, Error("file.changed", f->path(), "", why + "; the module was not changed"));
       return r;
     }
     if (f->replaced())
@@ -198,14 +184,10 @@ STATEDICT_FUNC LoadReport run(const std::vector<Target>& targets, std::string na
       if (!why.empty()) throw Error("file.changed", f->path(), "", why + " while the load copied from it");
     }
     r.applied = true;
-  } catch (const Error& e) {
-    r.error = e.what();
-    r.error_id = e.id();
-    r.written = std::move(written);
-    r.loaded = r.written.size();
-  } catch (const std::exception& e) {
-    r.error = e.what();
-    r.error_id = "load.apply";
+  } catch (const Error& e) { record(r, e); } catch (const std::exception& e) {
+    record(r, "load.apply", e.what());
+  }
+  if (!r.applied) {  // what was written before the failure
     r.written = std::move(written);
     r.loaded = r.written.size();
   }
@@ -220,12 +202,7 @@ STATEDICT_FUNC LoadReport diff(const Checkpoint& target, const Checkpoint& sourc
   r.module_name = target.path();
   std::vector<detail::Target> targets;
   for (auto& t : detail::lazy_tensors(target.root())) targets.push_back({t.key, t.tensor});  // shapes and dtypes only
-  try {
-    detail::plan(targets, source, options, r);
-  } catch (const Error& e) {
-    r.error = e.what();
-    r.error_id = e.id();
-  }
+  detail::recorded(r, [&] { detail::plan(targets, source, options, r); });
   return r;
 }
 

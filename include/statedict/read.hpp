@@ -19,7 +19,6 @@ STATEDICT_FUNC Checkpoint read(const std::string& path, const ReadOptions& optio
 #include <statedict/detail/formats/dcp.hpp>
 #include <statedict/detail/formats/safetensors.hpp>
 #include <statedict/detail/formats/torch_file.hpp>
-#include <statedict/detail/formats/torchscript.hpp>
 #include <statedict/detail/formats/zip.hpp>
 
 #include <filesystem>
@@ -30,6 +29,16 @@ namespace detail {
 
 inline bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+/// TorchScript archives are read by LibTorch's own reader, which needs <torch/script.h>. A program
+/// reads them once one of its units includes <statedict/jit.hpp> (the umbrella header does, and
+/// statedict::compiled does): that header sets this. Units that only read and load checkpoints then
+/// never compile the TorchScript machinery.
+using ScriptReader = std::shared_ptr<CheckpointData> (*)(const std::string& path, const ReadOptions& opts);
+inline ScriptReader& script_reader() {
+  static ScriptReader reader = nullptr;
+  return reader;
 }
 
 inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const ReadOptions& opts);
@@ -135,7 +144,13 @@ inline std::shared_ptr<CheckpointData> read_opened(const std::shared_ptr<MappedF
     throw Error("format.unsupported", path, "offset 0", "PYTORCH1 preview format (PyTorch 1.0 TorchScript) is not supported");
   if (ZipArchive::looks_like_zip(*f)) {
     ZipArchive z(f);
-    if (z.find("constants.pkl") != nullptr || z.find("code/__torch__.py") != nullptr) return read_torchscript(path, opts);
+    if (z.find("constants.pkl") != nullptr || z.find("code/__torch__.py") != nullptr) {
+      if (script_reader() == nullptr)
+        throw Error("format.torchscript", path, "",
+                    "this is a TorchScript archive (torch.jit.save); this program reads those once it includes "
+                    "<statedict/jit.hpp> or <statedict/statedict.hpp>, which bring in LibTorch's TorchScript reader");
+      return script_reader()(path, opts);
+    }
     return read_torch_zip(z, opts);
   }
   if (looks_like_legacy(*f)) return read_legacy(f, opts);

@@ -3,6 +3,7 @@
 #include <statedict/version.hpp>
 #include <statedict/error.hpp>
 #include <statedict/read_options.hpp>
+#include <statedict/kind.hpp>
 #include <statedict/checkpoint.hpp>
 #include <statedict/read.hpp>
 #include <statedict/inspect.hpp>

@@ -1,6 +1,6 @@
 // The statedict command line tool: inspect, diff and convert checkpoints without Python.
 #include <statedict/statedict.hpp>
-#include <statedict/detail/match/match.hpp>  // the key rules, shard ranges and suggestions the commands print
+#include <statedict/detail/match/plan.hpp>  // the key rules, shard ranges and suggestions the commands print
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>

@@ -85,14 +85,15 @@ inline Dtype find_dtype(c10::ScalarType t) {
     if (d.type == t) return &d;
   return nullptr;
 }
-inline Dtype dtype_from_storage(std::string_view name) {
+/// The row whose name in one of the table's columns (`&DtypeNames::storage`, ...) is `name`.
+inline Dtype find_dtype_named(const char* DtypeNames::*column, std::string_view name) {
   for (const auto& d : dtype_table)
-    if (d.storage != nullptr && name == d.storage) return &d;
+    if (d.*column != nullptr && name == d.*column) return &d;
   return nullptr;
 }
+inline Dtype dtype_from_storage(std::string_view name) { return find_dtype_named(&DtypeNames::storage, name); }
 inline Dtype dtype_from_torch(std::string_view name) {
-  for (const auto& d : dtype_table)
-    if (name == d.torch) return &d;
+  if (Dtype d = find_dtype_named(&DtypeNames::torch, name)) return d;
   // Aliases PyTorch also accepts.
   static constexpr std::pair<std::string_view, std::string_view> aliases[] = {
       {"float", "float32"}, {"double", "float64"},   {"half", "float16"},       {"long", "int64"},     {"int", "int32"},
@@ -101,16 +102,10 @@ inline Dtype dtype_from_torch(std::string_view name) {
     if (name == alias) return dtype_from_torch(real);
   return nullptr;
 }
-inline Dtype dtype_from_safetensors(std::string_view name) {
-  for (const auto& d : dtype_table)
-    if (d.safetensors != nullptr && name == d.safetensors) return &d;
-  return nullptr;
-}
+inline Dtype dtype_from_safetensors(std::string_view name) { return find_dtype_named(&DtypeNames::safetensors, name); }
 inline Dtype dtype_from_numpy(std::string_view code) {
   if (code == "b" || code == "?") code = "b1";
-  for (const auto& d : dtype_table)
-    if (d.numpy != nullptr && code == d.numpy) return &d;
-  return nullptr;
+  return find_dtype_named(&DtypeNames::numpy, code);
 }
 
 /// PyTorch's name of a dtype without "torch." ("float32", "bfloat16", ...).
@@ -143,7 +138,7 @@ inline at::Tensor empty_of(Dtype dtype, at::IntArrayRef sizes) {
 }
 
 /// A shape as "[4, 3, 7, 7]".
-inline std::string shape_str(const std::vector<std::int64_t>& v) {
+inline std::string shape_str(at::IntArrayRef v) {
   std::string s = "[";
   for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
   return s + "]";

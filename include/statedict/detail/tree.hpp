@@ -2,6 +2,7 @@
 // The storage behind statedict::Value: every object a file holds is one Node in an arena, children
 // are indices. An arena (rather than shared pointers) makes cycles a pickle can build harmless.
 #include <statedict/detail/dtypes.hpp>
+#include <statedict/kind.hpp>
 #include <statedict/detail/lazy.hpp>
 
 #include <ATen/ATen.h>
@@ -10,40 +11,19 @@
 #include <deque>
 #include <memory>
 #include <optional>
-#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace statedict {
 
-/// What a node of a checkpoint's tree holds.
-enum class Kind : std::uint8_t {
-  none,
-  boolean,
-  integer,  // int64; larger Python ints keep their hex digits in as_string()
-  floating,
-  complex,
-  string,
-  bytes,
-  list,
-  tuple,
-  set,
-  dict,  // insertion-ordered; keys are any value (strings and ints in practice)
-  tensor,
-  object,  // an inert instance of a class statedict does not interpret (argparse.Namespace, ...)
-};
-
-/// The kind's name: "none", "boolean", ..., "object" (the enumerator's own spelling).
-inline const char* kind_name(Kind k) {
-  static const char* const names[] = {"none", "boolean", "integer", "floating", "complex", "string", "bytes",
-                                      "list", "tuple",   "set",     "dict",     "tensor",  "object"};
-  const auto i = static_cast<std::size_t>(k);
-  return i < sizeof(names) / sizeof(names[0]) ? names[i] : "unknown";
-}
-inline std::ostream& operator<<(std::ostream& os, Kind k) { return os << kind_name(k); }
-
 namespace detail {
+/// The Python type a value of the kind was: "None", "bool", "int", ..., "object".
+inline const char* python_type(Kind k) {
+  static const char* const names[] = {"None", "bool",  "int", "float", "complex", "str",   "bytes",
+                                      "list", "tuple", "set", "dict",  "tensor",  "object"};
+  return names[static_cast<int>(k)];
+}
 
 inline constexpr std::uint32_t npos = UINT32_MAX;
 

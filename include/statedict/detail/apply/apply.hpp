@@ -5,7 +5,7 @@
 #include <statedict/detail/dtypes.hpp>
 #include <statedict/detail/io/file_tensor.hpp>
 #include <statedict/detail/lazy.hpp>
-#include <statedict/detail/match/match.hpp>
+#include <statedict/detail/match/plan.hpp>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -52,14 +52,16 @@ inline void pread_bytes(const MappedFile& f, void* out, std::uint64_t n, std::ui
   read_or_throw(f, out, static_cast<std::size_t>(n), offset, key);
 }
 
-/// Gives back the mapped pages of the chunks a lazy tensor was made from (they stay valid: touched
-/// again, they are read again from the file). Only for chunks nobody else sees.
+/// Gives back the mapped pages under a contiguous tensor that points into `f` (they stay valid:
+/// touched again, they are read again from the file). Only for bytes nobody else sees.
+inline void release_pages(const MappedFile& f, const at::Tensor& t) {
+  f.release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(t.data_ptr()) - f.data()), static_cast<std::size_t>(tensor_bytes(t)));
+}
+/// The same for the chunks a lazy tensor was made from.
 inline void release_pieces(const LazyTensor& lazy) {
   if (!lazy.pieces) return;
   for (const auto& p : lazy.pieces->parts)
-    if (const MappedFile* f = p.data.defined() && p.data.is_contiguous() ? mapped_file_of(p.data) : nullptr)
-      f->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(p.data.data_ptr()) - f->data()),
-                 static_cast<std::size_t>(p.data.numel()) * p.data.element_size());
+    if (const MappedFile* f = p.data.defined() && p.data.is_contiguous() ? mapped_file_of(p.data) : nullptr) release_pages(*f, p.data);
 }
 
 /// While alive, the kernel reads ahead nothing on the file: a tensor-parallel slice is followed in the
@@ -396,8 +398,7 @@ private:
     dst.copy_(from);
     if (owns_ && c.lazy) release_pieces(*c.lazy);            // assembled from chunks: let their pages go as well
     if (owns_ && file != nullptr && source.is_contiguous())  // a strided shard shares its pages with other ranks' rows
-      file->release(static_cast<std::size_t>(static_cast<const std::uint8_t*>(source.data_ptr()) - file->data()),
-                    static_cast<std::size_t>(source.numel()) * source.element_size());
+      release_pages(*file, source);
   }
 
   const std::vector<Target>& targets_;

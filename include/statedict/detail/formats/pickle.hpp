@@ -17,6 +17,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -594,9 +595,7 @@ private:
     default:
       break;
     }
-    static const char* names[] = {"None", "bool",  "int", "float", "complex", "str",   "bytes",
-                                  "list", "tuple", "set", "dict",  "tensor",  "object"};
-    std::string r = names[static_cast<int>(nd.kind)];
+    std::string r = python_type(nd.kind);
     if (nd.kind == Kind::object) r += " " + nd.text;
     return r;
   }
@@ -747,6 +746,7 @@ private:
     nd.internal = Internal::global;
     nd.kind = Kind::object;
     nd.text = module + "." + name;
+    nd.integer = callable_of(nd.text);  // what calling it does
     push(tree_.add(std::move(nd)));
   }
 
@@ -824,177 +824,237 @@ private:
   }
 
   // ---- calls ----
-  std::uint32_t reduce(std::uint32_t fn, std::uint32_t args) {
-    if (node(fn).internal != Internal::global) fail("pickle.type", op_at_, "REDUCE of a " + kind_name(fn) + " (not a global)");
-    return call(node(fn).text, args);
+  // The callables a pickle may call, one entry per global, each with its handler: supporting another
+  // torch rebuild function is one entry here and, if it needs one, a handler below. A handler
+  // returns the node it made, or npos when its arguments do not fit (the call then becomes an inert
+  // object). A global named by no entry is an inert object when called, with one exception:
+  // torch._utils._rebuild_* functions not listed are unreadable objects, never silently dropped.
+  using Args = std::vector<std::uint32_t>;
+  using Handler = std::uint32_t (Unpickler::*)(std::uint32_t fn, std::uint32_t args_id, const Args& a, const char* note);
+  struct Callable {
+    const char* name;
+    Handler handler;
+    const char* note = nullptr;  // for unreadable(): why
+  };
+  static const std::vector<Callable>& callables() {
+    static const std::vector<Callable> table = {
+        {"collections.OrderedDict", &Unpickler::make_dict},
+        {"builtins.dict", &Unpickler::make_dict},
+        {"__builtin__.dict", &Unpickler::make_dict},
+        {"torch._utils._rebuild_tensor_v2", &Unpickler::make_tensor},
+        {"torch._utils._rebuild_tensor", &Unpickler::make_tensor},
+        {"torch._utils._rebuild_tensor_v3", &Unpickler::make_tensor},
+        {"torch._utils._rebuild_parameter", &Unpickler::make_parameter},
+        {"torch._utils._rebuild_parameter_with_state", &Unpickler::make_parameter},
+        {"torch.nn.parameter.Parameter", &Unpickler::make_old_parameter},
+        {"torch.nn.parameter.Buffer", &Unpickler::make_old_parameter},
+        {"torch._tensor._rebuild_from_type_v2", &Unpickler::make_from_type},
+        {"torch._tensor._rebuild_from_type", &Unpickler::make_from_type},
+        {"torch._utils._rebuild_device_tensor_from_numpy", &Unpickler::make_device_tensor},
+        {"torch._utils._rebuild_device_tensor_from_cpu_tensor", &Unpickler::make_device_tensor},
+        {"torch.Size", &Unpickler::make_size},
+        {"_codecs.encode", &Unpickler::make_encoded},
+        {"builtins.set", &Unpickler::make_set},
+        {"__builtin__.set", &Unpickler::make_set},
+        {"builtins.frozenset", &Unpickler::make_set},
+        {"__builtin__.frozenset", &Unpickler::make_set},
+        {"builtins.complex", &Unpickler::make_complex},
+        {"__builtin__.complex", &Unpickler::make_complex},
+        {"builtins.bytearray", &Unpickler::make_bytes},
+        {"__builtin__.bytearray", &Unpickler::make_bytes},
+        {"builtins.bytes", &Unpickler::make_bytes},
+        {"__builtin__.bytes", &Unpickler::make_bytes},
+        {"builtins.list", &Unpickler::make_list},
+        {"__builtin__.list", &Unpickler::make_list},
+        {"builtins.tuple", &Unpickler::make_tuple},
+        {"__builtin__.tuple", &Unpickler::make_tuple},
+        {"copyreg._reconstructor", &Unpickler::make_reconstructed},
+        {"copy_reg._reconstructor", &Unpickler::make_reconstructed},
+        {"numpy.dtype", &Unpickler::make_numpy_dtype},
+        {"numpy.core.multiarray._reconstruct", &Unpickler::make_numpy_array},
+        {"numpy._core.multiarray._reconstruct", &Unpickler::make_numpy_array},
+        {"numpy.core.multiarray.scalar", &Unpickler::make_numpy_scalar},
+        {"numpy._core.multiarray.scalar", &Unpickler::make_numpy_scalar},
+        {"torch._utils._rebuild_qtensor", &Unpickler::unreadable, "a quantized tensor: statedict does not read quantized tensors"},
+        {"torch._utils._rebuild_sparse_tensor", &Unpickler::unreadable, "a sparse tensor: statedict reads dense tensors only"},
+        {"torch._utils._rebuild_sparse_csr", &Unpickler::unreadable, "a sparse tensor: statedict reads dense tensors only"},
+        {"torch._utils._rebuild_nested_tensor", &Unpickler::unreadable, "a nested tensor: statedict reads dense tensors only"},
+        {"torch._utils._rebuild_meta_tensor_no_storage", &Unpickler::unreadable, "a meta tensor: it has no data"},
+        {"torch._utils._rebuild_wrapper_subclass", &Unpickler::unreadable,
+         "a tensor subclass without storage (meta or distributed): it has no data here"},
+    };
+    return table;
+  }
+  /// The table entry of a global "module.name" + 1, or 0: looked up once, when the GLOBAL is read.
+  static std::int64_t callable_of(const std::string& fn) {
+    static const std::unordered_map<std::string_view, std::int64_t> index = [] {
+      std::unordered_map<std::string_view, std::int64_t> m;
+      for (std::size_t i = 0; i < callables().size(); ++i) m.emplace(callables()[i].name, static_cast<std::int64_t>(i) + 1);
+      return m;
+    }();
+    const auto it = index.find(fn);
+    return it == index.end() ? 0 : it->second;
   }
 
-  std::uint32_t call(const std::string& fn, std::uint32_t args_id) {
-    const std::vector<std::uint32_t> a = tuple_args(args_id, fn);
-    auto is = [&](std::initializer_list<const char*> names) {
-      for (const char* nm : names)
-        if (fn == nm) return true;
-      return false;
-    };
-    if (is({"collections.OrderedDict", "builtins.dict", "__builtin__.dict"})) {
-      auto d = tree_.add(Kind::dict);
-      if (!a.empty()) {
-        const Node& src = arg(a, 0);
-        std::vector<std::uint32_t> flat;
-        for (auto pair : src.items) {
-          const Node& pr = node(pair);
-          if (pr.items.size() != 2) fail("pickle.type", op_at_, fn + " given an item that is not a pair");
-          flat.push_back(pr.items[0]);
-          flat.push_back(pr.items[1]);
-        }
-        setitems(d, flat);
-      }
-      return d;
+  std::uint32_t reduce(std::uint32_t fn, std::uint32_t args) {
+    if (node(fn).internal != Internal::global) fail("pickle.type", op_at_, "REDUCE of a " + kind_name(fn) + " (not a global)");
+    return call(fn, args);
+  }
+
+  /// Calls global `fn` (a node push_global made) with the tuple `args_id`.
+  std::uint32_t call(std::uint32_t fn, std::uint32_t args_id) {
+    const std::int64_t entry = node(fn).integer;
+    const Args a = tuple_args(args_id, node(fn).text);
+    if (entry > 0) {
+      const Callable& c = callables()[static_cast<std::size_t>(entry - 1)];
+      const std::uint32_t made = (this->*c.handler)(fn, args_id, a, c.note);
+      if (made != npos) return made;
     }
-    if (is({"torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v3"}))
-      return rebuild_tensor(fn, a);
-    if (is({"torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"})) {
-      if (a.empty() || arg(a, 0).kind != Kind::tensor) fail("pickle.bad_tensor", op_at_, fn + " without a tensor");
-      if (a.size() > 1 && arg(a, 1).kind == Kind::boolean && arg(a, 0).pending != npos)
-        st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).boolean;
-      return a[0];
+    if (node(fn).text.compare(0, 22, "torch._utils._rebuild_") == 0) return unreadable(fn, args_id, a, nullptr);
+    return inert(node(fn).text, args_id);
+  }
+
+  /// An object that remembers what it was and with what it was called; it runs nothing.
+  std::uint32_t inert(std::string what, std::uint32_t args_id) {
+    Node nd;
+    nd.kind = Kind::object;
+    nd.text = std::move(what);
+    nd.args() = args_id;
+    return tree_.add(std::move(nd));
+  }
+  /// A tensor rebuilder statedict does not interpret: listed with the reason.
+  std::uint32_t unreadable(std::uint32_t fn, std::uint32_t args_id, const Args&, const char* note) {
+    std::string why = note != nullptr ? std::string(note) : node(fn).text + " is not a tensor rebuilder statedict interprets";
+    const std::uint32_t id = inert(node(fn).text, args_id);
+    mark_unreadable(id, why);
+    return id;
+  }
+
+  std::uint32_t make_dict(std::uint32_t fn, std::uint32_t, const Args& a, const char*) {
+    auto d = tree_.add(Kind::dict);
+    if (a.empty()) return d;
+    const Node& src = arg(a, 0);
+    std::vector<std::uint32_t> flat;
+    for (auto pair : src.items) {
+      const Node& pr = node(pair);
+      if (pr.items.size() != 2) fail("pickle.type", op_at_, node(fn).text + " given an item that is not a pair");
+      flat.push_back(pr.items[0]);
+      flat.push_back(pr.items[1]);
     }
-    if (is({"torch._tensor._rebuild_from_type_v2", "torch._tensor._rebuild_from_type"})) {
-      // (func, new_type, args[, state]): rebuild with func, drop the Python subclass.
-      if (a.size() < 3 || node(a[0]).internal != Internal::global) fail("pickle.bad_tensor", op_at_, fn + " with malformed arguments");
-      if (++call_depth_ > 4) fail("pickle.bad_tensor", op_at_, fn + " nested too deeply");
-      auto r = call(node(a[0]).text, a[2]);
-      --call_depth_;
-      return r;
+    setitems(d, flat);
+    return d;
+  }
+  std::uint32_t make_tensor(std::uint32_t fn, std::uint32_t, const Args& a, const char*) { return rebuild_tensor(fn, a); }
+  /// A tensor made a Parameter: the tensor, with requires_grad kept.
+  std::uint32_t make_parameter(std::uint32_t fn, std::uint32_t, const Args& a, const char*) {
+    if (a.empty() || arg(a, 0).kind != Kind::tensor) fail("pickle.bad_tensor", op_at_, node(fn).text + " without a tensor");
+    keep_requires_grad(a);
+    return a[0];
+  }
+  /// PyTorch <= 0.3: Parameter(tensor[, requires_grad]) then BUILD; the tensor is what matters.
+  std::uint32_t make_old_parameter(std::uint32_t, std::uint32_t, const Args& a, const char*) {
+    if (a.empty() || arg(a, 0).kind != Kind::tensor) return npos;
+    keep_requires_grad(a);
+    return a[0];
+  }
+  void keep_requires_grad(const Args& a) {
+    if (a.size() > 1 && arg(a, 1).kind == Kind::boolean && arg(a, 0).pending != npos)
+      st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).boolean;
+  }
+  /// (func, new_type, args[, state]): rebuild with func, drop the Python subclass.
+  std::uint32_t make_from_type(std::uint32_t fn, std::uint32_t, const Args& a, const char*) {
+    if (a.size() < 3 || node(a[0]).internal != Internal::global)
+      fail("pickle.bad_tensor", op_at_, node(fn).text + " with malformed arguments");
+    if (++call_depth_ > 4) fail("pickle.bad_tensor", op_at_, node(fn).text + " nested too deeply");
+    const std::uint32_t made = call(a[0], a[2]);
+    --call_depth_;
+    return made;
+  }
+  std::uint32_t make_device_tensor(std::uint32_t, std::uint32_t, const Args& a, const char*) {
+    return !a.empty() && arg(a, 0).kind == Kind::tensor ? a[0] : npos;
+  }
+  std::uint32_t make_size(std::uint32_t, std::uint32_t, const Args& a, const char*) {
+    if (a.size() != 1) fail("pickle.type", op_at_, "torch.Size takes one tuple");
+    want_int_tuple(a[0], "torch.Size");
+    return make_seq(Kind::tuple, node(a[0]).items);
+  }
+  std::uint32_t make_encoded(std::uint32_t, std::uint32_t, const Args& a, const char*) {
+    if (a.empty() || arg(a, 0).kind != Kind::string) fail("pickle.type", op_at_, "_codecs.encode needs a str");
+    std::string enc = a.size() > 1 && arg(a, 1).kind == Kind::string ? arg(a, 1).text : "utf-8";
+    Node nd;
+    nd.kind = Kind::bytes;
+    if (enc == "latin1" || enc == "latin-1" || enc == "iso-8859-1")
+      nd.text = utf8_to_latin1(arg(a, 0).text);
+    else if (enc == "utf-8" || enc == "utf8" || enc == "ascii")
+      nd.text = arg(a, 0).text;
+    else
+      fail("pickle.type", op_at_, "_codecs.encode with unsupported encoding '" + printable(enc) + "'");
+    return tree_.add(std::move(nd));
+  }
+  std::uint32_t make_set(std::uint32_t fn, std::uint32_t, const Args& a, const char*) {
+    auto s = tree_.add(Kind::set);
+    if (a.empty()) return s;
+    const Node& src = arg(a, 0);
+    if (src.kind != Kind::list && src.kind != Kind::tuple && src.kind != Kind::set)
+      fail("pickle.type", op_at_, node(fn).text + " of a " + kind_name(a[0]));
+    node(s).items = src.items;
+    return s;
+  }
+  std::uint32_t make_complex(std::uint32_t, std::uint32_t, const Args& a, const char*) {
+    Node nd;
+    nd.kind = Kind::complex;
+    if (a.size() >= 1) nd.real = number(a[0]);
+    if (a.size() >= 2) nd.imag() = number(a[1]);
+    return tree_.add(std::move(nd));
+  }
+  std::uint32_t make_bytes(std::uint32_t, std::uint32_t, const Args& a, const char*) {
+    Node nd;
+    nd.kind = Kind::bytes;
+    if (!a.empty()) {
+      const Node& src = arg(a, 0);
+      if (src.kind == Kind::bytes)
+        nd.text = src.text;
+      else if (src.kind == Kind::string)
+        nd.text = utf8_to_latin1(src.text);
     }
-    if (is({"torch.Size"})) {
-      if (a.size() != 1) fail("pickle.type", op_at_, "torch.Size takes one tuple");
-      want_int_tuple(a[0], "torch.Size");
-      return make_seq(Kind::tuple, node(a[0]).items);
-    }
-    if (is({"_codecs.encode"})) {
-      if (a.empty() || arg(a, 0).kind != Kind::string) fail("pickle.type", op_at_, "_codecs.encode needs a str");
-      std::string enc = a.size() > 1 && arg(a, 1).kind == Kind::string ? arg(a, 1).text : "utf-8";
-      Node nd;
-      nd.kind = Kind::bytes;
-      if (enc == "latin1" || enc == "latin-1" || enc == "iso-8859-1")
-        nd.text = utf8_to_latin1(arg(a, 0).text);
-      else if (enc == "utf-8" || enc == "utf8" || enc == "ascii")
-        nd.text = arg(a, 0).text;
-      else
-        fail("pickle.type", op_at_, "_codecs.encode with unsupported encoding '" + printable(enc) + "'");
-      return tree_.add(std::move(nd));
-    }
-    if (is({"builtins.set", "__builtin__.set", "builtins.frozenset", "__builtin__.frozenset"})) {
-      auto s = tree_.add(Kind::set);
-      if (!a.empty()) {
-        const Node& src = arg(a, 0);
-        if (src.kind != Kind::list && src.kind != Kind::tuple && src.kind != Kind::set)
-          fail("pickle.type", op_at_, fn + " of a " + kind_name(a[0]));
-        node(s).items = src.items;
-      }
-      return s;
-    }
-    if (is({"builtins.complex", "__builtin__.complex"})) {
-      Node nd;
-      nd.kind = Kind::complex;
-      if (a.size() >= 1) nd.real = number(a[0]);
-      if (a.size() >= 2) nd.imag() = number(a[1]);
-      return tree_.add(std::move(nd));
-    }
-    if (is({"builtins.bytearray", "__builtin__.bytearray", "builtins.bytes", "__builtin__.bytes"})) {
-      Node nd;
-      nd.kind = Kind::bytes;
-      if (!a.empty()) {
-        const Node& src = arg(a, 0);
-        if (src.kind == Kind::bytes)
-          nd.text = src.text;
-        else if (src.kind == Kind::string)
-          nd.text = utf8_to_latin1(src.text);
-      }
-      return tree_.add(std::move(nd));
-    }
-    if (is({"builtins.list", "__builtin__.list", "builtins.tuple", "__builtin__.tuple"})) {
-      Kind k = fn.find("list") != std::string::npos ? Kind::list : Kind::tuple;
-      return make_seq(k, a.empty() ? std::vector<std::uint32_t>{} : arg(a, 0).items);
-    }
-    if (is({"copyreg._reconstructor", "copy_reg._reconstructor"})) {
-      if (a.empty() || node(a[0]).internal != Internal::global) fail("pickle.type", op_at_, fn + " without a class");
-      return newobj(a[0], tree_.add(Kind::tuple));
-    }
-    if (is({"numpy.dtype"})) {
-      Node nd;
-      nd.kind = Kind::object;
-      nd.internal = Internal::numpy_dtype;
-      nd.text = fn;
-      nd.args() = args_id;
-      return tree_.add(std::move(nd));
-    }
-    if (is({"numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct"})) {
-      Node nd;
-      nd.kind = Kind::object;
-      nd.internal = Internal::numpy_array;
-      nd.text = "numpy.ndarray";
-      nd.args() = args_id;
-      return tree_.add(std::move(nd));
-    }
-    if (is({"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"})) {
-      if (a.size() == 2 && node(a[0]).internal == Internal::numpy_dtype && arg(a, 1).kind == Kind::bytes) {
-        Dtype dt = nullptr;
-        std::string why;
-        auto t = numpy_tensor(a[0], {}, node(a[1]).text, &dt, &why);
-        Node nd;
-        if (t.defined()) {
-          nd.kind = Kind::tensor;
-          nd.tensor = t;
-          if (!native(dt)) nd.raw() = dt;
-          return tree_.add(std::move(nd));
-        }
-        nd.kind = Kind::object;
-        nd.text = fn;
-        nd.args() = args_id;
-        auto id = tree_.add(std::move(nd));
-        mark_unreadable(id, why);
-        return id;
-      }
-    }
-    if (is({"torch._utils._rebuild_device_tensor_from_numpy", "torch._utils._rebuild_device_tensor_from_cpu_tensor"})) {
-      if (!a.empty() && arg(a, 0).kind == Kind::tensor) return a[0];
-    }
-    if (is({"torch.nn.parameter.Parameter", "torch.nn.parameter.Buffer"})) {
-      // PyTorch <= 0.3: Parameter(tensor[, requires_grad]) then BUILD; the tensor is what matters.
-      if (!a.empty() && arg(a, 0).kind == Kind::tensor) {
-        if (a.size() > 1 && arg(a, 1).kind == Kind::boolean && arg(a, 0).pending != npos)
-          st_.tensors[arg(a, 0).pending].requires_grad = arg(a, 1).boolean;
-        return a[0];
-      }
-    }
-    if (fn.compare(0, 22, "torch._utils._rebuild_") == 0) {
-      // The other tensor rebuilders: listed with the reason, never silently dropped.
-      static const std::pair<const char*, const char*> reasons[] = {
-          {"torch._utils._rebuild_qtensor", "a quantized tensor: statedict does not read quantized tensors"},
-          {"torch._utils._rebuild_sparse_tensor", "a sparse tensor: statedict reads dense tensors only"},
-          {"torch._utils._rebuild_sparse_csr", "a sparse tensor: statedict reads dense tensors only"},
-          {"torch._utils._rebuild_nested_tensor", "a nested tensor: statedict reads dense tensors only"},
-          {"torch._utils._rebuild_meta_tensor_no_storage", "a meta tensor: it has no data"},
-          {"torch._utils._rebuild_wrapper_subclass", "a tensor subclass without storage (meta or distributed): it has no data here"},
-      };
-      std::string why = fn + " is not a tensor rebuilder statedict interprets";
-      for (const auto& [name, text] : reasons)
-        if (fn == name) why = text;
-      Node nd;
-      nd.kind = Kind::object;
-      nd.text = fn;
-      nd.args() = args_id;
-      auto id = tree_.add(std::move(nd));
+    return tree_.add(std::move(nd));
+  }
+  std::uint32_t make_list(std::uint32_t, std::uint32_t, const Args& a, const char*) {
+    return make_seq(Kind::list, a.empty() ? Args{} : arg(a, 0).items);
+  }
+  std::uint32_t make_tuple(std::uint32_t, std::uint32_t, const Args& a, const char*) {
+    return make_seq(Kind::tuple, a.empty() ? Args{} : arg(a, 0).items);
+  }
+  std::uint32_t make_reconstructed(std::uint32_t fn, std::uint32_t, const Args& a, const char*) {
+    if (a.empty() || node(a[0]).internal != Internal::global) fail("pickle.type", op_at_, node(fn).text + " without a class");
+    return newobj(a[0], tree_.add(Kind::tuple));
+  }
+  /// numpy dtypes and arrays are interpreted when BUILD gives them their state.
+  std::uint32_t make_numpy_dtype(std::uint32_t fn, std::uint32_t args_id, const Args&, const char*) {
+    const std::uint32_t id = inert(node(fn).text, args_id);
+    node(id).internal = Internal::numpy_dtype;
+    return id;
+  }
+  std::uint32_t make_numpy_array(std::uint32_t, std::uint32_t args_id, const Args&, const char*) {
+    const std::uint32_t id = inert("numpy.ndarray", args_id);
+    node(id).internal = Internal::numpy_array;
+    return id;
+  }
+  /// A numpy scalar (dtype, bytes): a 0-d tensor, or an unreadable object when no tensor dtype fits.
+  std::uint32_t make_numpy_scalar(std::uint32_t fn, std::uint32_t args_id, const Args& a, const char*) {
+    if (a.size() != 2 || node(a[0]).internal != Internal::numpy_dtype || arg(a, 1).kind != Kind::bytes) return npos;
+    Dtype dt = nullptr;
+    std::string why;
+    auto t = numpy_tensor(a[0], {}, node(a[1]).text, &dt, &why);
+    if (!t.defined()) {
+      const std::uint32_t id = inert(node(fn).text, args_id);
       mark_unreadable(id, why);
       return id;
     }
-    // Anything else: an inert object that remembers what it was.
     Node nd;
-    nd.kind = Kind::object;
-    nd.text = fn;
-    nd.args() = args_id;
+    nd.kind = Kind::tensor;
+    nd.tensor = t;
+    if (!native(dt)) nd.raw() = dt;
     return tree_.add(std::move(nd));
   }
 
@@ -1235,14 +1295,14 @@ private:
     return idx;
   }
 
-  std::uint32_t rebuild_tensor(const std::string& fn, const std::vector<std::uint32_t>& a) {
-    const bool v3 = fn == "torch._utils._rebuild_tensor_v3";
+  std::uint32_t rebuild_tensor(std::uint32_t fn, const std::vector<std::uint32_t>& a) {
+    const bool v3 = node(fn).text == "torch._utils._rebuild_tensor_v3";
     const std::size_t need = v3 ? 7 : 4;
     if (a.size() < need)
       fail("pickle.bad_tensor", op_at_,
-           fn + " with " + std::to_string(a.size()) + " arguments (needs at least " + std::to_string(need) + ")");
+           node(fn).text + " with " + std::to_string(a.size()) + " arguments (needs at least " + std::to_string(need) + ")");
     const Node& storage = arg(a, 0);
-    if (storage.internal != Internal::storage) fail("pickle.bad_tensor", op_at_, fn + " without a storage");
+    if (storage.internal != Internal::storage) fail("pickle.bad_tensor", op_at_, node(fn).text + " without a storage");
     TensorSpec t;
     t.storage = storage.pending;
     const StorageSpec& ss = st_.storages[t.storage];
@@ -1264,10 +1324,10 @@ private:
       if (!parsed) fail("pickle.bad_tensor", op_at_, "_rebuild_tensor_v3 with an unknown dtype " + printable(dt.text));
       t.dtype = parsed;
     } else if (ss.untyped) {
-      fail("pickle.bad_tensor", op_at_, fn + " over an untyped storage needs a dtype");
+      fail("pickle.bad_tensor", op_at_, node(fn).text + " over an untyped storage needs a dtype");
     }
     if (c10::isQIntType(t.dtype->type))
-      fail("pickle.bad_tensor", op_at_, fn + " over a quantized storage (only _rebuild_qtensor uses those)");
+      fail("pickle.bad_tensor", op_at_, node(fn).text + " over a quantized storage (only _rebuild_qtensor uses those)");
     // The elements the view can reach must lie inside the storage.
     const std::uint64_t es = t.dtype->size;
     const std::uint64_t capacity = ss.untyped ? ss.numel / es : ss.numel;

@@ -1,7 +1,10 @@
 #pragma once
 // TorchScript archives (torch.jit.save): LibTorch's own reader is the right one; statedict presents
-// their parameters and persistent buffers like a state dict.
+// their parameters and persistent buffers like a state dict. Included by <statedict/jit.hpp> only, so
+// that a unit pays for <torch/script.h> only where TorchScript is used; including it makes
+// statedict::read read TorchScript archives in the whole program.
 #include <statedict/checkpoint.hpp>
+#include <statedict/read.hpp>
 #include <statedict/read_options.hpp>
 
 #include <torch/script.h>
@@ -45,5 +48,8 @@ inline std::shared_ptr<CheckpointData> read_torchscript(const std::string& path,
   cd->root = cd->tree.add(std::move(root));
   return cd;
 }
+
+/// Set before main in every program that includes this header.
+inline const bool script_reader_set = (script_reader() = &read_torchscript, true);
 
 }  // namespace statedict::detail

@@ -1,0 +1,286 @@
+#pragma once
+// Keys: how checkpoint keys become module keys. Globs, an index to pair keys fast, the options' key
+// rules (strip_prefix, add_prefix, rename), prefix reconciliation, and the search for the sub-tree
+// of a checkpoint whose keys fit a module best.
+#include <statedict/checkpoint.hpp>
+#include <statedict/options.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <regex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+namespace statedict::detail {
+
+/// A glob as the options take them: `*` any run of characters, `?` any one.
+inline bool glob_match(std::string_view pat, std::string_view s) {
+  std::size_t p = 0, i = 0, star = std::string::npos, mark = 0;
+  while (i < s.size()) {
+    if (p < pat.size() && (pat[p] == '?' || pat[p] == s[i])) {
+      ++p;
+      ++i;
+    } else if (p < pat.size() && pat[p] == '*') {
+      star = p++;
+      mark = i;
+    } else if (star != std::string::npos) {
+      p = star + 1;
+      i = ++mark;
+    } else
+      return false;
+  }
+  while (p < pat.size() && pat[p] == '*') ++p;
+  return p == pat.size();
+}
+
+inline bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
+}
+
+/// An open-addressing index of keys stored elsewhere (the views must outlive it): one allocation
+/// however many keys, so pairing 100k keys costs milliseconds rather than 100k node allocations.
+class KeyIndex {
+public:
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  KeyIndex() = default;
+  explicit KeyIndex(std::vector<std::string_view> keys) : keys_(std::move(keys)) {
+    if (keys_.size() >= UINT32_MAX / 2) throw Error("limit.tensors", "", "", "too many keys to index: " + std::to_string(keys_.size()));
+    std::size_t cap = 16;
+    while (cap < keys_.size() * 2) cap <<= 1;
+    slots_.assign(cap, 0);
+    for (std::size_t i = 0; i < keys_.size(); ++i) {
+      std::size_t s = slot_of(keys_[i]);
+      while (slots_[s] != 0 && keys_[slots_[s] - 1] != keys_[i]) s = (s + 1) & (cap - 1);
+      if (slots_[s] != 0)
+        duplicates_.emplace_back(slots_[s] - 1, i);
+      else
+        slots_[s] = static_cast<std::uint32_t>(i + 1);
+    }
+  }
+  /// Position of `key` (its first occurrence), or none.
+  std::size_t find(std::string_view key) const {
+    if (slots_.empty()) return none;
+    for (std::size_t s = slot_of(key);; s = (s + 1) & (slots_.size() - 1)) {
+      if (slots_[s] == 0) return none;
+      if (keys_[slots_[s] - 1] == key) return slots_[s] - 1;
+    }
+  }
+  bool contains(std::string_view key) const { return find(key) != none; }
+  std::size_t count(std::string_view key) const { return contains(key) ? 1 : 0; }
+  const std::vector<std::string_view>& keys() const { return keys_; }
+  /// (first, later) positions of keys that occur more than once.
+  const std::vector<std::pair<std::size_t, std::size_t>>& duplicates() const { return duplicates_; }
+
+private:
+  std::size_t slot_of(std::string_view k) const { return std::hash<std::string_view>{}(k) & (slots_.size() - 1); }
+  std::vector<std::string_view> keys_;
+  std::vector<std::uint32_t> slots_;  // position + 1; 0 is empty
+  std::vector<std::pair<std::size_t, std::size_t>> duplicates_;
+};
+
+/// Text escaped for an ECMAScript regex, and for a C++ string literal.
+inline std::string regex_escape(const std::string& s) {
+  std::string r;
+  for (char c : s) {
+    if (std::strchr("\\^$.|?*+()[]{}", c) != nullptr) r += '\\';
+    r += c;
+  }
+  return r;
+}
+inline std::string cpp_escape(const std::string& s) {
+  std::string r;
+  for (char c : s) {
+    if (c == '\\' || c == '"') r += '\\';
+    r += c;
+  }
+  return r;
+}
+
+/// A prefix difference between checkpoint and module keys. Strip alone removes the prefix where a
+/// key has it; add alone prefixes every key (the model is wrapped); both replace the prefix on the
+/// keys that have it and leave every other key alone (a renamed layer: "fc." -> "classifier.").
+struct PrefixFix {
+  std::string strip, add;
+  std::size_t matches = 0;
+  bool identity() const { return strip.empty() && add.empty(); }
+  std::string apply(std::string_view k) const {
+    const bool has = !strip.empty() && starts_with(k, strip);
+    if (!strip.empty() && !add.empty() && !has) return std::string(k);
+    std::string out = add;
+    out += has ? k.substr(strip.size()) : k;
+    return out;
+  }
+  std::string option() const {
+    if (!strip.empty() && !add.empty()) return "rename(\"" + cpp_escape("^" + regex_escape(strip)) + "\", \"" + cpp_escape(add) + "\")";
+    return strip.empty() ? "add_prefix(\"" + add + "\")" : "strip_prefix(\"" + strip + "\")";
+  }
+  /// The same as LoadOptions calls, appended to `o`'s key rules.
+  void add_to(LoadOptions& o) const {
+    if (!strip.empty() && !add.empty())
+      o.rename("^" + regex_escape(strip), add);
+    else if (!strip.empty())
+      o.strip_prefix(strip);
+    else if (!add.empty())
+      o.add_prefix(add);
+  }
+};
+
+/// Prefixes of one or two dotted components shared by at least a quarter of the keys.
+template <class Keys> std::vector<std::string> common_prefixes(const Keys& keys) {
+  std::unordered_map<std::string_view, std::size_t> count;
+  for (std::string_view k : keys) {
+    std::size_t dot = k.find('.');
+    for (int depth = 0; depth < 2 && dot != std::string::npos; ++depth) {
+      ++count[k.substr(0, dot + 1)];
+      dot = k.find('.', dot + 1);
+    }
+  }
+  std::vector<std::string> out{""};
+  for (const auto& [p, c] : count)
+    if (c * 4 >= keys.size() && c > 0) out.emplace_back(p);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+/// The prefix fix that pairs the most checkpoint keys with module keys (ties: the simplest).
+template <class Keys> PrefixFix best_prefix_fix(const Keys& source, const KeyIndex& targets) {
+  PrefixFix best;
+  for (std::string_view k : source) best.matches += targets.count(k);
+  const std::vector<std::string> adds = common_prefixes(targets.keys());
+  for (const auto& strip : common_prefixes(source))
+    for (const auto& add : adds) {
+      if (strip.empty() && add.empty()) continue;
+      if (strip == add) continue;
+      PrefixFix f{strip, add, 0};
+      for (std::string_view k : source) f.matches += targets.count(f.apply(k));
+      const auto cost = [](const PrefixFix& x) { return (x.strip.empty() ? 0 : 1) + (x.add.empty() ? 0 : 1); };
+      if (f.matches > best.matches || (f.matches == best.matches && f.matches > 0 && cost(f) < cost(best))) best = f;
+    }
+  return best;
+}
+
+/// Applies LoadOptions' key rules (strip_prefix, add_prefix, rename) in order.
+class KeyRewriter {
+public:
+  explicit KeyRewriter(const std::vector<KeyRule>& rules) : rules_(rules) {
+    for (const auto& rule : rules_) {
+      if (rule.kind != KeyRule::Kind::rename) {
+        regexes_.emplace_back();
+        continue;
+      }
+      try {
+        regexes_.emplace_back(rule.pattern, std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        throw Error("options.bad_regex", "", "rename(\"" + rule.pattern + "\")",
+                    std::string("not a valid regular expression: ") + e.what());
+      }
+    }
+  }
+  /// The rewritten key; `used` (if given) receives the rules that changed it, joined by '.';
+  /// `fired` (if given, one flag per rule) has the flag of each rule that changed it set.
+  std::string apply(const std::string& key, std::string* used = nullptr, std::vector<char>* fired = nullptr) const {
+    if (fired != nullptr) fired->resize(rules_.size(), 0);
+    std::string k = key;
+    for (std::size_t j = 0; j < rules_.size(); ++j) {
+      const KeyRule& rule = rules_[j];
+      const std::string before = k;
+      if (rule.kind == KeyRule::Kind::strip_prefix && starts_with(k, rule.pattern))
+        k = k.substr(rule.pattern.size());
+      else if (rule.kind == KeyRule::Kind::add_prefix)
+        k = rule.pattern + k;
+      else if (rule.kind == KeyRule::Kind::rename)
+        k = std::regex_replace(k, regexes_[j], rule.replacement);
+      if (k == before) continue;
+      if (used != nullptr) *used += (used->empty() ? "" : ".") + rule.text();
+      if (fired != nullptr) (*fired)[j] = 1;
+    }
+    return k;
+  }
+
+private:
+  std::vector<KeyRule> rules_;
+  std::vector<std::regex> regexes_;
+};
+
+/// Warnings for the key rules that changed no key (`fired` as KeyRewriter::apply fills it): a
+/// strip_prefix or rename that matches nothing is almost always a typo or the wrong sub-tree.
+inline std::vector<std::string> unused_rules(const std::vector<KeyRule>& rules, const std::vector<char>& fired) {
+  std::vector<std::string> out;
+  for (std::size_t j = 0; j < rules.size(); ++j) {
+    if (j < fired.size() && fired[j]) continue;
+    const KeyRule& rule = rules[j];
+    const std::string why = rule.kind == KeyRule::Kind::strip_prefix ? "no checkpoint key starts with \"" + rule.pattern + "\""
+                            : rule.kind == KeyRule::Kind::rename     ? "its pattern matches no checkpoint key"
+                                                                     : "it adds nothing";
+    out.push_back(rule.text() + " changed no key: " + why);
+  }
+  return out;
+}
+
+/// A sub-tree of a checkpoint that may hold a module's tensors: where, how many of its keys pair with
+/// the module's (after `fix`), and how many keys it has.
+struct Candidate {
+  std::string path;
+  std::size_t score = 0;
+  std::size_t keys = 0;
+  PrefixFix fix;
+};
+
+/// Sub-trees worth selecting: the root and every dict-like value down to depth 3 holding tensors.
+inline void list_subtrees(const Value& v, const std::string& path, int depth, std::vector<std::pair<std::string, Value>>& out) {
+  // An optimizer's state_dict ({"state", "param_groups"}) holds per-parameter buffers, never a model.
+  if (v.is_dict() && v.find("state") && v.find("param_groups")) return;
+  if (v.is_dict()) {
+    out.emplace_back(path, v);
+    if (depth >= 3) return;
+    const auto items = v.items();
+    const auto keys = v.keys();
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      const Value& child = items[i].second;
+      if (child.is_dict() || child.kind() == Kind::object)
+        list_subtrees(child, path.empty() ? keys[i] : path + "." + keys[i], depth + 1, out);
+    }
+  } else if (v.kind() == Kind::object && v.object_state() && v.object_state()->is_dict() && depth < 3) {
+    list_subtrees(*v.object_state(), path, depth + 1, out);
+  }
+}
+
+/// The sub-tree whose keys best fit the targets (with prefix reconciliation when `with_prefix`).
+inline Candidate best_subtree(const Value& root, const KeyIndex& targets, bool with_prefix) {
+  std::vector<std::pair<std::string, Value>> subs;
+  list_subtrees(root, "", 0, subs);
+  if (subs.empty()) subs.emplace_back("", root);
+  Candidate best;
+  bool first = true;
+  for (const auto& [path, v] : subs) {
+    std::vector<std::string> keys;
+    for (const auto& t : lazy_tensors(v)) keys.push_back(t.key);
+    if (keys.empty()) continue;
+    Candidate c{path, 0, keys.size(), {}};
+    if (with_prefix) {
+      c.fix = best_prefix_fix(keys, targets);
+      c.score = c.fix.matches;
+    } else {
+      for (const auto& k : keys) c.score += targets.count(k);
+    }
+    // Ties go to the narrower sub-tree (fewer keys left unused), then to the one that needs no prefix
+    // rule, then to the deeper path.
+    auto rank = [](const Candidate& x) {
+      const int cost = (x.fix.strip.empty() ? 0 : 1) + (x.fix.add.empty() ? 0 : 1);
+      return std::make_tuple(x.score, -static_cast<long long>(x.keys), -cost,
+                             std::count(x.path.begin(), x.path.end(), '.') + (x.path.empty() ? 0 : 1));
+    };
+    if (first || rank(c) > rank(best)) {
+      best = c;
+      first = false;
+    }
+  }
+  return best;
+}
+
+}  // namespace statedict::detail

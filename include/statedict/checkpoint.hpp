@@ -136,7 +136,7 @@ public:
 
 private:
   static at::Tensor view_on(const at::Storage& s, const at::Tensor& like) {
-    return at::empty({0}, like.options()).set_(s, like.storage_offset(), like.sizes(), like.strides());
+    return tensor_over(s, like.scalar_type(), like.storage_offset(), like.sizes(), like.strides());
   }
   struct Slot {
     Once once;

@@ -120,14 +120,28 @@ inline std::string safetensors_name(c10::ScalarType t) {
 
 /// A tensor of `dtype` over `storage` (offset, sizes and strides in elements). A dtype this LibTorch
 /// lacks becomes a raw tensor: uint8, one more trailing dimension of the element size, the same bytes.
+/// A tensor of `type` over `storage` (its offset, sizes and strides already checked against the
+/// storage), made directly: at::empty then set_ dispatches twice, which 100k small tensors feel.
+inline at::Tensor tensor_over(const at::Storage& storage, c10::ScalarType type, std::int64_t offset, at::IntArrayRef sizes,
+                              at::IntArrayRef strides) {
+  if (storage.device_type() != c10::DeviceType::CPU)
+    return at::empty({0}, at::TensorOptions().dtype(type).device(storage.device())).set_(storage, offset, sizes, strides);
+  at::Tensor t = at::detail::make_tensor<c10::TensorImpl>(c10::Storage(storage), c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                                          c10::scalarTypeToTypeMeta(type));
+  c10::TensorImpl* impl = t.unsafeGetTensorImpl();
+  impl->set_sizes_and_strides(sizes, strides);
+  impl->set_storage_offset(offset);
+  return t;
+}
+
 inline at::Tensor tensor_on(const at::Storage& storage, Dtype dtype, std::int64_t offset, at::IntArrayRef sizes, at::IntArrayRef strides) {
-  if (native(dtype)) return at::empty({0}, at::TensorOptions().dtype(dtype->type)).set_(storage, offset, sizes, strides);
+  if (native(dtype)) return tensor_over(storage, dtype->type, offset, sizes, strides);
   const std::int64_t es = dtype->size;
   std::vector<std::int64_t> sz(sizes.begin(), sizes.end()), st;
   for (auto s : strides) st.push_back(s * es);
   sz.push_back(es);
   st.push_back(1);
-  return at::empty({0}, at::TensorOptions().dtype(at::kByte)).set_(storage, offset * es, sz, st);
+  return tensor_over(storage, at::kByte, offset * es, sz, st);
 }
 /// A new contiguous tensor of `dtype` and shape `sizes` (raw for dtypes this LibTorch lacks).
 inline at::Tensor empty_of(Dtype dtype, at::IntArrayRef sizes) {

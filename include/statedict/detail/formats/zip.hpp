@@ -2,13 +2,14 @@
 // A small, strict reader for the uncompressed zip archives torch.save writes. Every offset and length
 // read from the file is checked against the file's size before use.
 #include <statedict/detail/io/mapped_file.hpp>
+#include <statedict/detail/key_index.hpp>
 #include <statedict/error.hpp>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <unordered_map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace statedict::detail {
@@ -30,14 +31,20 @@ public:
     parse();
   }
 
+  // The index views the entries' names: moving keeps them where they are, a copy would not.
+  ZipArchive(const ZipArchive&) = delete;
+  ZipArchive& operator=(const ZipArchive&) = delete;
+  ZipArchive(ZipArchive&&) noexcept = default;
+  ZipArchive& operator=(ZipArchive&&) noexcept = default;
+
   /// The single top-level folder every entry lives in ("archive", the file stem, ...).
   const std::string& top() const noexcept { return top_; }
   const std::vector<ZipEntry>& entries() const noexcept { return entries_; }
 
   /// Entry by name relative to the top folder ("data.pkl", "data/0"); nullptr when absent.
-  const ZipEntry* find(const std::string& rel) const {
-    auto it = by_name_.find(top_ + "/" + rel);
-    return it == by_name_.end() ? nullptr : &entries_[it->second];
+  const ZipEntry* find(std::string_view rel) const {
+    const std::size_t i = by_name_.find(rel);
+    return i == KeyIndex::none ? nullptr : &entries_[i];
   }
   /// The payload of a stored entry; a compressed one is refused (torch.save never compresses, and
   /// inflating is how zip bombs work).
@@ -129,7 +136,6 @@ private:
     if (count > cd_size / 46)
       fail("zip.bad_directory", at(eocd), "entry count " + std::to_string(count) + " does not fit the central directory");
     entries_.reserve(static_cast<std::size_t>(count));
-    by_name_.reserve(static_cast<std::size_t>(count));
     // Central entries first (one window over the directory), then the local headers they point to.
     struct Central {
       std::uint64_t local, csize;
@@ -171,11 +177,16 @@ private:
       p += 46 + name_len + extra_len + comment_len;
       check_name(name);
       if (method == 0 && csize != usize) fail("zip.bad_entry", name, "stored entry with different compressed and uncompressed sizes");
-      if (!by_name_.emplace(name, entries_.size()).second) fail("zip.duplicate", name, "entry appears twice");
       entries_.push_back(ZipEntry{std::move(name), 0, usize, method});
       central.push_back({local, csize});
     }
     if (entries_.empty()) fail("zip.empty", "", "archive has no entries");
+    // Indexed by the name below the top folder (every entry has one), once the entries stay put.
+    std::vector<std::string_view> relative;
+    relative.reserve(entries_.size());
+    for (const auto& en : entries_) relative.push_back(std::string_view(en.name).substr(top_.size() + 1));
+    by_name_ = KeyIndex(std::move(relative));
+    if (!by_name_.duplicates().empty()) fail("zip.duplicate", entries_[by_name_.duplicates().front().second].name, "entry appears twice");
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       const std::string& name = entries_[i].name;
       const std::uint64_t local = central[i].local, csize = central[i].csize;
@@ -195,31 +206,32 @@ private:
     }
   }
 
+  /// Every entry name is checked without building a string: 100k of them is a common archive.
   void check_name(const std::string& name) {
     if (name.empty() || name.front() == '/' || name.find('\\') != std::string::npos || name.find('\0') != std::string::npos)
       fail("zip.bad_name", name, "unsafe entry name");
+    const std::string_view all(name);
     std::size_t start = 0;
-    while (start <= name.size()) {
-      std::size_t end = name.find('/', start);
-      if (end == std::string::npos) end = name.size();
-      std::string part = name.substr(start, end - start);
-      if (part == "..") fail("zip.bad_name", name, "entry name climbs out of the archive ('..')");
+    while (start <= all.size()) {
+      std::size_t end = all.find('/', start);
+      if (end == std::string_view::npos) end = all.size();
+      if (all.substr(start, end - start) == "..") fail("zip.bad_name", name, "entry name climbs out of the archive ('..')");
       start = end + 1;
     }
-    const auto slash = name.find('/');
-    if (slash == std::string::npos) fail("zip.bad_layout", name, "entry is not inside a top-level folder");
-    std::string top = name.substr(0, slash);
+    const auto slash = all.find('/');
+    if (slash == std::string_view::npos) fail("zip.bad_layout", name, "entry is not inside a top-level folder");
+    const std::string_view top = all.substr(0, slash);
     if (top_.empty())
-      top_ = top;
+      top_ = std::string(top);
     else if (top != top_)
-      fail("zip.bad_layout", name, "entries under two top-level folders ('" + top_ + "' and '" + top + "')");
+      fail("zip.bad_layout", name, "entries under two top-level folders ('" + top_ + "' and '" + std::string(top) + "')");
   }
 
   std::shared_ptr<MappedFile> file_;
   std::uint64_t base_ = 0, length_ = 0;
   std::string top_;
   std::vector<ZipEntry> entries_;
-  std::unordered_map<std::string, std::size_t> by_name_;
+  KeyIndex by_name_;  // over the names below top_
 };
 
 }  // namespace statedict::detail

@@ -190,6 +190,35 @@ TEST_CASE("mapped tensors alias the file's copy-on-write mapping, and writing to
             .equal(statedict::read(copy, statedict::ReadOptions{}.map_tensors(true)).at("conv1.weight").tensor()));
 }
 
+TEST_CASE("tensors() reads neighbouring small storages together: same bytes, same sharing, one storage per file storage", "[read]") {
+  // tensors() reads the small storages of a pread-only file in groups (ReadTensors::get_many); each
+  // must still be its own storage holding exactly its bytes, and what at().tensor() reads the same.
+  for (const char* name : {"dtypes.pt", "dtypes_legacy.pt", "resnet_plain.pt", "resnet.safetensors"}) {
+    INFO(name);
+    const auto all = statedict::read(fixture(name)).tensors();
+    const auto one_by_one = statedict::read(fixture(name));
+    REQUIRE(!all.empty());
+    for (const auto& t : all) {
+      INFO(t.key);
+      const at::Tensor alone = one_by_one.at(t.key).tensor();
+      CHECK(t.tensor.sizes() == alone.sizes());
+      CHECK(t.tensor.strides() == alone.strides());
+      CHECK(t.tensor.storage_offset() == alone.storage_offset());
+      CHECK(t.tensor.storage().nbytes() == alone.storage().nbytes());
+      CHECK(statedict::tensor_sha256(t.tensor) == statedict::tensor_sha256(alone));
+    }
+  }
+  const auto ck = statedict::read(fixture("dtypes.pt"));
+  const at::Tensor before = ck.at("tied_a").tensor();  // read alone first: tensors() keeps it
+  std::map<std::string, at::Tensor> by_key;
+  for (const auto& t : ck.tensors()) by_key[t.key] = t.tensor;
+  CHECK(by_key.at("tied_a").storage().is_alias_of(before.storage()));
+  CHECK(by_key.at("tied_b").storage().is_alias_of(before.storage()));
+  CHECK(by_key.at("row_view").storage().is_alias_of(before.storage()));
+  CHECK(!by_key.at("strided").storage().is_alias_of(by_key.at("scalar").storage()));
+  CHECK(ck.at("scalar").tensor().storage().is_alias_of(by_key.at("scalar").storage()));  // and at() after tensors()
+}
+
 TEST_CASE("reading a torch zip file maps none of its pages: the reader parses it with pread", "[read][memory]") {
   // Touching the mapping would pull the page-cache folio around the spot (up to 2 MiB of tensor
   // bytes) into the process; reading a 1 GiB checkpoint then cost 13-32 MiB of RSS before any load.

@@ -7,7 +7,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
+#include <functional>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -95,7 +98,8 @@ namespace detail {
 /// The tensors of a pread-only file (statedict::read's default) that the caller asked for, each
 /// storage read with pread on first use and kept: memory holds what was used, tensors that share a
 /// storage in the file (tied weights, views) share one in memory, and the file's pages are never
-/// touched through the mapping.
+/// touched through the mapping. Slots live in the maps' nodes (which never move), one per tensor
+/// node and one per storage, each filled once.
 class ReadTensors {
 public:
   /// Node `id`'s tensor, fit to read: a view of a pread-only file is read now (once).
@@ -103,41 +107,115 @@ public:
     const at::Tensor& t = tensor_of(n);
     const MappedFile* f = n.pieces() ? nullptr : mapped_file_of(t);
     if (f == nullptr || !f->pread_only()) return t;
-    std::shared_ptr<Slot> slot;
-    std::shared_ptr<StorageSlot> bytes;
+    Slot* slot = nullptr;
+    StorageSlot* bytes = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto& s = slots_[id];
-      if (!s) s = std::make_shared<Slot>();
-      slot = s;
-      auto& b = storages_[t.storage().unsafeGetStorageImpl()];
-      if (!b) b = std::make_shared<StorageSlot>();
-      bytes = b;
+      slot = &slots_[id];
+      bytes = &storages_[t.storage().unsafeGetStorageImpl()];
     }
-    slot->once([&] {
-      bytes->once([&] { bytes->storage = readable(t.storage(), key); });
-      slot->tensor = view_on(bytes->storage, t);
-      any_.store(true, std::memory_order_release);
-    });
-    return slot->tensor;
+    bytes->once([&] { bytes->storage = readable(t.storage(), key); });
+    return fill(*slot, *bytes, t);
   }
+
+  /// One tensor wanted by tensors(): out[at] is node `node`'s entry.
+  struct Want {
+    std::size_t at;
+    std::uint32_t node;
+  };
+  /// get() for every entry of a whole list at once, as tensors() asks (100k small tensors are
+  /// common): one lock, each file checked for changes once, and the storages no larger than
+  /// `small` that lie near each other in the file read with one pread of at most `span` bytes
+  /// (then copied out, each into its own storage). Sets out[w.at].tensor.
+  void get_many(const Tree& tree, const std::vector<Want>& wants, std::vector<NamedTensor>& out) const {
+    struct Job {
+      Slot* slot;
+      StorageSlot* bytes;
+      const at::Tensor* t;
+      const MappedFile* f;
+      std::size_t at;
+      std::uint64_t offset;  // of the storage's first byte in the file
+    };
+    std::vector<Job> jobs;
+    jobs.reserve(wants.size());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const Want& w : wants) {
+        const Node& n = tree.nodes[w.node];
+        const at::Tensor& t = tensor_of(n);
+        const MappedFile* f = n.pieces() ? nullptr : mapped_file_of(t);
+        if (f == nullptr || !f->pread_only()) {
+          out[w.at].tensor = t;
+          continue;
+        }
+        const auto* first = static_cast<const std::uint8_t*>(t.storage().data_ptr().get());
+        jobs.push_back(
+            {&slots_[w.node], &storages_[t.storage().unsafeGetStorageImpl()], &t, f, w.at, static_cast<std::uint64_t>(first - f->data())});
+      }
+    }
+    // The small storages not read yet, by file and offset, each once.
+    std::vector<const Job*> unread;
+    for (const Job& j : jobs)
+      if (!j.bytes->once.done() && j.t->storage().nbytes() > 0 && j.t->storage().nbytes() <= small && !j.f->protected_copy())
+        unread.push_back(&j);
+    std::sort(unread.begin(), unread.end(),
+              [](const Job* x, const Job* y) { return x->f != y->f ? std::less<const MappedFile*>()(x->f, y->f) : x->offset < y->offset; });
+    unread.erase(std::unique(unread.begin(), unread.end(), [](const Job* x, const Job* y) { return x->bytes == y->bytes; }), unread.end());
+    std::vector<const MappedFile*> checked;
+    auto check = [&](const MappedFile* f, const std::string& key) {
+      if (std::find(checked.begin(), checked.end(), f) != checked.end()) return;
+      check_unchanged(*f, key);
+      checked.push_back(f);
+    };
+    std::vector<std::uint8_t> buf;
+    for (std::size_t i = 0; i < unread.size();) {
+      const Job& head = *unread[i];
+      std::uint64_t end = head.offset + head.t->storage().nbytes();
+      std::size_t k = i + 1;
+      for (; k < unread.size() && unread[k]->f == head.f && unread[k]->offset <= end + gap; ++k) {
+        const std::uint64_t e = unread[k]->offset + unread[k]->t->storage().nbytes();
+        if (e - head.offset > span) break;
+        end = std::max(end, e);
+      }
+      check(head.f, out[head.at].key);
+      buf.resize(static_cast<std::size_t>(end - head.offset));
+      read_or_throw(*head.f, buf.data(), buf.size(), head.offset, out[head.at].key);
+      for (; i < k; ++i) {
+        const Job& j = *unread[i];
+        j.bytes->once([&] {
+          const std::size_t nbytes = j.t->storage().nbytes();
+          c10::Storage st(c10::Storage::use_byte_size_t(), nbytes, c10::GetCPUAllocator(), false);
+          if (nbytes > 0) std::memcpy(storage_bytes(st), buf.data() + (j.offset - head.offset), nbytes);
+          j.bytes->storage = std::move(st);
+        });
+      }
+    }
+    for (const Job& j : jobs) {
+      j.bytes->once([&] {  // a large storage, read alone into its own memory
+        check(j.f, out[j.at].key);
+        j.bytes->storage = readable(j.t->storage(), out[j.at].key);
+      });
+      out[j.at].tensor = fill(*j.slot, *j.bytes, *j.t);
+    }
+  }
+
   /// What the caller holds of node `id`'s bytes (and may have changed): the tensor get() read for
   /// it, or a view of its storage that get() read for another node (a tied weight); else nullptr.
   std::optional<at::Tensor> find(std::uint32_t id, const Node& n) const {
     if (!any_.load(std::memory_order_acquire) || n.pieces()) return std::nullopt;
     std::lock_guard<std::mutex> lock(mu_);
     const auto it = slots_.find(id);
-    if (it != slots_.end() && it->second->once.done()) return it->second->tensor;
+    if (it != slots_.end() && it->second.once.done()) return it->second.tensor;
     if (!n.tensor.defined()) return std::nullopt;
     const auto st = storages_.find(n.tensor.storage().unsafeGetStorageImpl());
-    if (st != storages_.end() && st->second->once.done()) return view_on(st->second->storage, n.tensor);
+    if (st != storages_.end() && st->second.once.done()) return view_on(st->second.storage, n.tensor);
     return std::nullopt;
   }
 
 private:
-  static at::Tensor view_on(const at::Storage& s, const at::Tensor& like) {
-    return tensor_over(s, like.scalar_type(), like.storage_offset(), like.sizes(), like.strides());
-  }
+  static constexpr std::size_t small = 64 << 10;  // storages read together with their neighbours
+  static constexpr std::uint64_t gap = 4 << 10;   // bytes between two such storages read and dropped
+  static constexpr std::uint64_t span = 1 << 20;  // one pread's most
   struct Slot {
     Once once;
     at::Tensor tensor;
@@ -146,9 +224,19 @@ private:
     Once once;
     at::Storage storage;
   };
+  static at::Tensor view_on(const at::Storage& s, const at::Tensor& like) {
+    return tensor_over(s, like.scalar_type(), like.storage_offset(), like.sizes(), like.strides());
+  }
+  const at::Tensor& fill(Slot& slot, const StorageSlot& bytes, const at::Tensor& t) const {
+    slot.once([&] {
+      slot.tensor = view_on(bytes.storage, t);
+      any_.store(true, std::memory_order_release);
+    });
+    return slot.tensor;
+  }
   mutable std::mutex mu_;
-  mutable std::unordered_map<std::uint32_t, std::shared_ptr<Slot>> slots_;
-  mutable std::unordered_map<const void*, std::shared_ptr<StorageSlot>> storages_;
+  mutable std::unordered_map<std::uint32_t, Slot> slots_;
+  mutable std::unordered_map<const void*, StorageSlot> storages_;
   mutable std::atomic<bool> any_{false};
 };
 
@@ -327,7 +415,9 @@ public:
     std::vector<NamedTensor> out;
     std::vector<char> on_path(data_->tree.nodes.size(), 0);
     std::string path;
-    flatten(id_, path, out, nullptr, on_path, 0);
+    std::vector<detail::ReadTensors::Want> wants;
+    flatten(id_, path, out, nullptr, on_path, 0, false, &wants);
+    data_->handed.get_many(data_->tree, wants, out);
     return out;
   }
   /// Every tensor-like value below this one that could not be read as a tensor, with the reason.
@@ -394,7 +484,8 @@ private:
   /// Appends the tensors below `id`; `path` is its dotted key, extended and restored in place so
   /// that each key is built once.
   void flatten(std::uint32_t id, std::string& path, std::vector<NamedTensor>& out, std::vector<UnreadableValue>* unreadable,
-               std::vector<char>& on_path, std::size_t depth, bool lazy = false) const {
+               std::vector<char>& on_path, std::size_t depth, bool lazy = false,
+               std::vector<detail::ReadTensors::Want>* wants = nullptr) const {
     if (on_path[id]) return;  // a cycle: Python objects may refer to themselves
     if (depth > data_->max_depth)
       throw Error("limit.depth", data_->path, path, "values nested deeper than max_depth (" + std::to_string(data_->max_depth) + ")");
@@ -403,7 +494,7 @@ private:
     auto descend = [&](std::uint32_t child_id, auto&& append_key) {
       if (len > 0) path += '.';
       append_key();
-      flatten(child_id, path, out, unreadable, on_path, depth + 1, lazy);
+      flatten(child_id, path, out, unreadable, on_path, depth + 1, lazy, wants);
       path.resize(len);
     };
     auto by_keys = [&](const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kvs) {
@@ -425,6 +516,9 @@ private:
         if (!nd.pieces() && lazy) {  // as read, unless the caller holds (and may have changed) it
           std::optional<at::Tensor> held = data_->handed.find(id, nd);
           out.push_back({path, held ? std::move(*held) : nd.tensor, raw});
+        } else if (!nd.pieces() && wants != nullptr) {  // read after the walk, all at once (ReadTensors::get_many)
+          out.push_back({path, nd.tensor, raw});
+          wants->push_back({out.size() - 1, id});
         } else if (!nd.pieces()) {
           out.push_back({path, data_->handed.get(id, nd, path), raw});
         } else if (lazy)
@@ -446,7 +540,7 @@ private:
         if (unreadable != nullptr) unreadable->push_back({path, nd.text, data_->reasons[nd.pending]});
         break;
       }
-      if (nd.state() != detail::npos) flatten(nd.state(), path, out, unreadable, on_path, depth + 1, lazy);
+      if (nd.state() != detail::npos) flatten(nd.state(), path, out, unreadable, on_path, depth + 1, lazy, wants);
       by_keys(nd.kv());
       for (std::size_t i = 0; i < nd.items.size(); ++i) by_index(i, nd.items[i]);
       break;

@@ -4,6 +4,7 @@
 // class becomes an inert object; globals that exist to run code or touch the system fail the read.
 #include <statedict/detail/dtypes.hpp>
 #include <statedict/detail/io/mapped_file.hpp>
+#include <statedict/detail/key_index.hpp>
 #include <statedict/detail/tree.hpp>
 #include <statedict/error.hpp>
 #include <statedict/read_options.hpp>
@@ -887,13 +888,13 @@ private:
   }
   /// The table entry of a global "module.name" + 1, or 0: looked up once, when the GLOBAL is read.
   static std::int64_t callable_of(const std::string& fn) {
-    static const std::unordered_map<std::string_view, std::int64_t> index = [] {
-      std::unordered_map<std::string_view, std::int64_t> m;
-      for (std::size_t i = 0; i < callables().size(); ++i) m.emplace(callables()[i].name, static_cast<std::int64_t>(i) + 1);
-      return m;
+    static const KeyIndex index = [] {
+      std::vector<std::string_view> names;
+      for (const Callable& c : callables()) names.emplace_back(c.name);
+      return KeyIndex(std::move(names));
     }();
-    const auto it = index.find(fn);
-    return it == index.end() ? 0 : it->second;
+    const std::size_t at = index.find(fn);
+    return at == KeyIndex::none ? 0 : static_cast<std::int64_t>(at) + 1;
   }
 
   std::uint32_t reduce(std::uint32_t fn, std::uint32_t args) {

@@ -3,7 +3,7 @@
 # without statedict (torch_only), calling statedict::load via <statedict/load.hpp> header-only (load_only),
 # via <statedict/statedict.hpp> (umbrella), and via <statedict/load.hpp> against statedict::compiled
 # (load_compiled). Release flags as CMake gives them, one unit at a time, median of N runs; prints CPU
-# seconds (user+sys), the compiler's peak memory, and each unit's ratio to torch_only.
+# seconds (user+sys), the compiler's peak memory, and each unit's ratio to torch_only (see the rounds below).
 # Usage: benchmarks/compile_cost.sh [RUNS] [BUILD_DIR]   (default 3, build/compile-cost)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,19 +21,24 @@ for e in json.load(open(os.path.join(build, "compile_commands.json"))):
     unit = os.path.splitext(os.path.basename(e["file"]))[0]
     if unit in units:
         cmds[unit] = (e["directory"], e["command"])
-res = {}
-for unit in units:
-    d, cmd = cmds[unit]
-    cpu, mem = [], []
-    for _ in range(runs):
+# Rounds, not blocks: each round compiles every unit once, and a unit's ratio is taken against the
+# torch_only compile of the same round. This machine's speed drifts by 15% and more within minutes
+# (shared host), so ratios within a round hold where absolute seconds do not.
+cpu = {unit: [] for unit in units}
+mem = {unit: [] for unit in units}
+for _ in range(runs):
+    for unit in units:
+        d, cmd = cmds[unit]
         with tempfile.NamedTemporaryFile() as t:
             subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", t.name, "sh", "-c", cmd], cwd=d, check=True)
             u, s, m = open(t.name).read().split()[-3:]
-        cpu.append(float(u) + float(s)); mem.append(int(m) / 1024)
-    res[unit] = (statistics.median(cpu), max(mem))
-base = res["torch_only"]
-print("| unit | CPU s | x torch_only | peak MiB | x torch_only |")
-print("|---|---|---|---|---|")
-for unit, (c, m) in res.items():
-    print(f"| {unit} | {c:.1f} | {c / base[0]:.2f} | {m:.0f} | {m / base[1]:.2f} |")
+        cpu[unit].append(float(u) + float(s)); mem[unit].append(int(m) / 1024)
+print(f"{runs} rounds; ratio = median over rounds of (unit CPU s / torch_only CPU s in the same round)")
+print("| unit | CPU s (median) | x torch_only | ratio range | peak MiB | x torch_only |")
+print("|---|---|---|---|---|---|")
+for unit in units:
+    ratios = [c / b for c, b in zip(cpu[unit], cpu["torch_only"])]
+    m = max(mem[unit])
+    print(f"| {unit} | {statistics.median(cpu[unit]):.1f} | {statistics.median(ratios):.2f} | "
+          f"{min(ratios):.2f}-{max(ratios):.2f} | {m:.0f} | {m / max(mem['torch_only']):.2f} |")
 PY

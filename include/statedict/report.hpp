@@ -1,9 +1,17 @@
 #pragma once
 // statedict::LoadReport: everything a load (or dry run) found, printable the way PyTorch prints.
+#include <statedict/detail/config.hpp>
 #include <statedict/error.hpp>
 #include <statedict/options.hpp>
 
+// Header-only, the report's JSON comes with the full nlohmann/json (the readers need it anyway). With
+// statedict::compiled only its forward declarations: a unit that calls to_json() includes
+// <nlohmann/json.hpp> itself (or the umbrella <statedict/statedict.hpp>, which does).
+#if STATEDICT_DEFINITIONS
 #include <nlohmann/json.hpp>
+#else
+#include <nlohmann/json_fwd.hpp>
+#endif
 
 #include <cstdint>
 #include <map>
@@ -86,52 +94,8 @@ public:
   /// Throws statedict::LoadError (a std::runtime_error carrying this report) unless ok().
   void throw_if_error() const;
 
-  nlohmann::json to_json() const {
-    nlohmann::json j;
-    j["ok"] = ok();
-    j["module"] = module_name;
-    j["file"] = file;
-    j["format"] = format;
-    j["selected"] = selected;
-    j["selected_by"] = selected_by;
-    j["selected_why"] = selected_why;
-    j["dry_run"] = dry_run;
-    j["applied"] = applied;
-    j["module_tensors"] = module_tensors;
-    j["loaded"] = loaded;
-    j["matched"] = nlohmann::json::array();
-    for (const auto& m : matched) j["matched"].push_back({{"target", m.target}, {"source", m.source}, {"rule", m.rule}});
-    j["missing"] = missing;
-    j["unexpected"] = unexpected;
-    j["shape_mismatch"] = nlohmann::json::array();
-    for (const auto& s : shape_mismatch)
-      j["shape_mismatch"].push_back(
-          {{"key", s.key}, {"source", s.source}, {"target_shape", s.target_shape}, {"source_shape", s.source_shape}});
-    j["dtype_mismatch"] = nlohmann::json::array();
-    for (const auto& d : dtype_mismatch)
-      j["dtype_mismatch"].push_back({{"key", d.key},
-                                     {"source", d.source},
-                                     {"target_dtype", d.target_dtype},
-                                     {"source_dtype", d.source_dtype},
-                                     {"cast", d.cast},
-                                     {"lossy", d.lossy}});
-    j["skipped"] = skipped;
-    j["written"] = written;
-    j["tolerated"] = tolerated;
-    j["suggestions"] = nlohmann::json::array();
-    for (const auto& s : suggestions) {
-      nlohmann::json e{{"text", s.text}, {"option", s.option}, {"cli", s.cli}};
-      if (s.options) {
-        e["passes"] = s.passes;
-        e["loads"] = s.loads;
-      }
-      j["suggestions"].push_back(std::move(e));
-    }
-    j["errors"] = errors;
-    j["warnings"] = warnings;
-    if (!error.empty()) j["error"] = {{"id", error_id}, {"message", error}};
-    return j;
-  }
+  /// Every field as JSON (the CLI's --json output).
+  nlohmann::json to_json() const;
 };
 
 /// Thrown by LoadReport::throw_if_error(); what() is the printed report.
@@ -144,6 +108,11 @@ public:
 private:
   LoadReport report_;
 };
+
+/// Prints the report. A failed load starts like PyTorch's message ("Error(s) in loading state_dict
+/// for Net:", "Missing key(s) in state_dict: ...", "size mismatch for ..."); long key lists are
+/// grouped; suggestions come last.
+STATEDICT_FUNC std::ostream& operator<<(std::ostream& os, const LoadReport& r);
 
 namespace detail {
 
@@ -218,10 +187,9 @@ inline std::string quoted_list(const std::vector<std::string>& keys, bool group)
 
 }  // namespace detail
 
-/// Prints the report. A failed load starts like PyTorch's message ("Error(s) in loading state_dict
-/// for Net:", "Missing key(s) in state_dict: ...", "size mismatch for ..."); long key lists are
-/// grouped; suggestions come last.
-inline std::ostream& operator<<(std::ostream& os, const LoadReport& r) {
+#if STATEDICT_DEFINITIONS
+
+STATEDICT_FUNC std::ostream& operator<<(std::ostream& os, const LoadReport& r) {
   const std::string name = r.module_name.empty() ? "Module" : r.module_name;
   if (!r.error.empty()) {
     os << "Error(s) in loading state_dict for " << name << ":\n\t" << r.error << "\n";
@@ -257,11 +225,60 @@ inline std::ostream& operator<<(std::ostream& os, const LoadReport& r) {
   return os;
 }
 
-inline void LoadReport::throw_if_error() const {
+STATEDICT_FUNC void LoadReport::throw_if_error() const {
   if (ok()) return;
   std::ostringstream os;
   os << *this;
   throw LoadError(*this, os.str());
 }
+
+STATEDICT_FUNC nlohmann::json LoadReport::to_json() const {
+  nlohmann::json j;
+  j["ok"] = ok();
+  j["module"] = module_name;
+  j["file"] = file;
+  j["format"] = format;
+  j["selected"] = selected;
+  j["selected_by"] = selected_by;
+  j["selected_why"] = selected_why;
+  j["dry_run"] = dry_run;
+  j["applied"] = applied;
+  j["module_tensors"] = module_tensors;
+  j["loaded"] = loaded;
+  j["matched"] = nlohmann::json::array();
+  for (const auto& m : matched) j["matched"].push_back({{"target", m.target}, {"source", m.source}, {"rule", m.rule}});
+  j["missing"] = missing;
+  j["unexpected"] = unexpected;
+  j["shape_mismatch"] = nlohmann::json::array();
+  for (const auto& s : shape_mismatch)
+    j["shape_mismatch"].push_back(
+        {{"key", s.key}, {"source", s.source}, {"target_shape", s.target_shape}, {"source_shape", s.source_shape}});
+  j["dtype_mismatch"] = nlohmann::json::array();
+  for (const auto& d : dtype_mismatch)
+    j["dtype_mismatch"].push_back({{"key", d.key},
+                                   {"source", d.source},
+                                   {"target_dtype", d.target_dtype},
+                                   {"source_dtype", d.source_dtype},
+                                   {"cast", d.cast},
+                                   {"lossy", d.lossy}});
+  j["skipped"] = skipped;
+  j["written"] = written;
+  j["tolerated"] = tolerated;
+  j["suggestions"] = nlohmann::json::array();
+  for (const auto& s : suggestions) {
+    nlohmann::json e{{"text", s.text}, {"option", s.option}, {"cli", s.cli}};
+    if (s.options) {
+      e["passes"] = s.passes;
+      e["loads"] = s.loads;
+    }
+    j["suggestions"].push_back(std::move(e));
+  }
+  j["errors"] = errors;
+  j["warnings"] = warnings;
+  if (!error.empty()) j["error"] = {{"id", error_id}, {"message", error}};
+  return j;
+}
+
+#endif  // STATEDICT_DEFINITIONS
 
 }  // namespace statedict

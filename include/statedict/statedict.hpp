@@ -12,3 +12,5 @@
 #include <statedict/load.hpp>
 #include <statedict/save.hpp>
 #include <statedict/jit.hpp>
+
+#include <nlohmann/json.hpp>  // LoadReport::to_json() usable in both modes (see report.hpp)

@@ -273,6 +273,23 @@ TEST_CASE("odd but harmless pickles read: inert classes, big ints, huge memo ind
   const auto keys = read_pickle("int_keys.pt", PROTO + "}" + i1(7) + uni("x") + "s.");
   CHECK(keys.root().keys() == std::vector<std::string>{"7"});
   CHECK(keys.at("7").as_string() == "x");
+  // A repeated key overwrites in place, as in Python: searched in a small dict, through the dict's
+  // table in a large one, across SETITEMS; str "77" and int 77 are two keys.
+  const auto small = read_pickle("dup_small.pt", PROTO + "}(" + uni("a") + i1(1) + uni("b") + i1(2) + uni("a") + i1(3) + "u.");
+  CHECK(small.root().keys() == std::vector<std::string>{"a", "b"});
+  CHECK(small.at("a").as_int() == 3);
+  std::string first, second;
+  for (int i = 0; i < 10; ++i) first += uni("k" + std::to_string(i)) + i1(i);
+  for (int i = 5; i < 40; ++i) second += uni("k" + std::to_string(i)) + i1(100 + i);
+  const auto big = read_pickle("dup_big.pt", PROTO + "}(" + first + "u(" + second + i1(77) + uni("int") + uni("77") + uni("str") +
+                                                 uni("k30") + i1(7) + i1(77) + uni("int again") + "u.");
+  const auto big_keys = big.root().keys();
+  REQUIRE(big_keys.size() == 42);
+  CHECK(big_keys[7] == "k7");
+  CHECK(big.at("k4").as_int() == 4);
+  CHECK(big.at("k7").as_int() == 107);
+  CHECK(big.at("k30").as_int() == 7);
+  CHECK(big.root().size() == 42);
   // A top level that is not a dict reads; loading it into a module says why it cannot.
   const std::string list_path = torch_zip("list.pt", PROTO + "]" + i1(1) + "a.");
   CHECK(statedict::read(list_path).root().size() == 1);

@@ -586,6 +586,7 @@ private:
 
   // ---- values ----
   Node& node(std::uint32_t i) { return tree_.nodes[i]; }
+  const Node& node(std::uint32_t i) const { return tree_.nodes[i]; }
   std::string kind_name(std::uint32_t i) {
     const Node& nd = node(i);
     switch (nd.internal) {
@@ -760,17 +761,54 @@ private:
     push_global(node(module_id).text, node(name_id).text, at);
   }
 
-  // Dicts keep an index for str/int keys so that a repeated key overwrites, as in Python.
-  static bool key_text(const Node& k, std::string* out) {
-    if (k.kind == Kind::string) {
-      *out = "s" + k.text;
-      return true;
+  // A repeated str or int key overwrites, as in Python. Small dicts are searched; a dict of more
+  // keys keeps an open-addressing table of positions in its kv (no copy of any key, no node per key).
+  static bool indexable(const Node& k) { return k.kind == Kind::string || (k.kind == Kind::integer && !k.big); }
+  static bool same_key(const Node& a, const Node& b) {
+    if (a.kind != b.kind) return false;
+    return a.kind == Kind::string ? a.text == b.text : !b.big && a.integer == b.integer;
+  }
+  static std::size_t key_hash(const Node& k) {
+    return k.kind == Kind::string ? std::hash<std::string>{}(k.text) : std::hash<std::int64_t>{}(k.integer) * 0x9E3779B97F4A7C15ULL;
+  }
+  // Each slot holds a key's position in kv + 1 (low half; 0 is empty) and its hash's low 32 bits
+  // (high half): a probe compares hashes and touches a key's node (a cache miss in a tree of 900k
+  // nodes) only when they are equal, and growing re-slots without touching any node.
+  struct DictIndex {
+    std::vector<std::uint64_t> slots;
+    std::size_t used = 0;
+  };
+  static constexpr std::size_t searched = 16;  // dicts of fewer keys have no table
+  /// The slot of `key` (hash `h`) in `ix`: the one holding it, or the empty slot where it goes.
+  std::size_t probe(const DictIndex& ix, const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kv, const Node& key,
+                    std::uint32_t h) const {
+    const std::size_t mask = ix.slots.size() - 1;
+    for (std::size_t s = h & mask;; s = (s + 1) & mask) {
+      const std::uint64_t e = ix.slots[s];
+      if (e == 0 || (static_cast<std::uint32_t>(e >> 32) == h && same_key(node(kv[(e & 0xffffffffU) - 1].first), key))) return s;
     }
-    if (k.kind == Kind::integer && !k.big) {
-      *out = "i" + std::to_string(k.integer);
-      return true;
+  }
+  static void grow(DictIndex& ix, const Unpickler& u, const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kv) {
+    if (ix.slots.empty()) {  // first use: slot the keys the dict has
+      ix.slots.assign(64, 0);
+      for (std::size_t i = 0; i < kv.size(); ++i) {
+        const Node& k = u.node(kv[i].first);
+        if (!indexable(k)) continue;
+        const auto h = static_cast<std::uint32_t>(key_hash(k));
+        ix.slots[u.probe(ix, kv, k, h)] = (std::uint64_t{h} << 32) | (i + 1);
+        ++ix.used;
+      }
+      return;
     }
-    return false;
+    std::vector<std::uint64_t> old(ix.slots.size() * 2, 0);
+    old.swap(ix.slots);
+    const std::size_t mask = ix.slots.size() - 1;
+    for (const std::uint64_t e : old) {
+      if (e == 0) continue;
+      std::size_t s = static_cast<std::uint32_t>(e >> 32) & mask;
+      while (ix.slots[s] != 0) s = (s + 1) & mask;
+      ix.slots[s] = e;
+    }
   }
   void setitems(std::uint32_t target, const std::vector<std::uint32_t>& items) {
     if (items.size() % 2 != 0)
@@ -778,18 +816,31 @@ private:
     Node& t = node(target);
     if (!(t.kind == Kind::dict || (t.kind == Kind::object && t.internal == Internal::value)))
       fail("pickle.type", op_at_, "SETITEM on a " + kind_name(target) + " (needs a dict)");
-    auto& index = dict_index_[target];
+    auto& kv = t.kv();
+    if (kv.size() + items.size() / 2 >= UINT32_MAX / 2) fail("limit.tensors", op_at_, "a dict of more than 2^31 keys");
     for (std::size_t k = 0; k < items.size(); k += 2) {
-      std::string text;
-      if (key_text(node(items[k]), &text)) {
-        auto it = index.find(text);
-        if (it != index.end()) {
-          node(target).kv()[it->second].second = items[k + 1];
-          continue;
+      const Node& key = node(items[k]);
+      if (indexable(key)) {
+        if (kv.size() < searched) {
+          auto same = std::find_if(kv.begin(), kv.end(), [&](const auto& e) { return same_key(node(e.first), key); });
+          if (same != kv.end()) {
+            same->second = items[k + 1];
+            continue;
+          }
+        } else {
+          DictIndex& ix = dict_index_[target];
+          if (ix.slots.empty() || (ix.used + 1) * 2 > ix.slots.size()) grow(ix, *this, kv);
+          const auto h = static_cast<std::uint32_t>(key_hash(key));
+          const std::size_t s = probe(ix, kv, key, h);
+          if (ix.slots[s] != 0) {
+            kv[(ix.slots[s] & 0xffffffffU) - 1].second = items[k + 1];
+            continue;
+          }
+          ix.slots[s] = (std::uint64_t{h} << 32) | (kv.size() + 1);
+          ++ix.used;
         }
-        index.emplace(text, node(target).kv().size());
       }
-      node(target).kv().emplace_back(items[k], items[k + 1]);
+      kv.emplace_back(items[k], items[k + 1]);
     }
   }
   void append(std::uint32_t target, const std::vector<std::uint32_t>& items) {
@@ -1376,7 +1427,7 @@ private:
   std::uint64_t memo_puts_ = 0;
   std::uint32_t memo_count_ = 0;
   std::unordered_map<std::uint32_t, std::uint32_t> memo_;
-  std::unordered_map<std::uint32_t, std::unordered_map<std::string, std::size_t>> dict_index_;
+  std::unordered_map<std::uint32_t, DictIndex> dict_index_;
   std::uint32_t none_ = npos, true_ = npos, false_ = npos, empty_tuple_ = npos;  // shared leaves
   std::vector<std::uint32_t> small_ints_;                                        // [v]: int v's node, npos until made
 };

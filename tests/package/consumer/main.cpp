@@ -18,5 +18,7 @@ int main(int argc, char** argv) {
   std::cout << "statedict::compiled\n";
 #endif
   std::cout << "statedict " << statedict::version_string << ", fc.weight sum " << net.fc->weight.sum().item<float>() << "\n";
+  // to_json() through the umbrella header, in both modes (compiled, report.hpp alone declares it).
+  if (report.to_json()["loaded"].get<int>() != 2) return 1;
   return report.ok() && report.loaded == 2 ? 0 : 1;
 }

@@ -290,6 +290,10 @@ TEST_CASE("odd but harmless pickles read: inert classes, big ints, huge memo ind
   CHECK(big.at("k7").as_int() == 107);
   CHECK(big.at("k30").as_int() == 7);
   CHECK(big.root().size() == 42);
+  // An int wider than 64 bits is a key of its own, never the int64 it is clamped to (2**64, 2**63-1).
+  const auto wide = read_pickle("dup_wide.pt", PROTO + "}(\x8a\x09"s + std::string(8, '\0') + "\x01" + uni("wide") + "\x8a\x08" +
+                                                   std::string(7, '\xff') + "\x7f" + uni("int64 max") + "u.");
+  CHECK(wide.root().size() == 2);
   // A top level that is not a dict reads; loading it into a module says why it cannot.
   const std::string list_path = torch_zip("list.pt", PROTO + "]" + i1(1) + "a.");
   CHECK(statedict::read(list_path).root().size() == 1);

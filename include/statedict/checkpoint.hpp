@@ -158,8 +158,10 @@ public:
     for (const Job& j : jobs)
       if (!j.bytes->once.done() && j.t->storage().nbytes() > 0 && j.t->storage().nbytes() <= small && !j.f->protected_copy())
         unread.push_back(&j);
-    std::sort(unread.begin(), unread.end(),
-              [](const Job* x, const Job* y) { return x->f != y->f ? std::less<const MappedFile*>()(x->f, y->f) : x->offset < y->offset; });
+    std::sort(unread.begin(), unread.end(), [](const Job* x, const Job* y) {
+      if (x->f != y->f) return std::less<const MappedFile*>()(x->f, y->f);
+      return x->offset != y->offset ? x->offset < y->offset : std::less<const StorageSlot*>()(x->bytes, y->bytes);
+    });
     unread.erase(std::unique(unread.begin(), unread.end(), [](const Job* x, const Job* y) { return x->bytes == y->bytes; }), unread.end());
     std::vector<const MappedFile*> checked;
     auto check = [&](const MappedFile* f, const std::string& key) {

@@ -7,7 +7,7 @@
 // Header-only, the report's JSON comes with the full nlohmann/json (the readers need it anyway). With
 // statedict::compiled only its forward declarations: a unit that calls to_json() includes
 // <nlohmann/json.hpp> itself (or the umbrella <statedict/statedict.hpp>, which does).
-#if STATEDICT_DEFINITIONS
+#if STATEDICT_DEFINITIONS || !__has_include(<nlohmann/json_fwd.hpp>)  // (single-header installs before 3.11 lack it)
 #include <nlohmann/json.hpp>
 #else
 #include <nlohmann/json_fwd.hpp>

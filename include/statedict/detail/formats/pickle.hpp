@@ -766,7 +766,7 @@ private:
   static bool indexable(const Node& k) { return k.kind == Kind::string || (k.kind == Kind::integer && !k.big); }
   static bool same_key(const Node& a, const Node& b) {
     if (a.kind != b.kind) return false;
-    return a.kind == Kind::string ? a.text == b.text : !b.big && a.integer == b.integer;
+    return a.kind == Kind::string ? a.text == b.text : !a.big && !b.big && a.integer == b.integer;  // a big int is no other int
   }
   static std::size_t key_hash(const Node& k) {
     return k.kind == Kind::string ? std::hash<std::string>{}(k.text) : std::hash<std::int64_t>{}(k.integer) * 0x9E3779B97F4A7C15ULL;

@@ -2,6 +2,8 @@
 // file and the place, never a crash, a hang or an allocation the file does not justify.
 #include "helpers.hpp"
 
+#include <statedict/detail/formats/pickle.hpp>
+#include <statedict/detail/formats/zip.hpp>
 #include <statedict/detail/write/writer.hpp>
 
 using sdtest::fixture;
@@ -309,6 +311,68 @@ TEST_CASE("odd but harmless pickles read: inert classes, big ints, huge memo ind
         "limit.pickle_size");
   CHECK(sdtest::error_id([&] { statedict::read(fixture("resnet_plain.pt"), statedict::ReadOptions{}.max_tensors(10)); }) ==
         "limit.tensors");
+}
+
+TEST_CASE("values the memo or DUP shares outlive the tensor rebuild that consumed them", "[bad][pickle]") {
+  // The unpickler gives back the nodes of a rebuild's arguments once the tensor is made (a torch.save
+  // file of 100k tensors keeps 2 nodes a tensor instead of 9), except what the pickle reads back from
+  // the memo or DUPs: here a storage, a size and a stride that a second tensor and a plain value reuse.
+  auto le = [](std::initializer_list<float> v) {
+    std::string s;
+    for (float x : v) s.append(reinterpret_cast<const char*>(&x), sizeof x);
+    return s;
+  };
+  const std::string rebuild = glob("torch._utils", "_rebuild_tensor_v2"), hooks = glob("collections", "OrderedDict") + ")R";
+  // 'a': storage 0 kept at memo 1, size (2,) at memo 2, stride (1,) at memo 3
+  const std::string a =
+      uni("a") + rebuild + "(" + pid("0", i1(3)) + "q\x01" + i1(0) + i1(2) + "\x85q\x02" + i1(1) + "\x85q\x03\x89" + hooks + "tR";
+  // 'b': the same storage, size and stride read back from the memo, one element further on
+  const std::string b = uni("b") + rebuild + "(h\x01" + i1(1) + "h\x02h\x03\x89" + hooks + "tR";
+  const std::string c = uni("c") + "h\x02";  // the size tuple itself
+  // 'd': a size (1,) DUP'd to be its own stride; then 'e' and 'f' fill the slots the rebuilds gave back
+  const std::string d = uni("d") + rebuild + "(" + pid("1", i1(1)) + i1(0) + i1(1) + "\x85" + "2\x89" + hooks + "tR";
+  const std::string e = uni("e") + uni("after");
+  const std::string f = uni("f") + rebuild + "(" + pid("2", i1(2)) + i1(1) + i1(1) + "\x85" + i1(1) + "\x85\x89" + hooks + "tR";
+  const auto ck =
+      statedict::read(torch_zip("memo_shared.pt", PROTO + "}(" + a + b + c + d + e + f + "u.",
+                                {{"archive/data/0", le({1, 2, 3})}, {"archive/data/1", le({7})}, {"archive/data/2", le({8, 9})}}));
+  CHECK(ck.root().keys() == std::vector<std::string>{"a", "b", "c", "d", "e", "f"});
+  CHECK(ck.at("a").tensor().equal(at::tensor({1.0f, 2.0f})));
+  CHECK(ck.at("b").tensor().equal(at::tensor({2.0f, 3.0f})));
+  REQUIRE(ck.at("c").kind() == Kind::tuple);
+  REQUIRE(ck.at("c").size() == 1);
+  CHECK(ck.at("c")[0].as_int() == 2);
+  CHECK(ck.at("d").tensor().equal(at::tensor({7.0f})));
+  CHECK(ck.at("e").as_string() == "after");
+  CHECK(ck.at("f").tensor().equal(at::tensor({9.0f})));
+  const auto all = ck.tensors();  // a and b still share one storage in memory
+  REQUIRE(all.size() == 4);
+  CHECK(all[1].tensor.data_ptr<float>() == all[0].tensor.data_ptr<float>() + 1);
+}
+
+TEST_CASE("the walk that finds a pickle's memo reads knows every opcode the unpickler runs", "[bad][pickle]") {
+  using statedict::detail::memo_reads;
+  auto walk = [](const std::string& p) { return memo_reads(reinterpret_cast<const std::uint8_t*>(p.data()), p.size()); };
+  // Protocol 4/5 opcodes with their argument forms, two reads of memo 1 and one of 300.
+  const std::string p4 = "\x80\x04\x95"s + u64le(0) +
+                         "}\x94(\x8c\x01"
+                         "a\x94\x8d" +
+                         u64le(2) + "xy\x8e" + u64le(1) + "z\x96" + u64le(0) + "C\x01.U\x01.\x8a\x01\x05\x8b" + u32le(1) + "\x01T" +
+                         u32le(1) + ".B" + u32le(0) + "G" + u64le(0) + "M\x01\x02J" + u32le(7) + "I01\nL5L\nh\x01j" + u32le(300) + "h\x01" +
+                         glob("a", "b") + "0000000000000u.";
+  const auto got = walk(p4);
+  REQUIRE(got.has_value());
+  CHECK(*got == std::vector<std::uint32_t>{1, 300});
+  // Real torch.save pickles walk to STOP, so their rebuilds give nodes back (else the tree would keep 9 nodes a tensor).
+  for (const char* name : {"resnet_plain.pt", "proto4.pt", "proto5.pt", "resnet_module.pt", "numpy_values.pt"}) {
+    const statedict::detail::ZipArchive z(statedict::detail::MappedFile::open(fixture(name)));
+    const std::string pkl = z.read(*z.find("data.pkl"));
+    CHECK(walk(pkl).has_value());
+  }
+  // An opcode the unpickler does not run, an argument past the end, no STOP: no walk (every node is kept).
+  CHECK_FALSE(walk(PROTO + "F1.0\n.").has_value());
+  CHECK_FALSE(walk(PROTO + "X" + u32le(100) + "ab.").has_value());
+  CHECK_FALSE(walk(PROTO + "N").has_value());
 }
 
 namespace {

@@ -12,10 +12,12 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -30,8 +32,7 @@ struct StorageSpec {
   Dtype dtype = dtype_from_torch("uint8");
   std::uint64_t numel = 0;  // elements of dtype (bytes when untyped)
   bool untyped = false;
-  std::string location;
-  std::string declared_at;
+  std::uint64_t declared_at = 0;  // file offset of the opcode that declared it
   // Legacy view storages: a window of another storage.
   std::string view_of;
   std::uint64_t view_offset = 0;
@@ -45,7 +46,8 @@ struct TensorSpec {
   std::vector<std::int64_t> sizes, strides;
   Dtype dtype = dtype_from_torch("float32");
   bool requires_grad = false;
-  std::string where;
+  std::uint64_t at = 0;  // file offset of the opcode that made it
+  std::string where() const { return "offset " + std::to_string(at); }
 };
 
 /// Storage indices by key. torch.save names its storages "0", "1", ... in order: those are kept in
@@ -222,6 +224,85 @@ inline bool is_forbidden_global(const std::string& module, const std::string& na
   return false;
 }
 
+/// The memo indices a pickle reads back (BINGET, LONG_BINGET), sorted, found by walking its
+/// opcodes to STOP without running them; nullopt when the walk meets an opcode it does not know
+/// or runs off the end (the Unpickler then fails there itself, or keeps every node). Only an
+/// object read back from the memo (or DUP'd) can be referred to twice: any other value is owned by
+/// the one opcode that consumed it, which is what lets the Unpickler give back the nodes of a
+/// tensor rebuild's arguments once the tensor is made.
+inline std::optional<std::vector<std::uint32_t>> memo_reads(const std::uint8_t* d, std::size_t n) {
+  // What follows each opcode the Unpickler knows: nothing, a fixed number of bytes (1 to 8), a
+  // length of 1, 4 or 8 bytes and that many bytes, or one or two lines (unknown: an opcode it does not know).
+  enum Form : std::uint8_t { unknown, none, fixed1, fixed2, fixed4, fixed8, len1, len4, len8, line1, line2 };
+  static const auto forms = [] {
+    std::array<std::uint8_t, 256> f{};
+    auto set = [&](const char* ops, Form form) {
+      for (const char* o = ops; *o != '\0'; ++o) f[static_cast<std::uint8_t>(*o)] = form;
+    };
+    set("()012Nbt]lae}dsuRQ\x88\x89\x85\x86\x87\x8f\x90\x91\x81\x92\x93\x94", none);
+    set("\x80Kqh", fixed1);     // PROTO, BININT1, BINPUT, BINGET
+    set("M", fixed2);           // BININT2
+    set("Jrj", fixed4);         // BININT, LONG_BINPUT, LONG_BINGET
+    set("G\x95", fixed8);       // BINFLOAT, FRAME
+    set("UC\x8a\x8c", len1);    // SHORT_BINSTRING, SHORT_BINBYTES, LONG1, SHORT_BINUNICODE
+    set("\x8bTXB", len4);       // LONG4, BINSTRING, BINUNICODE, BINBYTES
+    set("\x8d\x8e\x96", len8);  // BINUNICODE8, BINBYTES8, BYTEARRAY8
+    set("IL", line1);           // INT, LONG
+    set("c", line2);            // GLOBAL
+    return f;
+  }();
+  std::vector<std::uint32_t> got;
+  std::size_t p = 0;
+  while (p < n) {
+    const std::uint8_t op = d[p++];
+    if (op == '.') {
+      std::sort(got.begin(), got.end());
+      got.erase(std::unique(got.begin(), got.end()), got.end());
+      return got;
+    }
+    const std::size_t left = n - p;
+    std::uint64_t skip = 0;
+    switch (forms[op]) {
+    case none:
+      break;
+    case fixed1:
+    case fixed2:
+    case fixed4:
+    case fixed8:
+      skip = std::uint64_t{1} << (forms[op] - fixed1);
+      if (skip > left) return std::nullopt;
+      if (op == 'h') got.push_back(d[p]);
+      if (op == 'j') got.push_back(rd32(d + p));
+      break;
+    case len1:
+      if (left < 1) return std::nullopt;
+      skip = 1 + std::uint64_t{d[p]};
+      break;
+    case len4:
+      if (left < 4) return std::nullopt;
+      skip = 4 + std::uint64_t{rd32(d + p)};
+      break;
+    case len8:
+      if (left < 8 || rd64(d + p) > left) return std::nullopt;
+      skip = 8 + rd64(d + p);
+      break;
+    case line1:
+    case line2:
+      for (int k = forms[op] == line1 ? 1 : 2; k > 0; --k) {
+        const void* nl = std::memchr(d + p, '\n', n - p);
+        if (nl == nullptr) return std::nullopt;
+        p = static_cast<std::size_t>(static_cast<const std::uint8_t*>(nl) - d) + 1;
+      }
+      break;
+    default:
+      return std::nullopt;
+    }
+    if (skip > n - p) return std::nullopt;
+    p += static_cast<std::size_t>(skip);
+  }
+  return std::nullopt;
+}
+
 class Unpickler {
 public:
   Unpickler(PickleState& st, const ReadOptions& opts, std::string file, std::string record, const std::uint8_t* data, std::size_t size,
@@ -245,6 +326,10 @@ public:
     }
     if (n_ < 2 || (d_[0] != 0x80 && !protocol_1_))
       fail("pickle.no_proto", 0, "pickle does not start with PROTO (not a pickle of protocol 2 or newer)");
+    if (auto reads = memo_reads(d_, n_)) {
+      memo_reads_ = std::move(*reads);
+      recycle_ = true;
+    }
     while (true) {
       op_at_ = p_;
       const std::uint8_t op = byte();
@@ -281,6 +366,7 @@ public:
         break;  // POP_MARK
       case '2': {
         auto v = top();
+        pin(v);
         stack_.push_back(v);
         break;
       }  // DUP
@@ -572,6 +658,7 @@ private:
       fresh = memo_.insert_or_assign(idx, top()).second;
     }
     if (fresh) ++memo_count_;  // MEMOIZE's index is the memo's size, as in Python
+    if (recycle_ && std::binary_search(memo_reads_.begin(), memo_reads_.end(), idx)) pin(top());
   }
   void memo_get(std::uint32_t idx) {
     std::uint32_t v = npos;
@@ -581,7 +668,38 @@ private:
       v = it->second;
     }
     if (v == npos) fail("pickle.memo", op_at_, "BINGET of memo index " + std::to_string(idx) + " that was never stored");
+    if (recycle_ && !std::binary_search(memo_reads_.begin(), memo_reads_.end(), idx))
+      fail("pickle.memo", op_at_, "BINGET of memo index " + std::to_string(idx) + " that the walk before the run did not see");
     push(v);
+  }
+
+  // ---- giving back nodes nothing refers to ----
+  void pin(std::uint32_t id) {
+    if (!recycle_) return;
+    if (id >= pinned_.size()) pinned_.resize(std::max<std::size_t>(id + 1, pinned_.size() * 2), false);
+    pinned_[id] = true;
+  }
+  /// Gives back node `root` and what only it holds, stopping at pinned nodes: call it on a value
+  /// an opcode has consumed whole (a persistent id, a rebuild's argument tuple) and kept nothing of.
+  void recycle(std::uint32_t root) {
+    if (!recycle_) return;
+    todo_.assign(1, root);
+    while (!todo_.empty()) {
+      const std::uint32_t id = todo_.back();
+      todo_.pop_back();
+      if (id >= tree_.nodes.size() || (id < pinned_.size() && pinned_[id])) continue;
+      const Node& nd = node(id);
+      if (nd.pending == freed) continue;
+      todo_.insert(todo_.end(), nd.items.begin(), nd.items.end());
+      for (const auto& [k, v] : nd.kv()) {
+        todo_.push_back(k);
+        todo_.push_back(v);
+      }
+      if (nd.args() != npos) todo_.push_back(nd.args());
+      if (nd.state() != npos) todo_.push_back(nd.state());
+      if (nd.kind == Kind::dict && !dict_index_.empty()) dict_index_.erase(id);
+      tree_.release(id);
+    }
   }
 
   // ---- values ----
@@ -611,6 +729,7 @@ private:
       nd.boolean = boolean;
       nd.integer = integer;
       slot = tree_.add(std::move(nd));
+      pin(slot);
     }
     return slot;
   }
@@ -996,7 +1115,11 @@ private:
     setitems(d, flat);
     return d;
   }
-  std::uint32_t make_tensor(std::uint32_t fn, std::uint32_t, const Args& a, const char*) { return rebuild_tensor(fn, a); }
+  std::uint32_t make_tensor(std::uint32_t fn, std::uint32_t args_id, const Args& a, const char*) {
+    const std::uint32_t made = rebuild_tensor(fn, a);
+    recycle(args_id);  // the storage, size, stride and hooks live on in the tensor's spec
+    return made;
+  }
   /// A tensor made a Parameter: the tensor, with requires_grad kept.
   std::uint32_t make_parameter(std::uint32_t fn, std::uint32_t, const Args& a, const char*) {
     if (a.empty() || arg(a, 0).kind != Kind::tensor) fail("pickle.bad_tensor", op_at_, node(fn).text + " without a tensor");
@@ -1018,6 +1141,7 @@ private:
     if (a.size() < 3 || node(a[0]).internal != Internal::global)
       fail("pickle.bad_tensor", op_at_, node(fn).text + " with malformed arguments");
     if (++call_depth_ > 4) fail("pickle.bad_tensor", op_at_, node(fn).text + " nested too deeply");
+    pin(a[2]);  // the inner arguments stay an item of this call's tuple, which the memo may hold
     const std::uint32_t made = call(a[0], a[2]);
     --call_depth_;
     return made;
@@ -1276,7 +1400,6 @@ private:
            "storage persistent id has " + std::to_string(t.items.size()) + " fields (expected " + std::to_string(want) + ")");
     const Node& type = node(t.items[1]);
     const Node& key = node(t.items[2]);
-    const Node& loc = node(t.items[3]);
     const Node& numel = node(t.items[4]);
     if (type.internal != Internal::global) fail("pickle.bad_persistent_id", op_at_, "storage type is not a class");
     StorageSpec spec;
@@ -1297,8 +1420,7 @@ private:
       fail("pickle.bad_persistent_id", op_at_, "storage '" + key.text + "' has a negative or non-integer size");
     spec.key = key.text;
     spec.numel = static_cast<std::uint64_t>(numel.integer);
-    spec.location = loc.kind == Kind::string ? loc.text : "";
-    spec.declared_at = "offset " + std::to_string(base_ + op_at_);
+    spec.declared_at = base_ + op_at_;
     std::uint64_t bytes;
     if (mul_overflows(spec.numel, spec.untyped ? 1 : spec.dtype->size, &bytes))
       fail("pickle.bad_persistent_id", op_at_, "storage '" + key.text + "' size overflows");
@@ -1330,7 +1452,9 @@ private:
     nd.internal = Internal::storage;
     nd.text = "torch." + tn;
     nd.pending = idx;
-    return tree_.add(std::move(nd));
+    const std::uint32_t made = tree_.add(std::move(nd));
+    recycle(pid);  // the id's fields live on in the storage spec
+    return made;
   }
   std::uint32_t declare_storage(StorageSpec& spec) {
     const std::uint32_t known = st_.storage_by_key.find(spec.key);
@@ -1338,7 +1462,8 @@ private:
       const StorageSpec& old = st_.storages[known];
       if (old.dtype != spec.dtype || old.numel != spec.numel || old.untyped != spec.untyped)
         fail("pickle.storage_conflict", op_at_,
-             "storage '" + spec.key + "' declared again with another type or size (first at " + old.declared_at + ")");
+             "storage '" + spec.key + "' declared again with another type or size (first at offset " + std::to_string(old.declared_at) +
+                 ")");
       return known;
     }
     const auto idx = static_cast<std::uint32_t>(st_.storages.size());
@@ -1401,7 +1526,7 @@ private:
     }
     if (st_.tensors.size() >= opts_.max_tensors())
       fail("limit.tensors", op_at_, "more than max_tensors (" + std::to_string(opts_.max_tensors()) + ") tensors");
-    t.where = "offset " + std::to_string(base_ + op_at_);
+    t.at = base_ + op_at_;
     Node nd;
     nd.kind = Kind::tensor;
     nd.pending = static_cast<std::uint32_t>(st_.tensors.size());
@@ -1428,6 +1553,12 @@ private:
   std::uint32_t memo_count_ = 0;
   std::unordered_map<std::uint32_t, std::uint32_t> memo_;
   std::unordered_map<std::uint32_t, DictIndex> dict_index_;
+  // Giving back nodes (recycle): on when memo_reads walked the pickle. pinned_[id]: node id may be
+  // referred to more than once (a shared leaf, DUP'd, or stored at a memo index the pickle reads).
+  bool recycle_ = false;
+  std::vector<std::uint32_t> memo_reads_;
+  std::vector<bool> pinned_;
+  std::vector<std::uint32_t> todo_;
   std::uint32_t none_ = npos, true_ = npos, false_ = npos, empty_tuple_ = npos;  // shared leaves
   std::vector<std::uint32_t> small_ints_;                                        // [v]: int v's node, npos until made
 };

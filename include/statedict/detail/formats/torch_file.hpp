@@ -49,12 +49,12 @@ inline void materialize_tensors(PickleState& st, const std::string& path) {
       offset += ss->view_offset;
       const std::uint32_t base = st.storage_by_key.find(ss->view_of);
       if (base == npos)
-        throw Error("format.missing_storage", path, t.where,
+        throw Error("format.missing_storage", path, t.where(),
                     "tensor refers to a view of storage '" + ss->view_of + "', which was never declared");
       ss = &st.storages[base];
     }
     if (!ss->storage)
-      throw Error("format.missing_storage", path, t.where, "tensor refers to storage '" + ss->key + "' whose bytes are missing");
+      throw Error("format.missing_storage", path, t.where(), "tensor refers to storage '" + ss->key + "' whose bytes are missing");
     nd.tensor = tensor_on(ss->storage, t.dtype, static_cast<std::int64_t>(offset), t.sizes, t.strides);
     if (!native(t.dtype)) nd.raw() = t.dtype;
     nd.pending = npos;
@@ -177,6 +177,13 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const
       throw Error("format.byteorder", path, bo->name, "byteorder is '" + v + "', expected 'little' or 'big'");
   }
   PickleState st;
+  {  // one storage per data/ record: room for them up front (growing a vector of 100k specs briefly held two)
+    std::size_t records = 0;
+    for (const ZipEntry& e : z.entries())
+      records += std::string_view(e.name).substr(std::min(e.name.size(), z.top().size() + 1)).compare(0, 5, "data/") == 0;
+    st.storages.reserve(records);
+    st.tensors.reserve(records);
+  }
   if (pkl->size > opts.max_pickle_bytes())
     throw Error("limit.pickle_size", path, pkl->name,
                 "pickle is " + std::to_string(pkl->size) + " bytes, over max_pickle_bytes (" + std::to_string(opts.max_pickle_bytes()) +
@@ -201,7 +208,7 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const
   if (big_endian)
     for (const auto& t : st.tensors)
       if (st.storages[t.storage].untyped && t.dtype->size > 1)
-        throw Error("format.byteorder", path, t.where, "big-endian untyped storages are not supported");
+        throw Error("format.byteorder", path, t.where(), "big-endian untyped storages are not supported");
   return finish(st, root, Format::torch_zip, path, opts);
 }
 

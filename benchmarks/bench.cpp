@@ -1,7 +1,7 @@
 // Side-by-side load benchmark. Every figure is measured in this run, on this machine, each
 // measurement in a fresh child process (so peak RSS is its own), and reported as a median.
 //
-//   bench WORKDIR [--runs N] [--quick] [--tensor-parallel | --skip-tensor-parallel] [--torch2 PYTHON]
+//   bench WORKDIR [--runs N] [--quick] [--tensor-parallel | --skip-tensor-parallel | --many] [--torch2 PYTHON]
 //
 // WORKDIR holds the checkpoints benchmarks/make_checkpoints.py wrote (benchmarks/run.sh does both).
 // Exits 1 when a load fails or loads values other than Python's.
@@ -462,14 +462,15 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   int runs = 3;
-  bool quick = false, tp_only = false, skip_tp = false;  // --tensor-parallel: only that table
-  std::string torch2;                                    // --torch2 CMD: a python3 with PyTorch 2.x (run.sh: the trixie root's)
+  bool quick = false, tp_only = false, skip_tp = false, many_only = false;  // --tensor-parallel, --many: only that table
+  std::string torch2;  // --torch2 CMD: a python3 with PyTorch 2.x (run.sh: the trixie root's)
   for (int i = 2; i < argc; ++i) {
     if (std::string(argv[i]) == "--runs" && i + 1 < argc) runs = std::stoi(argv[++i]);
     if (std::string(argv[i]) == "--quick") quick = true;
     if (std::string(argv[i]) == "--tensor-parallel") tp_only = true;
     if (std::string(argv[i]) == "--torch2" && i + 1 < argc) torch2 = argv[++i];
     if (std::string(argv[i]) == "--skip-tensor-parallel") skip_tp = true;
+    if (std::string(argv[i]) == "--many") many_only = true;
   }
   const std::string torch1 = "/usr/bin/python3";
   std::vector<std::string> targets;  // "target: figure: met/NOT met", printed at the end
@@ -486,6 +487,75 @@ int main(int argc, char** argv) {
     for (int r = 0; r < runs; ++r) v.push_back(f());
     return median(v);
   };
+  // The many-small-tensors table (and its targets): `--many` prints it alone.
+  auto many_table = [&] {
+    std::cout << "\n| many small tensors (64 floats each) | time | peak RSS above start | per tensor | ratio |\n|---|---|---|---|---|\n";
+    auto many_row = [](const std::string& what, int n, const Sample& s, const std::string& ratio) {
+      char buf[300];
+      if (!s.ok) {
+        std::snprintf(buf, sizeof buf, "| %6d tensors: %-38s | failed | | | |", n, what.c_str());
+      } else {
+        std::snprintf(buf, sizeof buf, "| %6d tensors: %-38s | %8.3f s | %6.0f MiB | %6.2f us | %s |", n, what.c_str(), s.seconds,
+                      s.peak_mib, s.seconds / n * 1e6, ratio.c_str());
+      }
+      std::cout << buf << std::endl;
+    };
+    for (int n : quick ? std::vector<int>{1000, 10000} : std::vector<int>{1000, 10000, 100000}) {
+      const std::string p = dir + "/many" + std::to_string(n) + ".pt";
+      if (!std::filesystem::exists(p)) continue;
+      warm(p);
+      // The read: the file parsed and every tensor's values in memory, as torch.load leaves them.
+      // Both are timed up to that point: freeing them comes after the clock, on either side.
+      const Sample read = med([&] {
+        return in_child([&](const Timer& timed) {
+          std::optional<statedict::Checkpoint> ck;
+          std::vector<statedict::NamedTensor> tensors;
+          timed([&] {
+            ck = statedict::read(p);
+            tensors = ck->tensors();
+          });
+          return tensors.size() == static_cast<std::size_t>(n);
+        });
+      });
+      const Sample load = med([&] { return statedict_load([&] { return make_many(n); }, p, false); });
+      const Sample match = med([&] {
+        return in_child([&](const Timer& timed) {
+          auto m = make_many(n);
+          const auto ck = statedict::read(p);
+          bool ok = false;
+          timed([&] { ok = statedict::diff(m, ck).ok(); });
+          return ok;
+        });
+      });
+      char ratio[80];
+      many_row("statedict read (every tensor in memory)", n, read, "");
+      std::snprintf(ratio, sizeof ratio, "%.2fx the read", load.seconds / read.seconds);
+      many_row("statedict load into a module", n, load, ratio);
+      many_row("statedict matching only (diff)", n, match, "");
+      const Sample py1 = python_load(torch1, "read", p, n, runs);
+      std::snprintf(ratio, sizeof ratio, "%.2fx statedict's read", py1.seconds / read.seconds);
+      many_row("PyTorch 1.13 torch.load", n, py1, ratio);
+      if (!torch2.empty()) {
+        const Sample py2r = python_load(torch2, "read", p, n, runs);
+        std::snprintf(ratio, sizeof ratio, "%.2fx statedict's read", py2r.seconds / read.seconds);
+        many_row("PyTorch 2.6 torch.load", n, py2r, ratio);
+        const Sample py2l = python_load(torch2, "load_many", p, n, runs);
+        std::snprintf(ratio, sizeof ratio, "%.2fx statedict's load", py2l.seconds / load.seconds);
+        many_row("PyTorch 2.6 torch.load + load_state_dict", n, py2l, ratio);
+      }
+      if (n == (quick ? 10000 : 100000)) {
+        target("read of " + std::to_string(n) + " tensors, per tensor:", read.seconds / n * 1e6, " us", 3.0, true);
+        target("read of " + std::to_string(n) + " tensors, peak above start:", read.peak_mib, " MiB", 100.0, true);
+        target("load of " + std::to_string(n) + " tensors / their read:", load.seconds / read.seconds, "x", 2.0, true);
+      }
+    }
+  };
+  if (many_only) {
+    many_table();
+    std::cout << "\nTargets (issue #16), measured in this run:\n";
+    for (const auto& t : targets) std::cout << t << "\n";
+    return 0;
+  }
   std::cout << "| measurement | time (median of " << runs << ") | peak RSS above model | bytes read | ratio |\n|---|---|---|---|---|\n";
 
   if (tp_only) return tensor_parallel_rows(dir, quick ? 4 : 16, 4096) ? 0 : 1;
@@ -619,66 +689,7 @@ int main(int argc, char** argv) {
                   s.seconds / (static_cast<double>(file_size(p)) / (1 << 30)));
     std::cout << buf << std::endl;
   }
-  std::cout << "\n| many small tensors (64 floats each) | time | peak RSS above start | per tensor | ratio |\n|---|---|---|---|---|\n";
-  auto many_row = [](const std::string& what, int n, const Sample& s, const std::string& ratio) {
-    char buf[300];
-    if (!s.ok) {
-      std::snprintf(buf, sizeof buf, "| %6d tensors: %-38s | failed | | | |", n, what.c_str());
-    } else {
-      std::snprintf(buf, sizeof buf, "| %6d tensors: %-38s | %8.3f s | %6.0f MiB | %6.2f us | %s |", n, what.c_str(), s.seconds, s.peak_mib,
-                    s.seconds / n * 1e6, ratio.c_str());
-    }
-    std::cout << buf << std::endl;
-  };
-  for (int n : quick ? std::vector<int>{1000, 10000} : std::vector<int>{1000, 10000, 100000}) {
-    const std::string p = dir + "/many" + std::to_string(n) + ".pt";
-    if (!std::filesystem::exists(p)) continue;
-    warm(p);
-    // The read: the file parsed and every tensor's values in memory, as torch.load leaves them.
-    // Both are timed up to that point: freeing them comes after the clock, on either side.
-    const Sample read = med([&] {
-      return in_child([&](const Timer& timed) {
-        std::optional<statedict::Checkpoint> ck;
-        std::vector<statedict::NamedTensor> tensors;
-        timed([&] {
-          ck = statedict::read(p);
-          tensors = ck->tensors();
-        });
-        return tensors.size() == static_cast<std::size_t>(n);
-      });
-    });
-    const Sample load = med([&] { return statedict_load([&] { return make_many(n); }, p, false); });
-    const Sample match = med([&] {
-      return in_child([&](const Timer& timed) {
-        auto m = make_many(n);
-        const auto ck = statedict::read(p);
-        bool ok = false;
-        timed([&] { ok = statedict::diff(m, ck).ok(); });
-        return ok;
-      });
-    });
-    char ratio[80];
-    many_row("statedict read (every tensor in memory)", n, read, "");
-    std::snprintf(ratio, sizeof ratio, "%.2fx the read", load.seconds / read.seconds);
-    many_row("statedict load into a module", n, load, ratio);
-    many_row("statedict matching only (diff)", n, match, "");
-    const Sample py1 = python_load(torch1, "read", p, n, runs);
-    std::snprintf(ratio, sizeof ratio, "%.2fx statedict's read", py1.seconds / read.seconds);
-    many_row("PyTorch 1.13 torch.load", n, py1, ratio);
-    if (!torch2.empty()) {
-      const Sample py2r = python_load(torch2, "read", p, n, runs);
-      std::snprintf(ratio, sizeof ratio, "%.2fx statedict's read", py2r.seconds / read.seconds);
-      many_row("PyTorch 2.6 torch.load", n, py2r, ratio);
-      const Sample py2l = python_load(torch2, "load_many", p, n, runs);
-      std::snprintf(ratio, sizeof ratio, "%.2fx statedict's load", py2l.seconds / load.seconds);
-      many_row("PyTorch 2.6 torch.load + load_state_dict", n, py2l, ratio);
-    }
-    if (n == (quick ? 10000 : 100000)) {
-      target("read of " + std::to_string(n) + " tensors, per tensor:", read.seconds / n * 1e6, " us", 3.0, true);
-      target("read of " + std::to_string(n) + " tensors, peak above start:", read.peak_mib, " MiB", 100.0, true);
-      target("load of " + std::to_string(n) + " tensors / their read:", load.seconds / read.seconds, "x", 2.0, true);
-    }
-  }
+  many_table();
   std::cout << "\nTargets (issue #16), measured in this run:\n";
   for (const auto& t : targets) std::cout << t << "\n";
   const bool all_ok = values_ok && pread.ok && copy.ok && py.ok;

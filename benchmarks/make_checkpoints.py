@@ -4,7 +4,7 @@ torch zip, plain dict (LibTorch's pickle_load cannot read an OrderedDict), legac
 safetensors; and state dicts of 1k to 100k small tensors. Reuses files already there. For the
 headline files it also writes what Python's load_state_dict leaves in an fp32 model (sha256 of each
 tensor), which the benchmark compares with what statedict loaded.
-Usage: make_checkpoints.py OUTDIR [--quick]"""
+Usage: make_checkpoints.py OUTDIR [--quick] [--many]   (--many: only the many-small-tensor files)"""
 import collections
 import hashlib
 import json
@@ -18,6 +18,7 @@ from generate import save_safetensors, tensor_bytes  # noqa: E402
 
 out = sys.argv[1]
 quick = "--quick" in sys.argv
+many_only = "--many" in sys.argv
 os.makedirs(out, exist_ok=True)
 
 
@@ -30,7 +31,7 @@ def write(name, fn):
 
 torch.manual_seed(0)
 headline = 4 if quick else 16
-for n in ([1, 4] if quick else [1, 4, 16, 32]):
+for n in ([] if many_only else [1, 4] if quick else [1, 4, 16, 32]):
     sd = None
 
     def state():
@@ -57,8 +58,9 @@ def python_values(src, n):
     return fn
 
 
-write(f"mlp{headline}.values.json", python_values(os.path.join(out, f"mlp{headline}.pt"), headline))
-write(f"mlp{headline}_fp16.values.json", python_values(os.path.join(out, f"mlp{headline}_fp16.pt"), headline))
+if not many_only:
+    write(f"mlp{headline}.values.json", python_values(os.path.join(out, f"mlp{headline}.pt"), headline))
+    write(f"mlp{headline}_fp16.values.json", python_values(os.path.join(out, f"mlp{headline}_fp16.pt"), headline))
 
 
 def write_sharded(n, shards):
@@ -82,7 +84,8 @@ def write_sharded(n, shards):
     os.rename(index + ".tmp", index)
 
 
-write_sharded(headline, 4)
+if not many_only:
+    write_sharded(headline, 4)
 for n in ([1000, 10000] if quick else [1000, 10000, 100000]):
     write(f"many{n}.pt", lambda p: torch.save(collections.OrderedDict((f"p{i}", torch.randn(64)) for i in range(n)), p))
 print(f"checkpoints ready in {out}")

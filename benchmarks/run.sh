@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes (or reuses) the benchmark checkpoints with real PyTorch, then prints the side-by-side table.
-# Usage: benchmarks/run.sh [WORKDIR] [--quick] [--runs N]   (the full run needs ~6 GiB of disk)
+# Usage: benchmarks/run.sh [WORKDIR] [--quick] [--runs N] [--many]   (the full run needs ~6 GiB of disk;
+# --many: only the many-small-tensors table, ~40 MiB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-build/bench-data}
@@ -10,7 +11,7 @@ bash scripts/build.sh >/dev/null
 # The tensor-parallel rows' DCP folders need PyTorch 2.x: written in the trixie root when it exists
 # (scripts/trixie.sh makes it) and WORKDIR lies inside this checkout, where the root sees it.
 root=${STATEDICT_TRIXIE_ROOT:-/var/lib/statedict/trixie}
-case " $* " in *" --quick "*) ;; *)
+case " $* " in *" --quick "* | *" --many "*) ;; *)
   if [ -f "$root/.statedict-ready" ] && [ "${work#/}" = "$work" ]; then
     bash scripts/trixie.sh python3 benchmarks/make_dcp.py "$work" >&2
   else

@@ -348,6 +348,35 @@ TEST_CASE("values the memo or DUP shares outlive the tensor rebuild that consume
   const auto all = ck.tensors();  // a and b still share one storage in memory
   REQUIRE(all.size() == 4);
   CHECK(all[1].tensor.data_ptr<float>() == all[0].tensor.data_ptr<float>() + 1);
+
+  // A handler that puts a value in a second place (builtins.tuple copies the items of its argument)
+  // shares it: the hooks tuple(('x',)) is given back, the 'x' the memo's ('x',) holds is not.
+  const std::string tensor1 = pid("0", i1(1)) + i1(0) + i1(1) + "\x85" + i1(1) + "\x85\x89";
+  const auto copied =
+      statedict::read(torch_zip("copied_items.pt",
+                                PROTO + "}(" + uni("a") + rebuild + "(" + tensor1 + glob("builtins", "tuple") + uni("x") +
+                                    "\x85q\x05\x85RtR" + uni("c") + "h\x05" + uni("d") + uni("x1") + uni("e") + uni("x2") + "u.",
+                                {{"archive/data/0", le({5})}}));
+  REQUIRE(copied.at("c").size() == 1);
+  CHECK(copied.at("c")[0].as_string() == "x");
+  CHECK(copied.at("d").as_string() == "x1");
+  CHECK(copied.at("e").as_string() == "x2");
+  // An object given 17 keys by SETITEMS (so it has a key index) is given back as hooks; a dict made
+  // later in its slot (after 0 to 40 other values, so that one of them lands there) starts with no
+  // index of its own.
+  std::string keys;
+  for (int i = 0; i < 17; ++i) keys += uni("k" + std::to_string(i)) + "N";
+  for (int fill = 0; fill <= 40; ++fill) {
+    std::string values;
+    for (int i = 0; i < fill; ++i) values += uni("p");
+    const auto reused = statedict::read(torch_zip("reused_index.pt",
+                                                  PROTO + "}(" + uni("a") + rebuild + "(" + tensor1 + glob("foo", "Bar") + ")R(" + keys +
+                                                      "utR" + uni("b") + "(" + values + "1}(" + keys + "uu.",
+                                                  {{"archive/data/0", le({5})}}));
+    REQUIRE(reused.at("b").is_dict());
+    CHECK(reused.at("b").size() == 17);
+    CHECK(reused.at("b").keys().back() == "k16");
+  }
 }
 
 TEST_CASE("the walk that finds a pickle's memo reads knows every opcode the unpickler runs", "[bad][pickle]") {

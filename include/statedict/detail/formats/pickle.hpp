@@ -679,6 +679,16 @@ private:
     if (id >= pinned_.size()) pinned_.resize(std::max<std::size_t>(id + 1, pinned_.size() * 2), false);
     pinned_[id] = true;
   }
+  /// A node a handler puts in a second place (an item copied into a new container, an argument
+  /// returned as the result): it now has two holders, so it is never given back.
+  std::uint32_t share(std::uint32_t id) {
+    pin(id);
+    return id;
+  }
+  const std::vector<std::uint32_t>& share_all(const std::vector<std::uint32_t>& ids) {
+    for (auto id : ids) pin(id);
+    return ids;
+  }
   /// Gives back node `root` and what only it holds, stopping at pinned nodes: call it on a value
   /// an opcode has consumed whole (a persistent id, a rebuild's argument tuple) and kept nothing of.
   void recycle(std::uint32_t root) {
@@ -697,7 +707,7 @@ private:
       }
       if (nd.args() != npos) todo_.push_back(nd.args());
       if (nd.state() != npos) todo_.push_back(nd.state());
-      if (nd.kind == Kind::dict && !dict_index_.empty()) dict_index_.erase(id);
+      if (!dict_index_.empty()) dict_index_.erase(id);  // dicts and objects that got SETITEMS
       tree_.release(id);
     }
   }
@@ -1109,8 +1119,8 @@ private:
     for (auto pair : src.items) {
       const Node& pr = node(pair);
       if (pr.items.size() != 2) fail("pickle.type", op_at_, node(fn).text + " given an item that is not a pair");
-      flat.push_back(pr.items[0]);
-      flat.push_back(pr.items[1]);
+      flat.push_back(share(pr.items[0]));  // the pair may live on (in the memo)
+      flat.push_back(share(pr.items[1]));
     }
     setitems(d, flat);
     return d;
@@ -1124,13 +1134,13 @@ private:
   std::uint32_t make_parameter(std::uint32_t fn, std::uint32_t, const Args& a, const char*) {
     if (a.empty() || arg(a, 0).kind != Kind::tensor) fail("pickle.bad_tensor", op_at_, node(fn).text + " without a tensor");
     keep_requires_grad(a);
-    return a[0];
+    return share(a[0]);
   }
   /// PyTorch <= 0.3: Parameter(tensor[, requires_grad]) then BUILD; the tensor is what matters.
   std::uint32_t make_old_parameter(std::uint32_t, std::uint32_t, const Args& a, const char*) {
     if (a.empty() || arg(a, 0).kind != Kind::tensor) return npos;
     keep_requires_grad(a);
-    return a[0];
+    return share(a[0]);
   }
   void keep_requires_grad(const Args& a) {
     if (a.size() > 1 && arg(a, 1).kind == Kind::boolean && arg(a, 0).pending != npos)
@@ -1144,15 +1154,15 @@ private:
     pin(a[2]);  // the inner arguments stay an item of this call's tuple, which the memo may hold
     const std::uint32_t made = call(a[0], a[2]);
     --call_depth_;
-    return made;
+    return share(made);
   }
   std::uint32_t make_device_tensor(std::uint32_t, std::uint32_t, const Args& a, const char*) {
-    return !a.empty() && arg(a, 0).kind == Kind::tensor ? a[0] : npos;
+    return !a.empty() && arg(a, 0).kind == Kind::tensor ? share(a[0]) : npos;
   }
   std::uint32_t make_size(std::uint32_t, std::uint32_t, const Args& a, const char*) {
     if (a.size() != 1) fail("pickle.type", op_at_, "torch.Size takes one tuple");
     want_int_tuple(a[0], "torch.Size");
-    return make_seq(Kind::tuple, node(a[0]).items);
+    return make_seq(Kind::tuple, share_all(node(a[0]).items));
   }
   std::uint32_t make_encoded(std::uint32_t, std::uint32_t, const Args& a, const char*) {
     if (a.empty() || arg(a, 0).kind != Kind::string) fail("pickle.type", op_at_, "_codecs.encode needs a str");
@@ -1173,7 +1183,7 @@ private:
     const Node& src = arg(a, 0);
     if (src.kind != Kind::list && src.kind != Kind::tuple && src.kind != Kind::set)
       fail("pickle.type", op_at_, node(fn).text + " of a " + kind_name(a[0]));
-    node(s).items = src.items;
+    node(s).items = share_all(src.items);
     return s;
   }
   std::uint32_t make_complex(std::uint32_t, std::uint32_t, const Args& a, const char*) {
@@ -1196,10 +1206,10 @@ private:
     return tree_.add(std::move(nd));
   }
   std::uint32_t make_list(std::uint32_t, std::uint32_t, const Args& a, const char*) {
-    return make_seq(Kind::list, a.empty() ? Args{} : arg(a, 0).items);
+    return make_seq(Kind::list, a.empty() ? Args{} : share_all(arg(a, 0).items));
   }
   std::uint32_t make_tuple(std::uint32_t, std::uint32_t, const Args& a, const char*) {
-    return make_seq(Kind::tuple, a.empty() ? Args{} : arg(a, 0).items);
+    return make_seq(Kind::tuple, a.empty() ? Args{} : share_all(arg(a, 0).items));
   }
   std::uint32_t make_reconstructed(std::uint32_t fn, std::uint32_t, const Args& a, const char*) {
     if (a.empty() || node(a[0]).internal != Internal::global) fail("pickle.type", op_at_, node(fn).text + " without a class");
@@ -1391,7 +1401,7 @@ private:
       // The source text is never looked at, let alone run; the class stays an inert reference.
       if (t.items.size() != 4 || node(t.items[1]).internal != Internal::global)
         fail("pickle.bad_persistent_id", op_at_, "persistent id 'module' is not ('module', class, source file, source)");
-      return t.items[1];
+      return share(t.items[1]);
     }
     if (tag != "storage") fail("pickle.bad_persistent_id", op_at_, "persistent id tag '" + printable(tag) + "' (expected 'storage')");
     const std::size_t want = legacy_ ? 6 : 5;

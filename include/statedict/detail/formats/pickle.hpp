@@ -746,8 +746,11 @@ private:
   void push_bool(bool v) { push(shared_leaf(v ? true_ : false_, Kind::boolean, v)); }
   void push_int(std::int64_t v) {
     constexpr std::int64_t kShared = 65536;
-    std::uint32_t spare = npos;  // a larger int: a node of its own
-    push(shared_leaf(v >= 0 && v < kShared ? small_int_slot(static_cast<std::size_t>(v)) : spare, Kind::integer, false, v));
+    if (v >= 0 && v < kShared) return push(shared_leaf(small_int_slot(static_cast<std::size_t>(v)), Kind::integer, false, v));
+    Node nd;  // a larger int: a node of its own, not shared, so given back with what holds it
+    nd.kind = Kind::integer;
+    nd.integer = v;
+    push(tree_.add(std::move(nd)));
   }
   std::uint32_t& small_int_slot(std::size_t v) {
     if (v >= small_ints_.size())

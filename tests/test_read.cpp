@@ -207,6 +207,24 @@ TEST_CASE("tensors() reads neighbouring small storages together: same bytes, sam
       CHECK(t.tensor.storage().nbytes() == alone.storage().nbytes());
       CHECK(statedict::tensor_sha256(t.tensor) == statedict::tensor_sha256(alone));
     }
+    // Small storages read together share a block of memory (which outlives the Checkpoint, gone
+    // here): each is 64-byte aligned and none overlaps another, so writing every byte of each
+    // storage a value of its own leaves each one whole.
+    std::vector<at::Storage> storages;
+    for (const auto& t : all) {
+      const at::Storage& s = t.tensor.storage();
+      if (s.nbytes() == 0 || std::any_of(storages.begin(), storages.end(), [&](const at::Storage& o) { return o.is_alias_of(s); }))
+        continue;
+      CHECK(reinterpret_cast<std::uintptr_t>(s.data_ptr().get()) % 64 == 0);
+      storages.push_back(s);
+    }
+    REQUIRE(storages.size() > 3);
+    for (std::size_t i = 0; i < storages.size(); ++i)
+      std::memset(statedict::detail::storage_bytes(storages[i]), static_cast<int>(i % 251 + 1), storages[i].nbytes());
+    for (std::size_t i = 0; i < storages.size(); ++i) {
+      const std::uint8_t* p = statedict::detail::storage_bytes(storages[i]);
+      CHECK(std::all_of(p, p + storages[i].nbytes(), [&](std::uint8_t b) { return b == i % 251 + 1; }));
+    }
   }
   const auto ck = statedict::read(fixture("dtypes.pt"));
   const at::Tensor before = ck.at("tied_a").tensor();  // read alone first: tensors() keeps it

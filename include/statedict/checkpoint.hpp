@@ -12,6 +12,7 @@
 #include <cstring>
 #include <functional>
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -98,8 +99,10 @@ namespace detail {
 /// The tensors of a pread-only file (statedict::read's default) that the caller asked for, each
 /// storage read with pread on first use and kept: memory holds what was used, tensors that share a
 /// storage in the file (tied weights, views) share one in memory, and the file's pages are never
-/// touched through the mapping. Slots live in the maps' nodes (which never move), one per tensor
-/// node and one per storage, each filled once.
+/// touched through the mapping. One slot a tensor node (a deque indexed by node id, grown on
+/// demand: its elements never move) and one storage for each of the file's storages, each set once
+/// under the lock; the reading runs outside it. Two threads that read one storage at the same time
+/// both read it and the first to publish wins, so the tensors of a storage still share one.
 class ReadTensors {
 public:
   /// Node `id`'s tensor, fit to read: a view of a pread-only file is read now (once).
@@ -107,15 +110,16 @@ public:
     const at::Tensor& t = tensor_of(n);
     const MappedFile* f = n.pieces() ? nullptr : mapped_file_of(t);
     if (f == nullptr || !f->pread_only()) return t;
-    Slot* slot = nullptr;
-    StorageSlot* bytes = nullptr;
+    const void* impl = t.storage().unsafeGetStorageImpl();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      slot = &slots_[id];
-      bytes = &storages_[t.storage().unsafeGetStorageImpl()];
+      if (const at::Tensor* done = held(id)) return *done;
+      const auto it = storages_.find(impl);
+      if (it != storages_.end()) return publish(id, it->second, t);
     }
-    bytes->once([&] { bytes->storage = readable(t.storage(), key); });
-    return fill(*slot, *bytes, t);
+    at::Storage bytes = readable(t.storage(), key);
+    std::lock_guard<std::mutex> lock(mu_);
+    return publish(id, storages_.emplace(impl, std::move(bytes)).first->second, t);
   }
 
   /// One tensor wanted by tensors(): out[at] is node `node`'s entry.
@@ -124,20 +128,21 @@ public:
     std::uint32_t node;
   };
   /// get() for every entry of a whole list at once, as tensors() asks (100k small tensors are
-  /// common): one lock, each file checked for changes once, and the storages no larger than
-  /// `small` that lie near each other in the file read with one pread of at most `span` bytes
-  /// (then copied out, each into its own storage). Sets out[w.at].tensor.
+  /// common): one lock to look up and one to publish, each file checked for changes once, and the
+  /// storages no larger than `small` that lie near each other in the file read with one pread of
+  /// at most `span` bytes and packed into one block of memory that they share (SharedBlock), not
+  /// one allocation each. Sets out[w.at].tensor.
   void get_many(const Tree& tree, const std::vector<Want>& wants, std::vector<NamedTensor>& out) const {
     struct Job {
-      Slot* slot;
-      StorageSlot* bytes;
-      const at::Tensor* t;
+      const at::Tensor* t;  // the read's view of the file
       const MappedFile* f;
-      std::size_t at;
+      const void* impl;      // its storage, the key of storages_
       std::uint64_t offset;  // of the storage's first byte in the file
+      std::size_t nbytes;
+      std::size_t at;
+      std::uint32_t node;
     };
     std::vector<Job> jobs;
-    jobs.reserve(wants.size());
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (const Want& w : wants) {
@@ -146,71 +151,86 @@ public:
         const MappedFile* f = n.pieces() ? nullptr : mapped_file_of(t);
         if (f == nullptr || !f->pread_only()) {
           out[w.at].tensor = t;
-          continue;
+        } else if (const at::Tensor* done = held(w.node)) {
+          out[w.at].tensor = *done;
+        } else {
+          const void* impl = t.storage().unsafeGetStorageImpl();
+          const auto it = storages_.find(impl);
+          if (it != storages_.end()) {
+            out[w.at].tensor = publish(w.node, it->second, t);
+          } else {
+            const auto* first = static_cast<const std::uint8_t*>(t.storage().data_ptr().get());
+            jobs.push_back({&t, f, impl, static_cast<std::uint64_t>(first - f->data()), t.storage().nbytes(), w.at, w.node});
+          }
         }
-        const auto* first = static_cast<const std::uint8_t*>(t.storage().data_ptr().get());
-        jobs.push_back(
-            {&slots_[w.node], &storages_[t.storage().unsafeGetStorageImpl()], &t, f, w.at, static_cast<std::uint64_t>(first - f->data())});
       }
     }
-    // The small storages not read yet, by file and offset, each once.
-    std::vector<const Job*> unread;
-    for (const Job& j : jobs)
-      if (!j.bytes->once.done() && j.t->storage().nbytes() > 0 && j.t->storage().nbytes() <= small && !j.f->protected_copy())
-        unread.push_back(&j);
-    std::sort(unread.begin(), unread.end(), [](const Job* x, const Job* y) {
+    if (jobs.empty()) return;
+    // Each storage once, by file and offset.
+    std::vector<const Job*> order;
+    order.reserve(jobs.size());
+    for (const Job& j : jobs) order.push_back(&j);
+    std::sort(order.begin(), order.end(), [](const Job* x, const Job* y) {
       if (x->f != y->f) return std::less<const MappedFile*>()(x->f, y->f);
-      return x->offset != y->offset ? x->offset < y->offset : std::less<const StorageSlot*>()(x->bytes, y->bytes);
+      return x->offset != y->offset ? x->offset < y->offset : std::less<const void*>()(x->impl, y->impl);
     });
-    unread.erase(std::unique(unread.begin(), unread.end(), [](const Job* x, const Job* y) { return x->bytes == y->bytes; }), unread.end());
-    std::vector<const MappedFile*> checked;
-    auto check = [&](const MappedFile* f, const std::string& key) {
-      if (std::find(checked.begin(), checked.end(), f) != checked.end()) return;
-      check_unchanged(*f, key);
-      checked.push_back(f);
-    };
+    order.erase(std::unique(order.begin(), order.end(), [](const Job* x, const Job* y) { return x->impl == y->impl; }), order.end());
+    auto packable = [](const Job& j) { return j.nbytes > 0 && j.nbytes <= small && !j.f->protected_copy(); };
+    std::vector<std::pair<const void*, at::Storage>> read;
+    read.reserve(order.size());
+    const MappedFile* checked = nullptr;  // order is by file: the last file checked is the only one to remember
     std::vector<std::uint8_t> buf;
-    for (std::size_t i = 0; i < unread.size();) {
-      const Job& head = *unread[i];
-      std::uint64_t end = head.offset + head.t->storage().nbytes();
+    for (std::size_t i = 0; i < order.size();) {
+      const Job& head = *order[i];
+      const std::string& key = out[head.at].key;
+      if (!packable(head)) {  // a large (or empty) storage, read alone into its own memory; readable() checks the file
+        read.emplace_back(head.impl, readable(head.t->storage(), key));
+        ++i;
+        continue;
+      }
+      std::uint64_t end = head.offset + head.nbytes;
+      std::size_t packed = round64(head.nbytes);
       std::size_t k = i + 1;
-      for (; k < unread.size() && unread[k]->f == head.f && unread[k]->offset <= end + gap; ++k) {
-        const std::uint64_t e = unread[k]->offset + unread[k]->t->storage().nbytes();
+      for (; k < order.size() && order[k]->f == head.f && packable(*order[k]) && order[k]->offset <= end + gap; ++k) {
+        const std::uint64_t e = order[k]->offset + order[k]->nbytes;
         if (e - head.offset > span) break;
         end = std::max(end, e);
+        packed += round64(order[k]->nbytes);
       }
-      check(head.f, out[head.at].key);
+      if (checked != head.f) {
+        check_unchanged(*head.f, key);
+        checked = head.f;
+      }
       buf.resize(static_cast<std::size_t>(end - head.offset));
-      read_or_throw(*head.f, buf.data(), buf.size(), head.offset, out[head.at].key);
+      read_or_throw(*head.f, buf.data(), buf.size(), head.offset, key);
+      auto* block = new SharedBlock(packed);
+      const struct Drop {  // the filler's hold on the block; each storage made below holds it too
+        SharedBlock* b;
+        ~Drop() { release_block(b); }
+      } drop{block};
+      std::size_t at = 0;
       for (; i < k; ++i) {
-        const Job& j = *unread[i];
-        j.bytes->once([&] {
-          const std::size_t nbytes = j.t->storage().nbytes();
-          c10::Storage st(c10::Storage::use_byte_size_t(), nbytes, c10::GetCPUAllocator(), false);
-          if (nbytes > 0) std::memcpy(storage_bytes(st), buf.data() + (j.offset - head.offset), nbytes);
-          j.bytes->storage = std::move(st);
-        });
+        const Job& j = *order[i];
+        std::memcpy(block->bytes + at, buf.data() + (j.offset - head.offset), j.nbytes);
+        read.emplace_back(j.impl, storage_in_block(block, block->bytes + at, j.nbytes));
+        at += round64(j.nbytes);
       }
     }
-    for (const Job& j : jobs) {
-      j.bytes->once([&] {  // a large storage, read alone into its own memory
-        check(j.f, out[j.at].key);
-        j.bytes->storage = readable(j.t->storage(), out[j.at].key);
-      });
-      out[j.at].tensor = fill(*j.slot, *j.bytes, *j.t);
-    }
+    std::lock_guard<std::mutex> lock(mu_);
+    storages_.reserve(storages_.size() + read.size());
+    for (auto& r : read) storages_.emplace(r.first, std::move(r.second));  // another thread's may be there first: it wins
+    for (const Job& j : jobs) out[j.at].tensor = publish(j.node, storages_.find(j.impl)->second, *j.t);
   }
 
   /// What the caller holds of node `id`'s bytes (and may have changed): the tensor get() read for
-  /// it, or a view of its storage that get() read for another node (a tied weight); else nullptr.
+  /// it, or a view of its storage that get() read for another node (a tied weight); else nullopt.
   std::optional<at::Tensor> find(std::uint32_t id, const Node& n) const {
     if (!any_.load(std::memory_order_acquire) || n.pieces()) return std::nullopt;
     std::lock_guard<std::mutex> lock(mu_);
-    const auto it = slots_.find(id);
-    if (it != slots_.end() && it->second.once.done()) return it->second.tensor;
+    if (const at::Tensor* done = held(id)) return *done;
     if (!n.tensor.defined()) return std::nullopt;
     const auto st = storages_.find(n.tensor.storage().unsafeGetStorageImpl());
-    if (st != storages_.end() && st->second.once.done()) return view_on(st->second.storage, n.tensor);
+    if (st != storages_.end()) return view_on(st->second, n.tensor);
     return std::nullopt;
   }
 
@@ -218,27 +238,22 @@ private:
   static constexpr std::size_t small = 64 << 10;  // storages read together with their neighbours
   static constexpr std::uint64_t gap = 4 << 10;   // bytes between two such storages read and dropped
   static constexpr std::uint64_t span = 1 << 20;  // one pread's most
-  struct Slot {
-    Once once;
-    at::Tensor tensor;
-  };
-  struct StorageSlot {
-    Once once;
-    at::Storage storage;
-  };
+  static std::size_t round64(std::size_t n) { return (n + 63) / 64 * 64; }
   static at::Tensor view_on(const at::Storage& s, const at::Tensor& like) {
     return tensor_over(s, like.scalar_type(), like.storage_offset(), like.sizes(), like.strides());
   }
-  const at::Tensor& fill(Slot& slot, const StorageSlot& bytes, const at::Tensor& t) const {
-    slot.once([&] {
-      slot.tensor = view_on(bytes.storage, t);
-      any_.store(true, std::memory_order_release);
-    });
-    return slot.tensor;
+  // Both with mu_ held.
+  const at::Tensor* held(std::uint32_t id) const { return id < slots_.size() && slots_[id].defined() ? &slots_[id] : nullptr; }
+  const at::Tensor& publish(std::uint32_t id, const at::Storage& s, const at::Tensor& like) const {
+    if (id >= slots_.size()) slots_.resize(std::size_t{id} + 1);  // a deque grown at its end keeps its elements in place
+    at::Tensor& slot = slots_[id];
+    if (!slot.defined()) slot = view_on(s, like);
+    any_.store(true, std::memory_order_release);
+    return slot;
   }
   mutable std::mutex mu_;
-  mutable std::unordered_map<std::uint32_t, Slot> slots_;
-  mutable std::unordered_map<const void*, StorageSlot> storages_;
+  mutable std::deque<at::Tensor> slots_;
+  mutable std::unordered_map<const void*, at::Storage> storages_;
   mutable std::atomic<bool> any_{false};
 };
 

@@ -10,11 +10,40 @@
 #include <ATen/ATen.h>
 #include <c10/core/CPUAllocator.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <new>
 #include <string>
 
 namespace statedict::detail {
 
 inline void delete_file_ref(void* ctx) { delete static_cast<std::shared_ptr<MappedFile>*>(ctx); }
+
+/// Memory read with one pread that holds several small storages (ReadTensors::get_many): each
+/// storage's DataPtr points into it and counts as one holder, and the last holder to go frees it.
+/// The block is 64-byte aligned and starts at a file offset that is a multiple of 64, so a storage
+/// whose file offset is a multiple of 64 (every storage of a torch.save zip) is as aligned as
+/// memory of its own. A storage kept alive keeps its whole block (at most one pread's span).
+struct SharedBlock {
+  explicit SharedBlock(std::size_t n) : bytes(static_cast<std::uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64))) {
+    if (bytes == nullptr) throw std::bad_alloc();
+  }
+  ~SharedBlock() { std::free(bytes); }
+  SharedBlock(const SharedBlock&) = delete;
+  SharedBlock& operator=(const SharedBlock&) = delete;
+  std::uint8_t* bytes;
+  std::atomic<std::size_t> holders{1};  // the reader that fills it, until it is done
+};
+inline void release_block(void* ctx) {
+  auto* b = static_cast<SharedBlock*>(ctx);
+  if (b->holders.fetch_sub(1, std::memory_order_acq_rel) == 1) delete b;
+}
+/// A storage of `nbytes` at `at` inside `b`, holding `b`.
+inline c10::Storage storage_in_block(SharedBlock* b, std::uint8_t* at, std::size_t nbytes) {
+  b->holders.fetch_add(1, std::memory_order_relaxed);
+  c10::DataPtr dp(at, b, &release_block, c10::Device(c10::kCPU));
+  return c10::Storage(c10::Storage::use_byte_size_t(), nbytes, std::move(dp), nullptr, false);
+}
 
 /// The file a tensor's storage is a view of, if it came from statedict::read; else nullptr.
 inline const MappedFile* mapped_file_of(const c10::DataPtr& dp) {

@@ -185,13 +185,14 @@ inline std::shared_ptr<CheckpointData> read_safetensors(const std::shared_ptr<Ma
   cd->max_depth = opts.max_depth();
   Node root;
   root.kind = Kind::dict;
+  const FileViews views(f);
   for (const auto& e : h.entries) {
     Node k;
     k.kind = Kind::string;
     k.text = e.name;
     Node t;
     t.kind = Kind::tensor;
-    at::Storage s = storage_from_file(f, h.data_offset + e.begin, e.end - e.begin, e.dtype->size, 1, opts);
+    at::Storage s = storage_from_file(views, h.data_offset + e.begin, e.end - e.begin, e.dtype->size, 1, opts);
     t.tensor = tensor_on(s, e.dtype, 0, e.shape, contiguous_strides(e.shape));
     if (!native(e.dtype)) t.raw() = e.dtype;
     const auto ki = cd->tree.add(std::move(k));

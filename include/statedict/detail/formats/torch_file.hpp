@@ -19,14 +19,13 @@ namespace statedict::detail {
 /// mapping that nothing reads (readable() reads it with pread), unless its bytes need a byte swap.
 /// With `map_tensors`: a view when no byte swap is needed and the address suits the element type.
 /// Otherwise a copy, read now.
-inline at::Storage storage_from_file(const std::shared_ptr<MappedFile>& f, std::uint64_t offset, std::uint64_t nbytes,
-                                     std::size_t elem_size, std::size_t swap, const ReadOptions& opts) {
+inline at::Storage storage_from_file(const FileViews& views, std::uint64_t offset, std::uint64_t nbytes, std::size_t elem_size,
+                                     std::size_t swap, const ReadOptions& opts) {
+  MappedFile* f = &views.file();
   std::uint8_t* p = f->mutable_data() + offset;
   const bool aligned = opts.alias_misaligned() || reinterpret_cast<std::uintptr_t>(p) % std::min<std::size_t>(elem_size, 16) == 0;
   if (nbytes > 0 && swap <= 1 && (f->pread_only() || (opts.map_tensors() && aligned))) {
-    auto* ref = new std::shared_ptr<MappedFile>(f);
-    c10::DataPtr dp(p, ref, &delete_file_ref, c10::Device(c10::kCPU));
-    return c10::Storage(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(nbytes), std::move(dp), nullptr, false);
+    return c10::Storage(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(nbytes), views.view(p), nullptr, false);
   }
   c10::Storage s(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(nbytes), c10::GetCPUAllocator(), false);
   if (nbytes > 0) {
@@ -191,6 +190,7 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const
   const std::string pickle = z.read(*pkl);
   Unpickler up(st, opts, path, pkl->name, reinterpret_cast<const std::uint8_t*>(pickle.data()), pickle.size(), pkl->offset, false);
   const std::uint32_t root = up.run();
+  const FileViews views(f);
   for (auto& ss : st.storages) {
     if (!ss.view_of.empty()) continue;
     const ZipEntry* rec = z.find("data/" + ss.key);
@@ -202,7 +202,7 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const
                   "record has " + std::to_string(rec->size) + " bytes, the storage needs " + std::to_string(want) + " (" +
                       std::to_string(ss.numel) + " x " + std::to_string(es) + ")");
     z.payload(*rec);  // refuses a compressed record
-    ss.storage = storage_from_file(f, rec->offset, rec->size, es, ss.untyped ? 1 : swap_unit(ss.dtype, big_endian), opts);
+    ss.storage = storage_from_file(views, rec->offset, rec->size, es, ss.untyped ? 1 : swap_unit(ss.dtype, big_endian), opts);
   }
   // Untyped storages carry their dtype on the tensor; byte-swapping them is done per tensor dtype.
   if (big_endian)
@@ -267,6 +267,7 @@ inline std::shared_ptr<CheckpointData> read_legacy_window(const std::shared_ptr<
   const Node& keys = st.tree.nodes[values[4]];
   if (keys.kind != Kind::list) throw Error("legacy.keys", path, "pickle 5", "storage key list is not a list");
   std::vector<char> seen(st.storages.size(), 0);
+  const FileViews views(f);
   for (std::size_t i = 0; i < keys.items.size(); ++i) {
     const Node& k = st.tree.nodes[keys.items[i]];
     const std::uint32_t index = k.kind == Kind::string ? st.storage_by_key.find(k.text) : npos;
@@ -291,7 +292,7 @@ inline std::shared_ptr<CheckpointData> read_legacy_window(const std::shared_ptr<
     if (bytes > n - pos)
       throw Error("legacy.truncated", path, where,
                   "storage needs " + std::to_string(bytes) + " bytes, " + std::to_string(n - pos) + " left");
-    ss.storage = storage_from_file(f, pos, bytes, es, swap_unit(ss.dtype, big_endian), opts);
+    ss.storage = storage_from_file(views, pos, bytes, es, swap_unit(ss.dtype, big_endian), opts);
     pos += static_cast<std::size_t>(bytes);
   }
   for (std::size_t i = 0; i < st.storages.size(); ++i)

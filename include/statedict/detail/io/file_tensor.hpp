@@ -13,11 +13,40 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <memory>
 #include <string>
 
 namespace statedict::detail {
 
-inline void delete_file_ref(void* ctx) { delete static_cast<std::shared_ptr<MappedFile>*>(ctx); }
+/// What the views of one file's mapping hold: the file, open and mapped while any view lives. One
+/// for each read of a file, not one for each storage (a file of 100k small storages made 100k).
+struct FileAnchor {
+  explicit FileAnchor(std::shared_ptr<MappedFile> file) : f(std::move(file)) {}
+  std::shared_ptr<MappedFile> f;
+  std::atomic<std::size_t> holders{1};  // the reader's FileViews, until the read is done
+};
+inline void release_file_anchor(void* ctx) {
+  auto* a = static_cast<FileAnchor*>(ctx);
+  if (a->holders.fetch_sub(1, std::memory_order_acq_rel) == 1) delete a;
+}
+
+/// A reader's hold on one file's FileAnchor, from which it makes DataPtrs that view the mapping.
+class FileViews {
+public:
+  explicit FileViews(std::shared_ptr<MappedFile> f) : a_(new FileAnchor(std::move(f))) {}
+  ~FileViews() { release_file_anchor(a_); }
+  FileViews(const FileViews&) = delete;
+  FileViews& operator=(const FileViews&) = delete;
+  MappedFile& file() const { return *a_->f; }
+  /// A DataPtr to `p` (inside the mapping) that keeps the file until it goes.
+  c10::DataPtr view(std::uint8_t* p) const {
+    a_->holders.fetch_add(1, std::memory_order_relaxed);
+    return c10::DataPtr(p, a_, &release_file_anchor, c10::Device(c10::kCPU));
+  }
+
+private:
+  FileAnchor* a_;
+};
 
 /// Memory read with one pread that holds several small storages (ReadTensors::get_many): each
 /// storage's DataPtr points into it and counts as one holder, and the last holder to go frees it.
@@ -47,8 +76,8 @@ inline c10::Storage storage_in_block(SharedBlock* b, std::uint8_t* at, std::size
 
 /// The file a tensor's storage is a view of, if it came from statedict::read; else nullptr.
 inline const MappedFile* mapped_file_of(const c10::DataPtr& dp) {
-  if (dp.get_deleter() != &delete_file_ref) return nullptr;
-  return static_cast<std::shared_ptr<MappedFile>*>(dp.get_context())->get();
+  if (dp.get_deleter() != &release_file_anchor) return nullptr;
+  return static_cast<FileAnchor*>(dp.get_context())->f.get();
 }
 inline const MappedFile* mapped_file_of(const at::Tensor& t) { return t.defined() ? mapped_file_of(t.storage().data_ptr()) : nullptr; }
 

@@ -920,26 +920,28 @@ private:
       if (e == 0 || (static_cast<std::uint32_t>(e >> 32) == h && same_key(node(kv[(e & 0xffffffffU) - 1].first), key))) return s;
     }
   }
-  static void grow(DictIndex& ix, const Unpickler& u, const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kv) {
-    if (ix.slots.empty()) {  // first use: slot the keys the dict has
-      ix.slots.assign(64, 0);
-      for (std::size_t i = 0; i < kv.size(); ++i) {
-        const Node& k = u.node(kv[i].first);
-        if (!indexable(k)) continue;
-        const auto h = static_cast<std::uint32_t>(key_hash(k));
-        ix.slots[u.probe(ix, kv, k, h)] = (std::uint64_t{h} << 32) | (i + 1);
-        ++ix.used;
-      }
-      return;
+  /// Doubles the table (first use: 64 slots), re-slotting its entries by their stored hashes. On
+  /// first use the entries are made from the keys the dict has, which are distinct: setitems
+  /// compared each with the others while the dict had fewer than `searched` keys.
+  void grow(DictIndex& ix, const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kv) const {
+    std::vector<std::uint64_t> entries;
+    if (ix.slots.empty()) {
+      for (std::size_t i = 0; i < kv.size(); ++i)
+        if (const Node& k = node(kv[i].first); indexable(k)) entries.push_back((key_hash(k) & 0xffffffffULL) << 32 | (i + 1));
+    } else {
+      entries.swap(ix.slots);
     }
-    std::vector<std::uint64_t> old(ix.slots.size() * 2, 0);
-    old.swap(ix.slots);
+    std::size_t size = 64;  // a power of two at least twice the entries: a table of 2^k slots becomes 2^(k+1)
+    while (size < entries.size() * 2) size *= 2;
+    ix.slots.assign(size, 0);
+    ix.used = 0;
     const std::size_t mask = ix.slots.size() - 1;
-    for (const std::uint64_t e : old) {
+    for (const std::uint64_t e : entries) {
       if (e == 0) continue;
       std::size_t s = static_cast<std::uint32_t>(e >> 32) & mask;
       while (ix.slots[s] != 0) s = (s + 1) & mask;
       ix.slots[s] = e;
+      ++ix.used;
     }
   }
   void setitems(std::uint32_t target, const std::vector<std::uint32_t>& items) {
@@ -961,7 +963,7 @@ private:
           }
         } else {
           DictIndex& ix = dict_index_[target];
-          if (ix.slots.empty() || (ix.used + 1) * 2 > ix.slots.size()) grow(ix, *this, kv);
+          if (ix.slots.empty() || (ix.used + 1) * 2 > ix.slots.size()) grow(ix, kv);
           const auto h = static_cast<std::uint32_t>(key_hash(key));
           const std::size_t s = probe(ix, kv, key, h);
           if (ix.slots[s] != 0) {

@@ -4,6 +4,7 @@
 #include "models.hpp"
 
 #include <atomic>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -115,4 +116,31 @@ TEST_CASE("threads: a shared Checkpoint's tensors are read once on first use, wh
     }
     CHECK(sdtest::listing(ck.root()) == want);
   }
+}
+
+TEST_CASE("threads: a large storage every thread asks for at once is read once, not once a thread", "[threads]") {
+  // One 8 MiB tensor, read with pread on first use: the threads that ask while it is being read
+  // wait for that read. The process's read syscalls (/proc/self/io rchar) count its bytes once.
+  const std::string path = sdtest::temp_path("threads_big.pt");
+  statedict::save(std::vector<statedict::NamedTensor>{{"big", torch::arange(2 << 20, torch::kFloat32)}}, path);
+  auto rchar = [] {
+    std::ifstream io("/proc/self/io");
+    std::string field;
+    std::uint64_t value = 0;
+    while (io >> field >> value)
+      if (field == "rchar:") return value;
+    return std::uint64_t{0};
+  };
+  const statedict::Checkpoint ck = statedict::read(path);
+  const std::uint64_t before = rchar();
+  std::vector<at::Tensor> got(kThreads);
+  CHECK(on_threads([&](int i) {
+          got[static_cast<std::size_t>(i)] = ck.at("big").tensor();
+          return true;
+        }) == 0);
+  const std::uint64_t read = rchar() - before;
+  CHECK(read >= (8u << 20));
+  CHECK(read < (8u << 20) + (1u << 20));  // once (and a little: /proc/self/io itself), never twice
+  for (const auto& t : got) CHECK(t.storage().is_alias_of(got[0].storage()));
+  CHECK(got[0][(2 << 20) - 1].item<float>() == static_cast<float>((2 << 20) - 1));
 }

@@ -99,10 +99,13 @@ namespace detail {
 /// The tensors of a pread-only file (statedict::read's default) that the caller asked for, each
 /// storage read with pread on first use and kept: memory holds what was used, tensors that share a
 /// storage in the file (tied weights, views) share one in memory, and the file's pages are never
-/// touched through the mapping. One slot a tensor node (a deque indexed by node id, grown on
-/// demand: its elements never move) and one storage for each of the file's storages, each set once
-/// under the lock; the reading runs outside it. Two threads that read one storage at the same time
-/// both read it and the first to publish wins, so the tensors of a storage still share one.
+/// touched through the mapping. One slot a node (a deque indexed by node id, grown on demand to
+/// the largest id asked for, 8 bytes a node: its elements never move) and one storage for each of
+/// the file's storages, each set once under the lock; the reading runs outside it. A storage read
+/// by itself is read once, whoever asks (the others wait for it: a large storage read by eight
+/// threads at once is not eight copies); small storages read together by tensors() may be read by
+/// two such calls at the same time, the first to publish winning, so the tensors of a storage still
+/// share one.
 class ReadTensors {
 public:
   /// Node `id`'s tensor, fit to read: a view of a pread-only file is read now (once).
@@ -114,12 +117,10 @@ public:
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (const at::Tensor* done = held(id)) return *done;
-      const auto it = storages_.find(impl);
-      if (it != storages_.end()) return publish(id, it->second, t);
     }
-    at::Storage bytes = readable(t.storage(), key);
+    const at::Storage bytes = read_alone(impl, t, key);
     std::lock_guard<std::mutex> lock(mu_);
-    return publish(id, storages_.emplace(impl, std::move(bytes)).first->second, t);
+    return publish(id, bytes, t);
   }
 
   /// One tensor wanted by tensors(): out[at] is node `node`'s entry.
@@ -143,6 +144,7 @@ public:
       std::uint32_t node;
     };
     std::vector<Job> jobs;
+    jobs.reserve(wants.size());
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (const Want& w : wants) {
@@ -184,7 +186,7 @@ public:
       const Job& head = *order[i];
       const std::string& key = out[head.at].key;
       if (!packable(head)) {  // a large (or empty) storage, read alone into its own memory; readable() checks the file
-        read.emplace_back(head.impl, readable(head.t->storage(), key));
+        read.emplace_back(head.impl, read_alone(head.impl, *head.t, key));
         ++i;
         continue;
       }
@@ -218,7 +220,7 @@ public:
     }
     std::lock_guard<std::mutex> lock(mu_);
     storages_.reserve(storages_.size() + read.size());
-    for (auto& r : read) storages_.emplace(r.first, std::move(r.second));  // another thread's may be there first: it wins
+    for (auto& r : read) storages_.try_emplace(r.first, std::move(r.second));  // another call's may be there first: it wins
     for (const Job& j : jobs) out[j.at].tensor = publish(j.node, storages_.find(j.impl)->second, *j.t);
   }
 
@@ -242,6 +244,28 @@ private:
   static at::Tensor view_on(const at::Storage& s, const at::Tensor& like) {
     return tensor_over(s, like.scalar_type(), like.storage_offset(), like.sizes(), like.strides());
   }
+  /// The storage `impl` (the storage of the read's view `t`) read into memory, once: the first
+  /// caller reads it (outside the lock) while later ones wait on its Once; if the read throws, the
+  /// next waiter tries again.
+  at::Storage read_alone(const void* impl, const at::Tensor& t, const std::string& key) const {
+    std::shared_ptr<Once> once;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const auto it = storages_.find(impl);
+      if (it != storages_.end()) return it->second;
+      auto& reading = reading_[impl];
+      if (!reading) reading = std::make_shared<Once>();
+      once = reading;
+    }
+    (*once)([&] {
+      at::Storage bytes = readable(t.storage(), key);
+      std::lock_guard<std::mutex> lock(mu_);
+      storages_.try_emplace(impl, std::move(bytes));
+      reading_.erase(impl);
+    });
+    std::lock_guard<std::mutex> lock(mu_);
+    return storages_.find(impl)->second;
+  }
   // Both with mu_ held.
   const at::Tensor* held(std::uint32_t id) const { return id < slots_.size() && slots_[id].defined() ? &slots_[id] : nullptr; }
   const at::Tensor& publish(std::uint32_t id, const at::Storage& s, const at::Tensor& like) const {
@@ -254,6 +278,7 @@ private:
   mutable std::mutex mu_;
   mutable std::deque<at::Tensor> slots_;
   mutable std::unordered_map<const void*, at::Storage> storages_;
+  mutable std::unordered_map<const void*, std::shared_ptr<Once>> reading_;  // storages being read alone
   mutable std::atomic<bool> any_{false};
 };
 

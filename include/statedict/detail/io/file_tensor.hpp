@@ -50,9 +50,8 @@ private:
 
 /// Memory read with one pread that holds several small storages (ReadTensors::get_many): each
 /// storage's DataPtr points into it and counts as one holder, and the last holder to go frees it.
-/// The block is 64-byte aligned and starts at a file offset that is a multiple of 64, so a storage
-/// whose file offset is a multiple of 64 (every storage of a torch.save zip) is as aligned as
-/// memory of its own. A storage kept alive keeps its whole block (at most one pread's span).
+/// The block is 64-byte aligned and its storages are placed at 64-byte steps, as aligned as memory
+/// of their own. A storage kept alive keeps its whole block (at most one pread's span).
 struct SharedBlock {
   explicit SharedBlock(std::size_t n) : bytes(static_cast<std::uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64))) {
     if (bytes == nullptr) throw std::bad_alloc();

@@ -550,10 +550,13 @@ int main(int argc, char** argv) {
       }
     }
   };
-  if (many_only) {
-    many_table();
+  auto print_targets = [&] {
     std::cout << "\nTargets (issue #16), measured in this run:\n";
     for (const auto& t : targets) std::cout << t << "\n";
+  };
+  if (many_only) {
+    many_table();
+    print_targets();
     return 0;
   }
   std::cout << "| measurement | time (median of " << runs << ") | peak RSS above model | bytes read | ratio |\n|---|---|---|---|---|\n";
@@ -690,8 +693,7 @@ int main(int argc, char** argv) {
     std::cout << buf << std::endl;
   }
   many_table();
-  std::cout << "\nTargets (issue #16), measured in this run:\n";
-  for (const auto& t : targets) std::cout << t << "\n";
+  print_targets();
   const bool all_ok = values_ok && pread.ok && copy.ok && py.ok;
   if (!all_ok) std::cout << "\nFAILED: a measurement failed or loaded other values than Python's\n";
   return all_ok ? 0 : 1;

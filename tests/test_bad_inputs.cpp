@@ -272,6 +272,18 @@ TEST_CASE("odd but harmless pickles read: inert classes, big ints, huge memo ind
   CHECK(text_ints.root()[3].as_int() == -300);
   const auto memo = read_pickle("memo.pt", PROTO + "}r\xff\xff\xff\xff" + "j\xff\xff\xff\xff" + "0.");
   CHECK(memo.root().is_dict());
+  // A far-off memo index (kept apart from the 0, 1, 2, ... a pickler writes) is found after later
+  // puts reach past it, and storing it again is no new entry: MEMOIZE's index counts distinct
+  // indices, as Python's memo does (5000, 0..459, 5001: the next is 462).
+  std::string near;
+  for (std::uint32_t i = 0; i < 460; ++i) near += "Nr" + u32le(i) + "0";
+  const auto far = read_pickle("memo_far.pt", PROTO + uni("far") + "r" + u32le(5000) + "0" + near + "Nr" + u32le(5001) + "0(j" +
+                                                  u32le(5000) + uni("again") + "r" + u32le(5000) + "0" + uni("memoized") + "\x94" + "0j" +
+                                                  u32le(5000) + "j" + u32le(462) + "l.");
+  REQUIRE(far.root().size() == 3);
+  CHECK(far.root()[0].as_string() == "far");
+  CHECK(far.root()[1].as_string() == "again");
+  CHECK(far.root()[2].as_string() == "memoized");
   const auto keys = read_pickle("int_keys.pt", PROTO + "}" + i1(7) + uni("x") + "s.");
   CHECK(keys.root().keys() == std::vector<std::string>{"7"});
   CHECK(keys.at("7").as_string() == "x");

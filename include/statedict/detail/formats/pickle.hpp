@@ -646,12 +646,18 @@ private:
   }
   // Picklers number memo entries 0, 1, 2, ...: those live in a vector; a far-off index (only a
   // hand-made file has one) goes to a map. The vector never outgrows twice the BINPUTs seen, so a
-  // hostile index cannot make it huge.
+  // hostile index cannot make it huge. When it grows past indices the map holds, they move into it:
+  // an index lives in one place only, so BINGET finds it and a second BINPUT of it is no new entry.
   void memo_put(std::uint32_t idx) {
     ++memo_puts_;
     bool fresh;
     if (idx < dense_memo_.size() || static_cast<std::uint64_t>(idx) < 2 * memo_puts_ + 4096) {
-      if (idx >= dense_memo_.size()) dense_memo_.resize(idx + 1, npos);
+      if (idx >= dense_memo_.size()) {
+        const std::size_t reached = dense_memo_.size();
+        dense_memo_.resize(std::size_t{idx} + 1, npos);
+        for (auto it = memo_.lower_bound(static_cast<std::uint32_t>(reached)); it != memo_.end() && it->first <= idx; it = memo_.erase(it))
+          dense_memo_[it->first] = it->second;
+      }
       fresh = dense_memo_[idx] == npos;
       dense_memo_[idx] = top();
     } else {
@@ -1566,7 +1572,7 @@ private:
   std::vector<std::uint32_t> dense_memo_;  // npos: never stored
   std::uint64_t memo_puts_ = 0;
   std::uint32_t memo_count_ = 0;
-  std::unordered_map<std::uint32_t, std::uint32_t> memo_;
+  std::map<std::uint32_t, std::uint32_t> memo_;  // far-off indices, in order (see memo_put)
   std::unordered_map<std::uint32_t, DictIndex> dict_index_;
   // Giving back nodes (recycle): on when memo_reads walked the pickle. pinned_[id]: node id may be
   // referred to more than once (a shared leaf, DUP'd, or stored at a memo index the pickle reads).

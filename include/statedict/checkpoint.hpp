@@ -103,9 +103,9 @@ namespace detail {
 /// the largest id asked for, 8 bytes a node: its elements never move) and one storage for each of
 /// the file's storages, each set once under the lock; the reading runs outside it. A storage read
 /// by itself is read once, whoever asks (the others wait for it: a large storage read by eight
-/// threads at once is not eight copies); small storages read together by tensors() may be read by
-/// two such calls at the same time, the first to publish winning, so the tensors of a storage still
-/// share one.
+/// threads at once is not eight copies). A small storage that tensors() packs with others may be
+/// read a second time by a get() or another tensors() running at the same moment; the first copy
+/// published wins, so the tensors of a storage still share one.
 class ReadTensors {
 public:
   /// Node `id`'s tensor, fit to read: a view of a pread-only file is read now (once).

@@ -221,7 +221,8 @@ TEST_CASE("tensors() reads neighbouring small storages together: same bytes, sam
     REQUIRE(storages.size() > 3);
     std::map<void*, int> per_block;  // packed they are: several storages share one block
     for (const auto& s : storages)
-      if (s.data_ptr().get_deleter() == &statedict::detail::release_block) ++per_block[s.data_ptr().get_context()];
+      if (s.data_ptr().get_deleter() == &statedict::detail::Shared<statedict::detail::AlignedBytes>::release)
+        ++per_block[s.data_ptr().get_context()];
     CHECK(std::any_of(per_block.begin(), per_block.end(), [](const auto& b) { return b.second > 1; }));
     for (std::size_t i = 0; i < storages.size(); ++i)
       std::memset(statedict::detail::storage_bytes(storages[i]), static_cast<int>(i % 251 + 1), storages[i].nbytes());

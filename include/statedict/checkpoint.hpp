@@ -131,7 +131,7 @@ public:
   /// get() for every entry of a whole list at once, as tensors() asks (100k small tensors are
   /// common): one lock to look up and one to publish, each file checked for changes once, and the
   /// storages no larger than `small` that lie near each other in the file read with one pread of
-  /// at most `span` bytes and packed into one block of memory that they share (SharedBlock), not
+  /// at most `span` bytes and packed into one block of memory that they share (AlignedBytes), not
   /// one allocation each. Sets out[w.at].tensor.
   void get_many(const Tree& tree, const std::vector<Want>& wants, std::vector<NamedTensor>& out) const {
     struct Job {
@@ -205,16 +205,12 @@ public:
       }
       buf.resize(static_cast<std::size_t>(end - head.offset));
       read_or_throw(*head.f, buf.data(), buf.size(), head.offset, key);
-      auto* block = new SharedBlock(packed);
-      const struct Drop {  // the filler's hold on the block; each storage made below holds it too
-        SharedBlock* b;
-        ~Drop() { release_block(b); }
-      } drop{block};
+      const SharedHold<AlignedBytes> block(packed);  // each storage made below holds it too
       std::size_t at = 0;
       for (; i < k; ++i) {
         const Job& j = *order[i];
         std::memcpy(block->bytes + at, buf.data() + (j.offset - head.offset), j.nbytes);
-        read.emplace_back(j.impl, storage_in_block(block, block->bytes + at, j.nbytes));
+        read.emplace_back(j.impl, c10::Storage(c10::Storage::use_byte_size_t(), j.nbytes, block.view(block->bytes + at), nullptr, false));
         at += round64(j.nbytes);
       }
     }

@@ -917,6 +917,8 @@ private:
     std::size_t used = 0;
   };
   static constexpr std::size_t searched = 16;  // dicts of fewer keys have no table
+  /// A slot's entry: hash `h` of the key at kv position `pos`.
+  static std::uint64_t slot_entry(std::uint32_t h, std::size_t pos) { return (std::uint64_t{h} << 32) | (pos + 1); }
   /// The slot of `key` (hash `h`) in `ix`: the one holding it, or the empty slot where it goes.
   std::size_t probe(const DictIndex& ix, const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kv, const Node& key,
                     std::uint32_t h) const {
@@ -933,7 +935,7 @@ private:
     std::vector<std::uint64_t> entries;
     if (ix.slots.empty()) {
       for (std::size_t i = 0; i < kv.size(); ++i)
-        if (const Node& k = node(kv[i].first); indexable(k)) entries.push_back((key_hash(k) & 0xffffffffULL) << 32 | (i + 1));
+        if (const Node& k = node(kv[i].first); indexable(k)) entries.push_back(slot_entry(static_cast<std::uint32_t>(key_hash(k)), i));
     } else {
       entries.swap(ix.slots);
     }
@@ -976,7 +978,7 @@ private:
             kv[(ix.slots[s] & 0xffffffffU) - 1].second = items[k + 1];
             continue;
           }
-          ix.slots[s] = (std::uint64_t{h} << 32) | (kv.size() + 1);
+          ix.slots[s] = slot_entry(h, kv.size());
           ++ix.used;
         }
       }

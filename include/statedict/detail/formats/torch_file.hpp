@@ -21,7 +21,7 @@ namespace statedict::detail {
 /// Otherwise a copy, read now.
 inline at::Storage storage_from_file(const FileViews& views, std::uint64_t offset, std::uint64_t nbytes, std::size_t elem_size,
                                      std::size_t swap, const ReadOptions& opts) {
-  MappedFile* f = &views.file();
+  MappedFile* f = views->get();
   std::uint8_t* p = f->mutable_data() + offset;
   const bool aligned = opts.alias_misaligned() || reinterpret_cast<std::uintptr_t>(p) % std::min<std::size_t>(elem_size, 16) == 0;
   if (nbytes > 0 && swap <= 1 && (f->pread_only() || (opts.map_tensors() && aligned))) {

@@ -15,68 +15,62 @@
 #include <new>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace statedict::detail {
 
-/// What the views of one file's mapping hold: the file, open and mapped while any view lives. One
-/// for each read of a file, not one for each storage (a file of 100k small storages made 100k).
-struct FileAnchor {
-  explicit FileAnchor(std::shared_ptr<MappedFile> file) : f(std::move(file)) {}
-  std::shared_ptr<MappedFile> f;
-  std::atomic<std::size_t> holders{1};  // the reader's FileViews, until the read is done
+/// A heap object that storages' DataPtrs share (the file of a read, a block of packed storages):
+/// its maker holds it through a SharedHold, each DataPtr the hold makes holds it too, and the last
+/// to let go deletes it. `release`, the DataPtrs' deleter, also says what a DataPtr points into.
+template <class T> struct Shared {
+  template <class... A> explicit Shared(A&&... a) : value(std::forward<A>(a)...) {}
+  T value;
+  std::atomic<std::size_t> holders{1};  // the maker's SharedHold, until it goes
+  static void release(void* ctx) {
+    auto* s = static_cast<Shared*>(ctx);
+    if (s->holders.fetch_sub(1, std::memory_order_acq_rel) == 1) delete s;
+  }
 };
-inline void release_file_anchor(void* ctx) {
-  auto* a = static_cast<FileAnchor*>(ctx);
-  if (a->holders.fetch_sub(1, std::memory_order_acq_rel) == 1) delete a;
-}
-
-/// A reader's hold on one file's FileAnchor, from which it makes DataPtrs that view the mapping.
-class FileViews {
+/// The maker's hold on a new Shared<T>, and the DataPtrs into it.
+template <class T> class SharedHold {
 public:
-  explicit FileViews(std::shared_ptr<MappedFile> f) : a_(new FileAnchor(std::move(f))) {}
-  ~FileViews() { release_file_anchor(a_); }
-  FileViews(const FileViews&) = delete;
-  FileViews& operator=(const FileViews&) = delete;
-  MappedFile& file() const { return *a_->f; }
-  /// A DataPtr to `p` (inside the mapping) that keeps the file until it goes.
-  c10::DataPtr view(std::uint8_t* p) const {
-    a_->holders.fetch_add(1, std::memory_order_relaxed);
-    return c10::DataPtr(p, a_, &release_file_anchor, c10::Device(c10::kCPU));
+  template <class... A> explicit SharedHold(A&&... a) : s_(new Shared<T>(std::forward<A>(a)...)) {}
+  ~SharedHold() { Shared<T>::release(s_); }
+  SharedHold(const SharedHold&) = delete;
+  SharedHold& operator=(const SharedHold&) = delete;
+  T& operator*() const { return s_->value; }
+  T* operator->() const { return &s_->value; }
+  /// A DataPtr to `p` (inside what T holds) that keeps it until the DataPtr goes.
+  c10::DataPtr view(void* p) const {
+    s_->holders.fetch_add(1, std::memory_order_relaxed);
+    return c10::DataPtr(p, s_, &Shared<T>::release, c10::Device(c10::kCPU));
   }
 
 private:
-  FileAnchor* a_;
+  Shared<T>* s_;
 };
 
-/// Memory read with one pread that holds several small storages (ReadTensors::get_many): each
-/// storage's DataPtr points into it and counts as one holder, and the last holder to go frees it.
-/// The block is 64-byte aligned and its storages are placed at 64-byte steps, as aligned as memory
-/// of their own. A storage kept alive keeps its whole block (at most one pread's span).
-struct SharedBlock {
-  explicit SharedBlock(std::size_t n) : bytes(static_cast<std::uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64))) {
+/// What the views a read makes of a file's mapping hold: the file, open and mapped while any view
+/// lives. One for each read of a file, not one for each storage (100k small storages made 100k).
+using FileViews = SharedHold<std::shared_ptr<MappedFile>>;
+
+/// Memory that holds several small storages read with one pread (ReadTensors::get_many), shared
+/// by them through a SharedHold: 64-byte aligned, its storages placed at 64-byte steps, as aligned
+/// as memory of their own. A storage kept alive keeps its whole block (at most one pread's span).
+struct AlignedBytes {
+  explicit AlignedBytes(std::size_t n) : bytes(static_cast<std::uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64))) {
     if (bytes == nullptr) throw std::bad_alloc();
   }
-  ~SharedBlock() { std::free(bytes); }
-  SharedBlock(const SharedBlock&) = delete;
-  SharedBlock& operator=(const SharedBlock&) = delete;
+  ~AlignedBytes() { std::free(bytes); }
+  AlignedBytes(const AlignedBytes&) = delete;
+  AlignedBytes& operator=(const AlignedBytes&) = delete;
   std::uint8_t* bytes;
-  std::atomic<std::size_t> holders{1};  // the reader that fills it, until it is done
 };
-inline void release_block(void* ctx) {
-  auto* b = static_cast<SharedBlock*>(ctx);
-  if (b->holders.fetch_sub(1, std::memory_order_acq_rel) == 1) delete b;
-}
-/// A storage of `nbytes` at `at` inside `b`, holding `b`.
-inline c10::Storage storage_in_block(SharedBlock* b, std::uint8_t* at, std::size_t nbytes) {
-  b->holders.fetch_add(1, std::memory_order_relaxed);
-  c10::DataPtr dp(at, b, &release_block, c10::Device(c10::kCPU));
-  return c10::Storage(c10::Storage::use_byte_size_t(), nbytes, std::move(dp), nullptr, false);
-}
 
 /// The file a tensor's storage is a view of, if it came from statedict::read; else nullptr.
 inline const MappedFile* mapped_file_of(const c10::DataPtr& dp) {
-  if (dp.get_deleter() != &release_file_anchor) return nullptr;
-  return static_cast<FileAnchor*>(dp.get_context())->f.get();
+  if (dp.get_deleter() != &Shared<std::shared_ptr<MappedFile>>::release) return nullptr;
+  return static_cast<Shared<std::shared_ptr<MappedFile>>*>(dp.get_context())->value.get();
 }
 inline const MappedFile* mapped_file_of(const at::Tensor& t) { return t.defined() ? mapped_file_of(t.storage().data_ptr()) : nullptr; }
 

@@ -242,6 +242,61 @@ TEST_CASE("tensors() reads neighbouring small storages together: same bytes, sam
   CHECK(ck.at("scalar").tensor().storage().is_alias_of(by_key.at("scalar").storage()));  // and at() after tensors()
 }
 
+TEST_CASE("a torch.save file's tensors are described, not made, until asked for", "[read][memory]") {
+  // An at::Tensor and a storage view for each of 100k small tensors cost ~35 MiB that a read need not
+  // hold: the tree keeps a description (FileTensors); tensors(), at() and the internal lists make
+  // the same tensors from it as a mapped read makes.
+  for (const char* name : {"dtypes.pt", "dtypes_legacy.pt", "resnet_plain.pt"}) {
+    INFO(name);
+    auto file = statedict::detail::MappedFile::open(fixture(name), /*pread_only=*/true);
+    auto cd = std::string(name).find("legacy") != std::string::npos ? statedict::detail::read_legacy(file, {})
+                                                                    : statedict::detail::read_torch_zip(file, {});
+    std::size_t described = 0, views = 0;  // a tensor a pickle holds in itself (a numpy value) is made
+    for (const auto& n : cd->tree.nodes)
+      if (n.kind == statedict::Kind::tensor) {
+        described += cd->handed.described(n) && !n.tensor.defined();
+        views += statedict::detail::mapped_file_of(n.tensor) != nullptr;
+      }
+    CHECK(views == 0);
+    CHECK(described > 0);
+    CHECK(cd->handed.files.tensors.size() == described);
+    const statedict::Checkpoint ck = statedict::detail::make_checkpoint(cd);
+    const statedict::Checkpoint mapped = statedict::read(fixture(name), statedict::ReadOptions{}.map_tensors(true));
+    const auto listed = ck.tensors();
+    REQUIRE(listed.size() == mapped.tensors().size());
+    for (const auto& t : listed) {
+      INFO(t.key);
+      const at::Tensor want = mapped.at(t.key).raw_tensor();
+      CHECK(t.tensor.sizes() == want.sizes());
+      CHECK(t.tensor.strides() == want.strides());
+      CHECK(t.tensor.scalar_type() == want.scalar_type());
+      CHECK(statedict::tensor_sha256(t.tensor) == statedict::tensor_sha256(want));
+      CHECK(ck.at(t.key).repr() == mapped.at(t.key).repr());
+    }
+    // As read (what load and convert work from): views of the file at the mapped read's offsets, and
+    // tensors of one storage on one storage view.
+    const auto as_read = statedict::detail::lazy_tensors(statedict::read(fixture(name)).root());  // nothing handed out yet
+    const auto mapped_read = statedict::detail::lazy_tensors(mapped.root());
+    REQUIRE(as_read.size() == mapped_read.size());
+    for (std::size_t i = 0; i < as_read.size(); ++i) {
+      INFO(as_read[i].key);
+      const auto* f = statedict::detail::mapped_file_of(as_read[i].tensor);
+      const auto* g = statedict::detail::mapped_file_of(mapped_read[i].tensor);
+      if (g != nullptr) {  // (a mapped legacy file copies its storages: they lie unaligned)
+        REQUIRE(f != nullptr);
+        CHECK(statedict::detail::file_offset(*f, as_read[i].tensor) == statedict::detail::file_offset(*g, mapped_read[i].tensor));
+      }
+      for (std::size_t j = 0; j < i; ++j)
+        CHECK(as_read[i].tensor.storage().is_alias_of(as_read[j].tensor.storage()) ==
+              mapped_read[i].tensor.storage().is_alias_of(mapped_read[j].tensor.storage()));
+    }
+  }
+  // DCP takes the tensors of its records out of the tree: those are made.
+  auto cd = statedict::detail::read_torch_zip(
+      statedict::detail::ZipArchive(statedict::detail::MappedFile::open(fixture("dtypes.pt"), true)), {}, /*describe=*/false);
+  CHECK(cd->handed.files.tensors.empty());
+}
+
 TEST_CASE("reading a torch zip file maps none of its pages: the reader parses it with pread", "[read][memory]") {
   // Touching the mapping would pull the page-cache folio around the spot (up to 2 MiB of tensor
   // bytes) into the process; reading a 1 GiB checkpoint then cost 13-32 MiB of RSS before any load.

@@ -96,10 +96,65 @@ class Value;
 class Checkpoint;
 
 namespace detail {
-/// The tensors of a pread-only file (statedict::read's default) that the caller asked for, each
-/// storage read with pread on first use and kept: memory holds what was used, tensors that share a
-/// storage in the file (tied weights, views) share one in memory, and the file's pages are never
-/// touched through the mapping. One slot a node (a deque indexed by node id, grown on demand to
+/// The tensors of a pread-only file (statedict::read's default), described rather than made: an
+/// at::Tensor and the storage view under it cost two allocations and ~350 bytes, a description 32
+/// bytes here and its dimensions. A described node has no `tensor`; its Node::pending is its index
+/// in `tensors`. ReadTensors makes the tensors when they are asked for.
+struct FileTensors {
+  struct Stored {  // a storage's bytes in the file
+    std::uint64_t offset = 0, nbytes = 0;
+  };
+  struct Described {
+    std::uint32_t storage = 0;  // index into storages
+    std::uint32_t dim = 0;
+    std::uint64_t dims_at = 0;  // its sizes, then its strides, in dims
+    Dtype dtype = nullptr;
+    std::int64_t offset = 0;  // in elements
+  };
+  std::unique_ptr<FileViews> views;  // the file; storage views made of it hold it
+  std::vector<Stored> storages;
+  std::vector<Described> tensors;
+  std::vector<std::int64_t> dims;
+
+  std::uint32_t add_storage(std::uint64_t offset, std::uint64_t nbytes) {
+    storages.push_back({offset, nbytes});
+    return static_cast<std::uint32_t>(storages.size() - 1);
+  }
+  std::uint32_t describe(std::uint32_t storage, Dtype dtype, std::int64_t offset, const std::vector<std::int64_t>& sizes,
+                         const std::vector<std::int64_t>& strides) {
+    tensors.push_back({storage, static_cast<std::uint32_t>(sizes.size()), dims.size(), dtype, offset});
+    dims.insert(dims.end(), sizes.begin(), sizes.end());
+    dims.insert(dims.end(), strides.begin(), strides.end());
+    return static_cast<std::uint32_t>(tensors.size() - 1);
+  }
+  MappedFile& file() const { return *(*views)->get(); }
+  at::IntArrayRef sizes(const Described& d) const { return {dims.data() + d.dims_at, d.dim}; }
+  at::IntArrayRef strides(const Described& d) const { return {dims.data() + d.dims_at + d.dim, d.dim}; }
+  /// The tensor `d` over `s` (its storage's bytes, wherever they are).
+  at::Tensor on(const at::Storage& s, const Described& d) const { return tensor_on(s, d.dtype, d.offset, sizes(d), strides(d)); }
+  /// Storage `i` as a view of the file's mapping, as a reader that makes tensors makes it.
+  at::Storage view(std::uint32_t i) const {
+    const Stored& s = storages[i];
+    return c10::Storage(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(s.nbytes), views->view(file().mutable_data() + s.offset),
+                        nullptr, false);
+  }
+  /// Storage `i` read into memory with pread, as readable() reads a view's storage.
+  at::Storage read(std::uint32_t i, const std::string& key) const {
+    const MappedFile& f = file();
+    if (f.protected_copy()) return view(i);  // a protected mapping a writer broke is memory of our own now
+    check_unchanged(f, key);
+    const Stored& s = storages[i];
+    c10::Storage out(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(s.nbytes), c10::GetCPUAllocator(), false);
+    read_or_throw(f, storage_bytes(out), static_cast<std::size_t>(s.nbytes), s.offset, key);
+    return out;
+  }
+};
+
+/// The tensors of a pread-only file that the caller asked for, each storage read with pread on
+/// first use and kept: memory holds what was used, tensors that share a storage in the file (tied
+/// weights, views) share one in memory, and the file's pages are never touched through the
+/// mapping. A tensor is either described (FileTensors, torch.save files) or a view of the file's
+/// mapping (the other readers). One slot a node (a deque indexed by node id, grown on demand to
 /// the largest id asked for, 8 bytes a node: its elements never move) and one storage for each of
 /// the file's storages, each set once under the lock; the reading runs outside it. A storage read
 /// by itself is read once, whoever asks (the others wait for it: a large storage read by eight
@@ -108,19 +163,48 @@ namespace detail {
 /// published wins, so the tensors of a storage still share one.
 class ReadTensors {
 public:
-  /// Node `id`'s tensor, fit to read: a view of a pread-only file is read now (once).
+  FileTensors files;  // set by the reader, then never changed
+
+  /// Whether node `n` (a tensor) is described in `files` rather than made.
+  bool described(const Node& n) const { return n.kind == Kind::tensor && n.pending != npos; }
+  /// A tensor node's number of dimensions, shape (without a raw tensor's byte dimension) and dtype
+  /// name, without making or reading it.
+  std::int64_t dim(const Node& n) const {
+    return described(n) ? files.tensors[n.pending].dim : tensor_of(n).dim() - (n.raw() != nullptr ? 1 : 0);
+  }
+  std::vector<std::int64_t> shape(const Node& n) const {
+    if (described(n)) return files.sizes(files.tensors[n.pending]).vec();
+    std::vector<std::int64_t> v = tensor_of(n).sizes().vec();
+    if (n.raw() != nullptr && !v.empty()) v.pop_back();
+    return v;
+  }
+  std::string dtype_text(const Node& n) const {
+    if (n.raw() != nullptr) return n.raw()->torch;
+    return dtype_name(described(n) ? files.tensors[n.pending].dtype->type : tensor_of(n).scalar_type());
+  }
+  /// Node `n`'s tensor as the file holds it, not read: a view of the file's mapping for a described
+  /// tensor (its storage's view made once in `views`, which the caller keeps for one list, so that
+  /// tensors of one storage share it there), else the node's tensor.
+  at::Tensor as_read(const Node& n, std::vector<at::Storage>& views) const {
+    if (!described(n)) return tensor_of(n);
+    const FileTensors::Described& d = files.tensors[n.pending];
+    if (views.size() <= d.storage) views.resize(files.storages.size());
+    at::Storage& s = views[d.storage];
+    if (!s) s = files.view(d.storage);
+    return files.on(s, d);
+  }
+
+  /// Node `id`'s tensor, fit to read: one on a pread-only file is read now (once).
   const at::Tensor& get(std::uint32_t id, const Node& n, const std::string& key = "tensor") const {
-    const at::Tensor& t = tensor_of(n);
-    const MappedFile* f = n.pieces() ? nullptr : mapped_file_of(t);
-    if (f == nullptr || !f->pread_only()) return t;
-    const void* impl = t.storage().unsafeGetStorageImpl();
+    const std::optional<Where> w = where(n);
+    if (!w) return tensor_of(n);
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (const at::Tensor* done = held(id)) return *done;
     }
-    const at::Storage bytes = read_alone(impl, t, key);
+    const at::Storage bytes = read_alone(w->key, n, key);
     std::lock_guard<std::mutex> lock(mu_);
-    return publish(id, bytes, t);
+    return publish(id, bytes, n);
   }
 
   /// One tensor wanted by tensors(): out[at] is node `node`'s entry.
@@ -134,12 +218,8 @@ public:
   /// at most `span` bytes and packed into one block of memory that they share (AlignedBytes), not
   /// one allocation each. Sets out[w.at].tensor.
   void get_many(const Tree& tree, const std::vector<Want>& wants, std::vector<NamedTensor>& out) const {
-    struct Job {
-      const at::Tensor* t;  // the read's view of the file
-      const MappedFile* f;
-      const void* impl;      // its storage, the key of storages_
-      std::uint64_t offset;  // of the storage's first byte in the file
-      std::size_t nbytes;
+    struct Job : Where {
+      const Node* n;
       std::size_t at;
       std::uint32_t node;
     };
@@ -149,21 +229,15 @@ public:
       std::lock_guard<std::mutex> lock(mu_);
       for (const Want& w : wants) {
         const Node& n = tree.nodes[w.node];
-        const at::Tensor& t = tensor_of(n);
-        const MappedFile* f = n.pieces() ? nullptr : mapped_file_of(t);
-        if (f == nullptr || !f->pread_only()) {
-          out[w.at].tensor = t;
+        const std::optional<Where> wh = where(n);
+        if (!wh) {
+          out[w.at].tensor = tensor_of(n);
         } else if (const at::Tensor* done = held(w.node)) {
           out[w.at].tensor = *done;
+        } else if (const at::Storage* s = stored(wh->key)) {
+          out[w.at].tensor = publish(w.node, *s, n);
         } else {
-          const void* impl = t.storage().unsafeGetStorageImpl();
-          const auto it = storages_.find(impl);
-          if (it != storages_.end()) {
-            out[w.at].tensor = publish(w.node, it->second, t);
-          } else {
-            const auto* first = static_cast<const std::uint8_t*>(t.storage().data_ptr().get());
-            jobs.push_back({&t, f, impl, static_cast<std::uint64_t>(first - f->data()), t.storage().nbytes(), w.at, w.node});
-          }
+          jobs.push_back({*wh, &n, w.at, w.node});
         }
       }
     }
@@ -174,19 +248,19 @@ public:
     for (const Job& j : jobs) order.push_back(&j);
     std::sort(order.begin(), order.end(), [](const Job* x, const Job* y) {
       if (x->f != y->f) return std::less<const MappedFile*>()(x->f, y->f);
-      return x->offset != y->offset ? x->offset < y->offset : std::less<const void*>()(x->impl, y->impl);
+      return x->offset != y->offset ? x->offset < y->offset : x->key < y->key;
     });
-    order.erase(std::unique(order.begin(), order.end(), [](const Job* x, const Job* y) { return x->impl == y->impl; }), order.end());
+    order.erase(std::unique(order.begin(), order.end(), [](const Job* x, const Job* y) { return x->key == y->key; }), order.end());
     auto packable = [](const Job& j) { return j.nbytes > 0 && j.nbytes <= small && !j.f->protected_copy(); };
-    std::vector<std::pair<const void*, at::Storage>> read;
+    std::vector<std::pair<Key, at::Storage>> read;
     read.reserve(order.size());
     const MappedFile* checked = nullptr;  // order is by file: the last file checked is the only one to remember
     std::vector<std::uint8_t> buf;
     for (std::size_t i = 0; i < order.size();) {
       const Job& head = *order[i];
       const std::string& key = out[head.at].key;
-      if (!packable(head)) {  // a large (or empty) storage, read alone into its own memory; readable() checks the file
-        read.emplace_back(head.impl, read_alone(head.impl, *head.t, key));
+      if (!packable(head)) {  // a large (or empty) storage, read alone into its own memory (which checks the file)
+        read.emplace_back(head.key, read_alone(head.key, *head.n, key));
         ++i;
         continue;
       }
@@ -210,25 +284,23 @@ public:
       for (; i < k; ++i) {
         const Job& j = *order[i];
         std::memcpy(block->bytes + at, buf.data() + (j.offset - head.offset), j.nbytes);
-        read.emplace_back(j.impl, c10::Storage(c10::Storage::use_byte_size_t(), j.nbytes, block.view(block->bytes + at), nullptr, false));
+        read.emplace_back(j.key, c10::Storage(c10::Storage::use_byte_size_t(), j.nbytes, block.view(block->bytes + at), nullptr, false));
         at += round64(j.nbytes);
       }
     }
     std::lock_guard<std::mutex> lock(mu_);
-    storages_.reserve(storages_.size() + read.size());
-    for (auto& r : read) storages_.try_emplace(r.first, std::move(r.second));  // another call's may be there first: it wins
-    for (const Job& j : jobs) out[j.at].tensor = publish(j.node, storages_.find(j.impl)->second, *j.t);
+    for (auto& r : read) store(r.first, std::move(r.second));  // another call's may be there first: it wins
+    for (const Job& j : jobs) out[j.at].tensor = publish(j.node, *stored(j.key), *j.n);
   }
 
   /// What the caller holds of node `id`'s bytes (and may have changed): the tensor get() read for
   /// it, or a view of its storage that get() read for another node (a tied weight); else nullopt.
   std::optional<at::Tensor> find(std::uint32_t id, const Node& n) const {
     if (!any_.load(std::memory_order_acquire) || n.pieces()) return std::nullopt;
+    if (!described(n) && !n.tensor.defined()) return std::nullopt;
     std::lock_guard<std::mutex> lock(mu_);
     if (const at::Tensor* done = held(id)) return *done;
-    if (!n.tensor.defined()) return std::nullopt;
-    const auto st = storages_.find(n.tensor.storage().unsafeGetStorageImpl());
-    if (st != storages_.end()) return view_on(st->second, n.tensor);
+    if (const at::Storage* s = stored(key_of(n))) return shaped(*s, n);
     return std::nullopt;
   }
 
@@ -237,44 +309,87 @@ private:
   static constexpr std::uint64_t gap = 4 << 10;   // bytes between two such storages read and dropped
   static constexpr std::uint64_t span = 1 << 20;  // one pread's most
   static std::size_t round64(std::size_t n) { return (n + 63) / 64 * 64; }
-  static at::Tensor view_on(const at::Storage& s, const at::Tensor& like) {
+  // A storage's key: a described one's index * 2 + 1; a view's, the address of its StorageImpl (even).
+  using Key = std::uintptr_t;
+  Key key_of(const Node& n) const {
+    if (described(n)) return Key{files.tensors[n.pending].storage} * 2 + 1;
+    return reinterpret_cast<Key>(n.tensor.storage().unsafeGetStorageImpl());
+  }
+  /// Where a tensor on a pread-only file has its storage's bytes.
+  struct Where {
+    const MappedFile* f;
+    Key key;
+    std::uint64_t offset;  // of the storage's first byte in the file
+    std::size_t nbytes;
+  };
+  std::optional<Where> where(const Node& n) const {
+    if (described(n)) {
+      const FileTensors::Stored& s = files.storages[files.tensors[n.pending].storage];
+      return Where{&files.file(), key_of(n), s.offset, static_cast<std::size_t>(s.nbytes)};
+    }
+    const at::Tensor& t = tensor_of(n);
+    const MappedFile* f = n.pieces() ? nullptr : mapped_file_of(t);
+    if (f == nullptr || !f->pread_only()) return std::nullopt;
+    const auto* first = static_cast<const std::uint8_t*>(t.storage().data_ptr().get());
+    return Where{f, key_of(n), static_cast<std::uint64_t>(first - f->data()), t.storage().nbytes()};
+  }
+  /// Node `n`'s tensor over `s`, its storage's bytes in memory.
+  at::Tensor shaped(const at::Storage& s, const Node& n) const {
+    if (described(n)) return files.on(s, files.tensors[n.pending]);
+    const at::Tensor& like = n.tensor;
     return tensor_over(s, like.scalar_type(), like.storage_offset(), like.sizes(), like.strides());
   }
-  /// The storage `impl` (the storage of the read's view `t`) read into memory, once: the first
-  /// caller reads it (outside the lock) while later ones wait on its Once; if the read throws, the
-  /// next waiter tries again.
-  at::Storage read_alone(const void* impl, const at::Tensor& t, const std::string& key) const {
+  /// The storage `key` (node n's) read into memory, once: the first caller reads it (outside the
+  /// lock) while later ones wait on its Once; if the read throws, the next waiter tries again.
+  at::Storage read_alone(Key key, const Node& n, const std::string& what) const {
     std::shared_ptr<Once> once;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      const auto it = storages_.find(impl);
-      if (it != storages_.end()) return it->second;
-      auto& reading = reading_[impl];
+      if (const at::Storage* s = stored(key)) return *s;
+      auto& reading = reading_[key];
       if (!reading) reading = std::make_shared<Once>();
       once = reading;
     }
     (*once)([&] {
-      at::Storage bytes = readable(t.storage(), key);
+      at::Storage bytes = described(n) ? files.read(files.tensors[n.pending].storage, what) : readable(n.tensor.storage(), what);
       std::lock_guard<std::mutex> lock(mu_);
-      storages_.try_emplace(impl, std::move(bytes));
-      reading_.erase(impl);
+      store(key, std::move(bytes));
+      reading_.erase(key);
     });
     std::lock_guard<std::mutex> lock(mu_);
-    return storages_.find(impl)->second;
+    return *stored(key);
   }
-  // Both with mu_ held.
+  // All with mu_ held.
+  const at::Storage* stored(Key key) const {
+    if (key & 1) {
+      const std::size_t i = key / 2;
+      return i < by_index_.size() && by_index_[i] ? &by_index_[i] : nullptr;
+    }
+    const auto it = by_impl_.find(key);
+    return it == by_impl_.end() ? nullptr : &it->second;
+  }
+  void store(Key key, at::Storage s) const {  // the first stored stays
+    if (key & 1) {
+      if (by_index_.empty()) by_index_.resize(files.storages.size());
+      at::Storage& slot = by_index_[key / 2];
+      if (!slot) slot = std::move(s);
+    } else {
+      by_impl_.try_emplace(key, std::move(s));
+    }
+  }
   const at::Tensor* held(std::uint32_t id) const { return id < slots_.size() && slots_[id].defined() ? &slots_[id] : nullptr; }
-  const at::Tensor& publish(std::uint32_t id, const at::Storage& s, const at::Tensor& like) const {
+  const at::Tensor& publish(std::uint32_t id, const at::Storage& s, const Node& n) const {
     if (id >= slots_.size()) slots_.resize(std::size_t{id} + 1);  // a deque grown at its end keeps its elements in place
     at::Tensor& slot = slots_[id];
-    if (!slot.defined()) slot = view_on(s, like);
+    if (!slot.defined()) slot = shaped(s, n);
     any_.store(true, std::memory_order_release);
     return slot;
   }
   mutable std::mutex mu_;
   mutable std::deque<at::Tensor> slots_;
-  mutable std::unordered_map<const void*, at::Storage> storages_;
-  mutable std::unordered_map<const void*, std::shared_ptr<Once>> reading_;  // storages being read alone
+  mutable std::vector<at::Storage> by_index_;                       // described storages read, by index
+  mutable std::unordered_map<Key, at::Storage> by_impl_;            // views' storages read
+  mutable std::unordered_map<Key, std::shared_ptr<Once>> reading_;  // storages being read alone
   mutable std::atomic<bool> any_{false};
 };
 
@@ -460,7 +575,7 @@ public:
       out.reserve(n);
       wants.reserve(n);
     }
-    flatten(id_, path, out, nullptr, on_path, 0, false, &wants);
+    flatten(id_, path, out, nullptr, on_path, 0, nullptr, &wants);
     data_->handed.get_many(data_->tree, wants, out);
     return out;
   }
@@ -517,7 +632,7 @@ private:
   /// The tensor of a value that is a 0-dim tensor (a numpy or torch scalar), else nullptr.
   const at::Tensor* scalar_tensor() const {
     if (kind() != Kind::tensor || n().raw() != nullptr || n().pieces()) return nullptr;
-    return n().tensor.dim() == 0 ? &tensor_ref() : nullptr;
+    return data_->handed.dim(n()) == 0 ? &tensor_ref() : nullptr;
   }
   /// This tensor node's tensor, its bytes safe to read (see detail::ReadTensors).
   const at::Tensor& tensor_ref() const { return data_->handed.get(id_, n()); }
@@ -528,7 +643,7 @@ private:
   /// Appends the tensors below `id`; `path` is its dotted key, extended and restored in place so
   /// that each key is built once.
   void flatten(std::uint32_t id, std::string& path, std::vector<NamedTensor>& out, std::vector<UnreadableValue>* unreadable,
-               std::vector<char>& on_path, std::size_t depth, bool lazy = false,
+               std::vector<char>& on_path, std::size_t depth, std::vector<at::Storage>* views = nullptr,
                std::vector<detail::ReadTensors::Want>* wants = nullptr) const {
     if (on_path[id]) return;  // a cycle: Python objects may refer to themselves
     if (depth > data_->max_depth)
@@ -538,7 +653,7 @@ private:
     auto descend = [&](std::uint32_t child_id, auto&& append_key) {
       if (len > 0) path += '.';
       append_key();
-      flatten(child_id, path, out, unreadable, on_path, depth + 1, lazy, wants);
+      flatten(child_id, path, out, unreadable, on_path, depth + 1, views, wants);
       path.resize(len);
     };
     auto by_keys = [&](const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kvs) {
@@ -557,15 +672,15 @@ private:
     case Kind::tensor:
       if (unreadable == nullptr) {
         const char* raw = nd.raw() != nullptr ? nd.raw()->torch : nullptr;
-        if (!nd.pieces() && lazy) {  // as read, unless the caller holds (and may have changed) it
+        if (!nd.pieces() && views != nullptr) {  // as read, unless the caller holds (and may have changed) it
           std::optional<at::Tensor> held = data_->handed.find(id, nd);
-          out.push_back({path, held ? std::move(*held) : nd.tensor, raw});
+          out.push_back({path, held ? std::move(*held) : data_->handed.as_read(nd, *views), raw});
         } else if (!nd.pieces() && wants != nullptr) {  // read after the walk, all at once (ReadTensors::get_many)
-          out.push_back({path, nd.tensor, raw});
+          out.push_back({path, at::Tensor(), raw});
           wants->push_back({out.size() - 1, id});
         } else if (!nd.pieces()) {
           out.push_back({path, data_->handed.get(id, nd, path), raw});
-        } else if (lazy)
+        } else if (views != nullptr)
           out.push_back({path, nd.tensor, raw, std::make_shared<const detail::LazyTensor>(detail::LazyTensor{nd.pieces(), {}})});
         else
           out.push_back({path, nd.pieces()->whole(), raw});
@@ -584,7 +699,7 @@ private:
         if (unreadable != nullptr) unreadable->push_back({path, nd.text, data_->reasons[nd.pending]});
         break;
       }
-      if (nd.state() != detail::npos) flatten(nd.state(), path, out, unreadable, on_path, depth + 1, lazy, wants);
+      if (nd.state() != detail::npos) flatten(nd.state(), path, out, unreadable, on_path, depth + 1, views, wants);
       by_keys(nd.kv());
       for (std::size_t i = 0; i < nd.items.size(); ++i) by_index(i, nd.items[i]);
       break;
@@ -653,9 +768,9 @@ private:
       break;
     }
     case Kind::tensor: {
-      const std::int64_t dims = nd.tensor.dim() - (nd.raw() != nullptr ? 1 : 0);
-      out += "tensor(" + (nd.raw() != nullptr ? std::string(nd.raw()->torch) : detail::dtype_name(nd.tensor.scalar_type())) + ", [";
-      for (std::int64_t d = 0; d < dims; ++d) out += (d ? ", " : "") + std::to_string(nd.tensor.size(d));
+      out += "tensor(" + data_->handed.dtype_text(nd) + ", [";
+      const std::vector<std::int64_t> shape = data_->handed.shape(nd);
+      for (std::size_t d = 0; d < shape.size(); ++d) out += (d ? ", " : "") + std::to_string(shape[d]);
       out += "])";
       break;
     }
@@ -790,7 +905,8 @@ inline std::vector<NamedTensor> lazy_tensors(const Value& v) {
   std::vector<NamedTensor> out;
   std::vector<char> on_path(v.data_->tree.nodes.size(), 0);
   std::string path;
-  v.flatten(v.id_, path, out, nullptr, on_path, 0, true);
+  std::vector<at::Storage> views;  // a described storage's view, shared by its tensors in this list
+  v.flatten(v.id_, path, out, nullptr, on_path, 0, &views);
   return out;
 }
 /// The bytes of an entry of such a list.

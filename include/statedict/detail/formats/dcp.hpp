@@ -158,7 +158,7 @@ private:
       throw Error("dcp.file", f->path(), fqn,
                   "chunk [" + std::to_string(loc.offset) + ", +" + std::to_string(loc.length) + ") lies past the end of the " +
                       std::to_string(f->size()) + "-byte file");
-    return read_torch_zip(ZipArchive(f, loc.offset, loc.length), opts_);
+    return read_torch_zip(ZipArchive(f, loc.offset, loc.length), opts_, /*describe=*/false);  // its nodes are taken as they are
   }
 
   std::uint32_t read_bytes(const std::string& fqn) {

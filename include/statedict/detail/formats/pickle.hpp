@@ -36,7 +36,8 @@ struct StorageSpec {
   // Legacy view storages: a window of another storage.
   std::string view_of;
   std::uint64_t view_offset = 0;
-  at::Storage storage;  // filled by the format reader
+  at::Storage storage;             // filled by the format reader, unless it describes the storage instead:
+  std::uint32_t described = npos;  // its index in FileTensors::storages
 };
 
 /// A tensor waiting for its storage.

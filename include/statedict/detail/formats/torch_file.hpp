@@ -37,8 +37,21 @@ inline at::Storage storage_from_file(const FileViews& views, std::uint64_t offse
   return s;
 }
 
-/// Turns every pending tensor spec into an at::Tensor on its storage (storages already filled).
-inline void materialize_tensors(PickleState& st, const std::string& path) {
+/// Places storage `ss`, bytes [offset, offset+nbytes) of the file: described in `files` when its
+/// tensors may be made later (`describe`, a pread-only file, bytes that need no swap), else made
+/// now by storage_from_file.
+inline void place_storage(StorageSpec& ss, FileTensors& files, bool describe, std::uint64_t offset, std::uint64_t nbytes,
+                          std::size_t elem_size, std::size_t swap, const ReadOptions& opts) {
+  if (describe && files.file().pread_only() && nbytes > 0 && swap <= 1)
+    ss.described = files.add_storage(offset, nbytes);
+  else
+    ss.storage = storage_from_file(*files.views, offset, nbytes, elem_size, swap, opts);
+}
+
+/// Turns every pending tensor spec into an at::Tensor on its storage (storages already filled), or
+/// into a description in `files` when the reader described its storage.
+inline void materialize_tensors(PickleState& st, const std::string& path, FileTensors& files) {
+  files.tensors.reserve(st.tensors.size());
   for (auto& nd : st.tree.nodes) {
     if (nd.kind != Kind::tensor || nd.pending == npos) continue;
     const TensorSpec& t = st.tensors[nd.pending];
@@ -52,10 +65,14 @@ inline void materialize_tensors(PickleState& st, const std::string& path) {
                     "tensor refers to a view of storage '" + ss->view_of + "', which was never declared");
       ss = &st.storages[base];
     }
+    if (!native(t.dtype)) nd.raw() = t.dtype;
+    if (ss->described != npos) {
+      nd.pending = files.describe(ss->described, t.dtype, static_cast<std::int64_t>(offset), t.sizes, t.strides);
+      continue;
+    }
     if (!ss->storage)
       throw Error("format.missing_storage", path, t.where(), "tensor refers to storage '" + ss->key + "' whose bytes are missing");
     nd.tensor = tensor_on(ss->storage, t.dtype, static_cast<std::int64_t>(offset), t.sizes, t.strides);
-    if (!native(t.dtype)) nd.raw() = t.dtype;
     nd.pending = npos;
   }
 }
@@ -129,10 +146,11 @@ inline void modules_to_state_dicts(CheckpointData& cd) {
   }
 }
 
-inline std::shared_ptr<CheckpointData> finish(PickleState& st, std::uint32_t root, Format format, const std::string& path,
-                                              const ReadOptions& opts) {
-  materialize_tensors(st, path);
+inline std::shared_ptr<CheckpointData> finish(PickleState& st, FileTensors files, std::uint32_t root, Format format,
+                                              const std::string& path, const ReadOptions& opts) {
+  materialize_tensors(st, path, files);
   auto cd = std::make_shared<CheckpointData>();
+  cd->handed.files = std::move(files);
   cd->tree = std::move(st.tree);
   cd->root = root;
   cd->format = format;
@@ -149,7 +167,9 @@ inline std::string record_text(const ZipArchive& z, const ZipEntry& e, std::size
   return z.read(e);
 }
 
-inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const ReadOptions& opts) {
+/// `describe`: tensors on a pread-only file may be described rather than made (see FileTensors);
+/// false for a caller that takes the tensors out of the tree itself (DCP's records).
+inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const ReadOptions& opts, bool describe = true) {
   const std::shared_ptr<MappedFile>& f = z.file();
   const std::string& path = f->path();
   const ZipEntry* pkl = z.find("data.pkl");
@@ -190,7 +210,9 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const
   const std::string pickle = z.read(*pkl);
   Unpickler up(st, opts, path, pkl->name, reinterpret_cast<const std::uint8_t*>(pickle.data()), pickle.size(), pkl->offset, false);
   const std::uint32_t root = up.run();
-  const FileViews views(f);
+  FileTensors files;
+  files.views = std::make_unique<FileViews>(f);
+  files.storages.reserve(st.storages.size());
   for (auto& ss : st.storages) {
     if (!ss.view_of.empty()) continue;
     const ZipEntry* rec = z.find("data/" + ss.key);
@@ -202,14 +224,14 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const
                   "record has " + std::to_string(rec->size) + " bytes, the storage needs " + std::to_string(want) + " (" +
                       std::to_string(ss.numel) + " x " + std::to_string(es) + ")");
     z.payload(*rec);  // refuses a compressed record
-    ss.storage = storage_from_file(views, rec->offset, rec->size, es, ss.untyped ? 1 : swap_unit(ss.dtype, big_endian), opts);
+    place_storage(ss, files, describe, rec->offset, rec->size, es, ss.untyped ? 1 : swap_unit(ss.dtype, big_endian), opts);
   }
   // Untyped storages carry their dtype on the tensor; byte-swapping them is done per tensor dtype.
   if (big_endian)
     for (const auto& t : st.tensors)
       if (st.storages[t.storage].untyped && t.dtype->size > 1)
         throw Error("format.byteorder", path, t.where(), "big-endian untyped storages are not supported");
-  return finish(st, root, Format::torch_zip, path, opts);
+  return finish(st, std::move(files), root, Format::torch_zip, path, opts);
 }
 
 inline std::shared_ptr<CheckpointData> read_torch_zip(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts) {
@@ -267,7 +289,8 @@ inline std::shared_ptr<CheckpointData> read_legacy_window(const std::shared_ptr<
   const Node& keys = st.tree.nodes[values[4]];
   if (keys.kind != Kind::list) throw Error("legacy.keys", path, "pickle 5", "storage key list is not a list");
   std::vector<char> seen(st.storages.size(), 0);
-  const FileViews views(f);
+  FileTensors files;
+  files.views = std::make_unique<FileViews>(f);
   for (std::size_t i = 0; i < keys.items.size(); ++i) {
     const Node& k = st.tree.nodes[keys.items[i]];
     const std::uint32_t index = k.kind == Kind::string ? st.storage_by_key.find(k.text) : npos;
@@ -292,13 +315,13 @@ inline std::shared_ptr<CheckpointData> read_legacy_window(const std::shared_ptr<
     if (bytes > n - pos)
       throw Error("legacy.truncated", path, where,
                   "storage needs " + std::to_string(bytes) + " bytes, " + std::to_string(n - pos) + " left");
-    ss.storage = storage_from_file(views, pos, bytes, es, swap_unit(ss.dtype, big_endian), opts);
+    place_storage(ss, files, true, pos, bytes, es, swap_unit(ss.dtype, big_endian), opts);
     pos += static_cast<std::size_t>(bytes);
   }
   for (std::size_t i = 0; i < st.storages.size(); ++i)
     if (!seen[i] && st.storages[i].view_of.empty())
       throw Error("legacy.keys", path, "storage '" + st.storages[i].key + "'", "storage is declared but its bytes are not in the file");
-  return finish(st, values[3], Format::torch_legacy, path, opts);
+  return finish(st, std::move(files), values[3], Format::torch_legacy, path, opts);
 }
 
 /// The legacy format (PyTorch < 1.6): five pickles, then each storage's element count and bytes.

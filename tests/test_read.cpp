@@ -297,6 +297,45 @@ TEST_CASE("a torch.save file's tensors are described, not made, until asked for"
   CHECK(cd->handed.files.tensors.empty());
 }
 
+TEST_CASE("tensors() of more tensors than one batch: each its own bytes, ties kept across batches", "[read][memory]") {
+  // tensors() reads in batches of 8192 (ReadTensors::get_many); a file of 20000 small tensors has
+  // three, with a tied pair split across the first and the last.
+  std::vector<statedict::NamedTensor> many;
+  for (int i = 0; i < 20000; ++i) many.push_back({"p" + std::to_string(i), torch::full({3}, static_cast<float>(i))});
+  many.push_back({"tied_late", many[5].tensor.view({3})});  // the same storage as p5
+  const std::string path = sdtest::temp_path("batches.pt");
+  statedict::save(many, path);
+  const statedict::Checkpoint ck = statedict::read(path);
+  const auto listed = ck.tensors();
+  REQUIRE(listed.size() == many.size());
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i + 1 < listed.size(); ++i) wrong += listed[i].key != many[i].key || !listed[i].tensor.equal(many[i].tensor);
+  CHECK(wrong == 0);
+  CHECK(listed.back().key == "tied_late");
+  CHECK(listed.back().tensor.storage().is_alias_of(listed[5].tensor.storage()));
+  CHECK(!listed[6].tensor.storage().is_alias_of(listed[5].tensor.storage()));
+}
+
+TEST_CASE("a tree slot given back and reused keeps nothing of its old tenant", "[read][memory]") {
+  // The unpickler gives back each tensor rebuild's arguments (a storage object named
+  // "torch.FloatStorage"), and the next dict key takes the slot: it must not keep the old heap
+  // buffer (100k keys held 3 MiB of them).
+  statedict::detail::Tree tree;
+  statedict::detail::Node old;
+  old.kind = statedict::Kind::object;
+  old.text = std::string(40, 'x');
+  old.items = {1, 2, 3};
+  const std::uint32_t id = tree.add(std::move(old));
+  tree.release(id);
+  statedict::detail::Node key;
+  key.kind = statedict::Kind::string;
+  key.text = "p0";
+  REQUIRE(tree.add(std::move(key)) == id);
+  CHECK(tree.nodes[id].text == "p0");
+  CHECK(tree.nodes[id].text.capacity() < 40);
+  CHECK(tree.nodes[id].items.capacity() == 0);
+}
+
 TEST_CASE("reading a torch zip file maps none of its pages: the reader parses it with pread", "[read][memory]") {
   // Touching the mapping would pull the page-cache folio around the spot (up to 2 MiB of tensor
   // bytes) into the process; reading a 1 GiB checkpoint then cost 13-32 MiB of RSS before any load.

@@ -120,8 +120,7 @@ struct FileTensors {
     storages.push_back({offset, nbytes});
     return static_cast<std::uint32_t>(storages.size() - 1);
   }
-  std::uint32_t describe(std::uint32_t storage, Dtype dtype, std::int64_t offset, const std::vector<std::int64_t>& sizes,
-                         const std::vector<std::int64_t>& strides) {
+  std::uint32_t describe(std::uint32_t storage, Dtype dtype, std::int64_t offset, at::IntArrayRef sizes, at::IntArrayRef strides) {
     tensors.push_back({storage, static_cast<std::uint32_t>(sizes.size()), dims.size(), dtype, offset});
     dims.insert(dims.end(), sizes.begin(), sizes.end());
     dims.insert(dims.end(), strides.begin(), strides.end());
@@ -216,18 +215,43 @@ public:
   /// common): one lock to look up and one to publish, each file checked for changes once, and the
   /// storages no larger than `small` that lie near each other in the file read with one pread of
   /// at most `span` bytes and packed into one block of memory that they share (AlignedBytes), not
-  /// one allocation each. Sets out[w.at].tensor.
+  /// one allocation each. Sets out[w.at].tensor. Works through `wants` in batches of `batch`, so
+  /// that its bookkeeping (~80 bytes a tensor) is held for one batch, not for 100k tensors at once.
   void get_many(const Tree& tree, const std::vector<Want>& wants, std::vector<NamedTensor>& out) const {
+    for (std::size_t from = 0; from < wants.size(); from += batch)
+      get_batch(tree, wants.data() + from, wants.data() + std::min(wants.size(), from + batch), out);
+  }
+
+  /// What the caller holds of node `id`'s bytes (and may have changed): the tensor get() read for
+  /// it, or a view of its storage that get() read for another node (a tied weight); else nullopt.
+  std::optional<at::Tensor> find(std::uint32_t id, const Node& n) const {
+    if (!any_.load(std::memory_order_acquire) || n.pieces()) return std::nullopt;
+    if (!described(n) && !n.tensor.defined()) return std::nullopt;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (const at::Tensor* done = held(id)) return *done;
+    if (const at::Storage* s = stored(key_of(n))) return shaped(*s, n);
+    return std::nullopt;
+  }
+
+private:
+  static constexpr std::size_t small = 64 << 10;  // storages read together with their neighbours
+  static constexpr std::uint64_t gap = 4 << 10;   // bytes between two such storages read and dropped
+  static constexpr std::uint64_t span = 1 << 20;  // one pread's most
+  static constexpr std::size_t batch = 8192;      // tensors get_many reads at a time
+  static std::size_t round64(std::size_t n) { return (n + 63) / 64 * 64; }
+
+  void get_batch(const Tree& tree, const Want* first, const Want* last, std::vector<NamedTensor>& out) const {
     struct Job : Where {
       const Node* n;
       std::size_t at;
       std::uint32_t node;
     };
     std::vector<Job> jobs;
-    jobs.reserve(wants.size());
+    jobs.reserve(static_cast<std::size_t>(last - first));
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (const Want& w : wants) {
+      for (const Want* it = first; it != last; ++it) {
+        const Want& w = *it;
         const Node& n = tree.nodes[w.node];
         const std::optional<Where> wh = where(n);
         if (!wh) {
@@ -292,23 +316,6 @@ public:
     for (auto& r : read) store(r.first, std::move(r.second));  // another call's may be there first: it wins
     for (const Job& j : jobs) out[j.at].tensor = publish(j.node, *stored(j.key), *j.n);
   }
-
-  /// What the caller holds of node `id`'s bytes (and may have changed): the tensor get() read for
-  /// it, or a view of its storage that get() read for another node (a tied weight); else nullopt.
-  std::optional<at::Tensor> find(std::uint32_t id, const Node& n) const {
-    if (!any_.load(std::memory_order_acquire) || n.pieces()) return std::nullopt;
-    if (!described(n) && !n.tensor.defined()) return std::nullopt;
-    std::lock_guard<std::mutex> lock(mu_);
-    if (const at::Tensor* done = held(id)) return *done;
-    if (const at::Storage* s = stored(key_of(n))) return shaped(*s, n);
-    return std::nullopt;
-  }
-
-private:
-  static constexpr std::size_t small = 64 << 10;  // storages read together with their neighbours
-  static constexpr std::uint64_t gap = 4 << 10;   // bytes between two such storages read and dropped
-  static constexpr std::uint64_t span = 1 << 20;  // one pread's most
-  static std::size_t round64(std::size_t n) { return (n + 63) / 64 * 64; }
   // A storage's key: a described one's index * 2 + 1; a view's, the address of its StorageImpl (even).
   using Key = std::uintptr_t;
   Key key_of(const Node& n) const {

@@ -44,7 +44,8 @@ struct StorageSpec {
 struct TensorSpec {
   std::uint32_t storage = npos;  // index into storages
   std::uint64_t offset = 0;      // elements
-  std::vector<std::int64_t> sizes, strides;
+  std::uint64_t dims_at = 0;     // its sizes, then its strides, in PickleState::dims (no two allocations a tensor)
+  std::uint32_t dim = 0;
   Dtype dtype = dtype_from_torch("float32");
   bool requires_grad = false;
   std::uint64_t at = 0;  // file offset of the opcode that made it
@@ -98,7 +99,10 @@ struct PickleState {
   Tree tree;
   std::vector<StorageSpec> storages;
   std::vector<TensorSpec> tensors;
+  std::vector<std::int64_t> dims;  // the tensors' sizes and strides
   StorageKeys storage_by_key;
+  at::IntArrayRef sizes(const TensorSpec& t) const { return {dims.data() + t.dims_at, t.dim}; }
+  at::IntArrayRef strides(const TensorSpec& t) const { return {dims.data() + t.dims_at + t.dim, t.dim}; }
   std::vector<std::string> reasons;  // why each Internal::unreadable node could not be read
 };
 
@@ -1001,16 +1005,21 @@ private:
     return nd.integer;
   }
   std::vector<std::int64_t> want_int_tuple(std::uint32_t id, const char* what) {
+    std::vector<std::int64_t> r;
+    append_int_tuple(id, what, r);
+    return r;
+  }
+  /// Appends the ints of tuple `id` to `to`; returns how many.
+  std::size_t append_int_tuple(std::uint32_t id, const char* what, std::vector<std::int64_t>& to) {
     const Node& nd = node(id);
     if (nd.kind != Kind::tuple && nd.kind != Kind::list) fail("pickle.bad_tensor", op_at_, std::string(what) + " is not a tuple");
-    std::vector<std::int64_t> r;
     for (auto c : nd.items) {
       const Node& e = node(c);
       if (e.kind != Kind::integer || e.big) fail("pickle.bad_tensor", op_at_, std::string(what) + " holds a non-int");
       if (e.integer < 0) fail("pickle.bad_tensor", op_at_, std::string(what) + " holds a negative value " + std::to_string(e.integer));
-      r.push_back(e.integer);
+      to.push_back(e.integer);
     }
-    return r;
+    return nd.items.size();
   }
   const std::vector<std::uint32_t>& tuple_args(std::uint32_t args, const std::string& fn) {
     const Node& a = node(args);
@@ -1510,12 +1519,14 @@ private:
     const std::int64_t off = want_int(a, 1, "storage offset");
     if (off < 0) fail("pickle.bad_tensor", op_at_, "negative storage offset " + std::to_string(off));
     t.offset = static_cast<std::uint64_t>(off);
-    t.sizes = want_int_tuple(a[2], "size");
-    t.strides = want_int_tuple(a[3], "stride");
-    if (t.sizes.size() != t.strides.size())
-      fail("pickle.bad_tensor", op_at_,
-           "size has " + std::to_string(t.sizes.size()) + " dims but stride has " + std::to_string(t.strides.size()));
-    if (t.sizes.size() > 64) fail("pickle.bad_tensor", op_at_, "tensor with more than 64 dimensions");
+    t.dims_at = st_.dims.size();
+    const std::size_t dim = append_int_tuple(a[2], "size", st_.dims);
+    const std::size_t stride_dim = append_int_tuple(a[3], "stride", st_.dims);
+    if (dim != stride_dim)
+      fail("pickle.bad_tensor", op_at_, "size has " + std::to_string(dim) + " dims but stride has " + std::to_string(stride_dim));
+    if (dim > 64) fail("pickle.bad_tensor", op_at_, "tensor with more than 64 dimensions");
+    t.dim = static_cast<std::uint32_t>(dim);
+    const at::IntArrayRef sizes = st_.sizes(t), strides = st_.strides(t);
     if (a.size() > 4 && arg(a, 4).kind == Kind::boolean) t.requires_grad = arg(a, 4).boolean;
     t.dtype = ss.dtype;
     if (v3) {
@@ -1533,12 +1544,12 @@ private:
     const std::uint64_t es = t.dtype->size;
     const std::uint64_t capacity = ss.untyped ? ss.numel / es : ss.numel;
     std::uint64_t numel = 1, reach = t.offset, tmp;
-    for (std::size_t k = 0; k < t.sizes.size(); ++k) {
-      if (mul_overflows(numel, static_cast<std::uint64_t>(t.sizes[k]), &numel)) fail("pickle.bad_tensor", op_at_, "tensor size overflows");
+    for (std::size_t k = 0; k < dim; ++k) {
+      if (mul_overflows(numel, static_cast<std::uint64_t>(sizes[k]), &numel)) fail("pickle.bad_tensor", op_at_, "tensor size overflows");
     }
     if (numel > 0) {
-      for (std::size_t k = 0; k < t.sizes.size(); ++k)
-        if (mul_overflows(static_cast<std::uint64_t>(t.sizes[k] - 1), static_cast<std::uint64_t>(t.strides[k]), &tmp) ||
+      for (std::size_t k = 0; k < dim; ++k)
+        if (mul_overflows(static_cast<std::uint64_t>(sizes[k] - 1), static_cast<std::uint64_t>(strides[k]), &tmp) ||
             add_overflows(reach, tmp, &reach))
           fail("pickle.bad_tensor", op_at_, "tensor extent overflows");
       if (reach >= capacity)

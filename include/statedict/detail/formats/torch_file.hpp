@@ -52,6 +52,7 @@ inline void place_storage(StorageSpec& ss, FileTensors& files, bool describe, st
 /// into a description in `files` when the reader described its storage.
 inline void materialize_tensors(PickleState& st, const std::string& path, FileTensors& files) {
   files.tensors.reserve(st.tensors.size());
+  files.dims.reserve(st.dims.size());
   for (auto& nd : st.tree.nodes) {
     if (nd.kind != Kind::tensor || nd.pending == npos) continue;
     const TensorSpec& t = st.tensors[nd.pending];
@@ -67,12 +68,12 @@ inline void materialize_tensors(PickleState& st, const std::string& path, FileTe
     }
     if (!native(t.dtype)) nd.raw() = t.dtype;
     if (ss->described != npos) {
-      nd.pending = files.describe(ss->described, t.dtype, static_cast<std::int64_t>(offset), t.sizes, t.strides);
+      nd.pending = files.describe(ss->described, t.dtype, static_cast<std::int64_t>(offset), st.sizes(t), st.strides(t));
       continue;
     }
     if (!ss->storage)
       throw Error("format.missing_storage", path, t.where(), "tensor refers to storage '" + ss->key + "' whose bytes are missing");
-    nd.tensor = tensor_on(ss->storage, t.dtype, static_cast<std::int64_t>(offset), t.sizes, t.strides);
+    nd.tensor = tensor_on(ss->storage, t.dtype, static_cast<std::int64_t>(offset), st.sizes(t), st.strides(t));
     nd.pending = npos;
   }
 }
@@ -202,6 +203,7 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const
       records += std::string_view(e.name).substr(std::min(e.name.size(), z.top().size() + 1)).compare(0, 5, "data/") == 0;
     st.storages.reserve(records);
     st.tensors.reserve(records);
+    st.dims.reserve(2 * records);
   }
   if (pkl->size > opts.max_pickle_bytes())
     throw Error("limit.pickle_size", path, pkl->name,

@@ -242,15 +242,16 @@ TEST_CASE("tensors() reads neighbouring small storages together: same bytes, sam
   CHECK(ck.at("scalar").tensor().storage().is_alias_of(by_key.at("scalar").storage()));  // and at() after tensors()
 }
 
-TEST_CASE("a torch.save file's tensors are described, not made, until asked for", "[read][memory]") {
+TEST_CASE("a torch.save or safetensors file's tensors are described, not made, until asked for", "[read][memory]") {
   // An at::Tensor and a storage view for each of 100k small tensors cost ~35 MiB that a read need not
   // hold: the tree keeps a description (FileTensors); tensors(), at() and the internal lists make
   // the same tensors from it as a mapped read makes.
-  for (const char* name : {"dtypes.pt", "dtypes_legacy.pt", "resnet_plain.pt"}) {
+  for (const std::string name : {"dtypes.pt", "dtypes_legacy.pt", "resnet_plain.pt", "resnet.safetensors"}) {
     INFO(name);
     auto file = statedict::detail::MappedFile::open(fixture(name), /*pread_only=*/true);
-    auto cd = std::string(name).find("legacy") != std::string::npos ? statedict::detail::read_legacy(file, {})
-                                                                    : statedict::detail::read_torch_zip(file, {});
+    auto cd = name.find("legacy") != std::string::npos         ? statedict::detail::read_legacy(file, {})
+              : name.find(".safetensors") != std::string::npos ? statedict::detail::read_safetensors(file, {})
+                                                               : statedict::detail::read_torch_zip(file, {});
     std::size_t described = 0, views = 0;  // a tensor a pickle holds in itself (a numpy value) is made
     for (const auto& n : cd->tree.nodes)
       if (n.kind == statedict::Kind::tensor) {

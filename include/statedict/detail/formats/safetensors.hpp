@@ -185,16 +185,27 @@ inline std::shared_ptr<CheckpointData> read_safetensors(const std::shared_ptr<Ma
   cd->max_depth = opts.max_depth();
   Node root;
   root.kind = Kind::dict;
-  const FileViews views(f);
+  FileTensors& files = cd->handed.files;
+  files.views = std::make_unique<FileViews>(f);
+  const bool describe = f->pread_only();  // tensors made when asked for (see FileTensors)
+  if (describe) {
+    files.storages.reserve(h.entries.size());
+    files.tensors.reserve(h.entries.size());
+  }
   for (const auto& e : h.entries) {
     Node k;
     k.kind = Kind::string;
     k.text = e.name;
     Node t;
     t.kind = Kind::tensor;
-    at::Storage s = storage_from_file(views, h.data_offset + e.begin, e.end - e.begin, e.dtype->size, 1, opts);
-    t.tensor = tensor_on(s, e.dtype, 0, e.shape, contiguous_strides(e.shape));
     if (!native(e.dtype)) t.raw() = e.dtype;
+    const std::uint64_t offset = h.data_offset + e.begin, nbytes = e.end - e.begin;
+    if (describe && nbytes > 0) {
+      t.pending = files.describe(files.add_storage(offset, nbytes), e.dtype, 0, e.shape, contiguous_strides(e.shape));
+    } else {
+      at::Storage s = storage_from_file(*files.views, offset, nbytes, e.dtype->size, 1, opts);
+      t.tensor = tensor_on(s, e.dtype, 0, e.shape, contiguous_strides(e.shape));
+    }
     const auto ki = cd->tree.add(std::move(k));
     root.kv().emplace_back(ki, cd->tree.add(std::move(t)));
   }

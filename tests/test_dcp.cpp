@@ -162,6 +162,18 @@ TEST_CASE("a tensor stored in chunks is assembled only when used; a slice reads 
   // convert, assembled for Value::tensor() and tensors().
   const auto four = statedict::read(fixture("torch2/dcp_4ranks"));
   const auto one = statedict::read(fixture("torch2/dcp_1ranks"));
+  {
+    // Its repr (what a dict key's text and the CLI show) reads no chunk: here every chunk file has
+    // changed since the read, so reading one would be file.changed.
+    const std::string dir = sdtest::temp_path("dcp_repr");
+    std::filesystem::remove_all(dir);
+    std::filesystem::copy(fixture("torch2/dcp_4ranks"), dir, std::filesystem::copy_options::recursive);
+    const auto copy = statedict::read(dir);
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+      if (e.path().extension() == ".distcp") std::ofstream(e.path(), std::ios::app) << 'x';
+    CHECK(copy.at("embed.weight").repr() == "tensor(float32, [10, 6])");
+    CHECK(sdtest::error_id([&] { copy.at("embed.weight").tensor(); }) == "file.changed");
+  }
   const auto lazy = statedict::detail::lazy_tensors(four.root());
   const auto it = std::find_if(lazy.begin(), lazy.end(), [](const auto& t) { return t.key == "embed.weight"; });
   REQUIRE(it != lazy.end());

@@ -167,19 +167,19 @@ public:
   /// Whether node `n` (a tensor) is described in `files` rather than made.
   bool described(const Node& n) const { return n.kind == Kind::tensor && n.pending != npos; }
   /// A tensor node's number of dimensions, shape (without a raw tensor's byte dimension) and dtype
-  /// name, without making or reading it.
+  /// name, without making or reading it (a tensor in pieces has a placeholder of its shape and dtype).
   std::int64_t dim(const Node& n) const {
-    return described(n) ? files.tensors[n.pending].dim : tensor_of(n).dim() - (n.raw() != nullptr ? 1 : 0);
+    return described(n) ? files.tensors[n.pending].dim : n.tensor.dim() - (n.raw() != nullptr ? 1 : 0);
   }
   std::vector<std::int64_t> shape(const Node& n) const {
     if (described(n)) return files.sizes(files.tensors[n.pending]).vec();
-    std::vector<std::int64_t> v = tensor_of(n).sizes().vec();
+    std::vector<std::int64_t> v = n.tensor.sizes().vec();
     if (n.raw() != nullptr && !v.empty()) v.pop_back();
     return v;
   }
   std::string dtype_text(const Node& n) const {
     if (n.raw() != nullptr) return n.raw()->torch;
-    return dtype_name(described(n) ? files.tensors[n.pending].dtype->type : tensor_of(n).scalar_type());
+    return dtype_name(described(n) ? files.tensors[n.pending].dtype->type : n.tensor.scalar_type());
   }
   /// Node `n`'s tensor as the file holds it, not read: a view of the file's mapping for a described
   /// tensor (its storage's view made once in `views`, which the caller keeps for one list, so that
@@ -187,7 +187,7 @@ public:
   at::Tensor as_read(const Node& n, std::vector<at::Storage>& views) const {
     if (!described(n)) return tensor_of(n);
     const FileTensors::Described& d = files.tensors[n.pending];
-    if (views.size() <= d.storage) views.resize(files.storages.size());
+    if (views.size() <= d.storage) views.resize(std::size_t{d.storage} + 1);  // as far as this list reaches
     at::Storage& s = views[d.storage];
     if (!s) s = files.view(d.storage);
     return files.on(s, d);

@@ -190,6 +190,16 @@ TEST_CASE("mapped tensors alias the file's copy-on-write mapping, and writing to
             .equal(statedict::read(copy, statedict::ReadOptions{}.map_tensors(true)).at("conv1.weight").tensor()));
 }
 
+namespace {
+/// Two reads of one tensor agree: shape, strides, dtype and bytes.
+void check_same_tensor(const at::Tensor& got, const at::Tensor& want) {
+  CHECK(got.sizes() == want.sizes());
+  CHECK(got.strides() == want.strides());
+  CHECK(got.scalar_type() == want.scalar_type());
+  CHECK(statedict::tensor_sha256(got) == statedict::tensor_sha256(want));
+}
+}  // namespace
+
 TEST_CASE("tensors() reads neighbouring small storages together: same bytes, same sharing, one storage per file storage", "[read]") {
   // tensors() reads the small storages of a pread-only file in groups (ReadTensors::get_many); each
   // must still be its own storage holding exactly its bytes, and what at().tensor() reads the same.
@@ -201,11 +211,9 @@ TEST_CASE("tensors() reads neighbouring small storages together: same bytes, sam
     for (const auto& t : all) {
       INFO(t.key);
       const at::Tensor alone = one_by_one.at(t.key).tensor();
-      CHECK(t.tensor.sizes() == alone.sizes());
-      CHECK(t.tensor.strides() == alone.strides());
+      check_same_tensor(t.tensor, alone);
       CHECK(t.tensor.storage_offset() == alone.storage_offset());
       CHECK(t.tensor.storage().nbytes() == alone.storage().nbytes());
-      CHECK(statedict::tensor_sha256(t.tensor) == statedict::tensor_sha256(alone));
     }
     // Small storages read together share a block of memory (which outlives the Checkpoint, gone
     // here): each is 64-byte aligned and none overlaps another, so writing every byte of each
@@ -267,11 +275,7 @@ TEST_CASE("a torch.save or safetensors file's tensors are described, not made, u
     REQUIRE(listed.size() == mapped.tensors().size());
     for (const auto& t : listed) {
       INFO(t.key);
-      const at::Tensor want = mapped.at(t.key).raw_tensor();
-      CHECK(t.tensor.sizes() == want.sizes());
-      CHECK(t.tensor.strides() == want.strides());
-      CHECK(t.tensor.scalar_type() == want.scalar_type());
-      CHECK(statedict::tensor_sha256(t.tensor) == statedict::tensor_sha256(want));
+      check_same_tensor(t.tensor, mapped.at(t.key).raw_tensor());
       CHECK(ck.at(t.key).repr() == mapped.at(t.key).repr());
     }
     // As read (what load and convert work from): views of the file at the mapped read's offsets, and

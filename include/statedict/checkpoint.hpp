@@ -151,15 +151,15 @@ struct FileTensors {
 
 /// The tensors of a pread-only file that the caller asked for, each storage read with pread on
 /// first use and kept: memory holds what was used, tensors that share a storage in the file (tied
-/// weights, views) share one in memory, and the file's pages are never touched through the
-/// mapping. A tensor is either described (FileTensors, torch.save files) or a view of the file's
-/// mapping (the other readers). One slot a node (a deque indexed by node id, grown on demand to
-/// the largest id asked for, 8 bytes a node: its elements never move) and one storage for each of
-/// the file's storages, each set once under the lock; the reading runs outside it. A storage read
-/// by itself is read once, whoever asks (the others wait for it: a large storage read by eight
-/// threads at once is not eight copies). A small storage that tensors() packs with others may be
-/// read a second time by a get() or another tensors() running at the same moment; the first copy
-/// published wins, so the tensors of a storage still share one.
+/// weights, views) share one in memory, and the file's pages are never touched through the mapping.
+/// A tensor is either described (FileTensors: torch.save, legacy and safetensors files) or a view
+/// of the file's mapping (a sharded checkpoint's merged tree, DCP). One slot a node (a deque
+/// indexed by node id, grown on demand to the largest id asked for, 8 bytes a node: its elements
+/// never move) and one storage for each of the file's storages, each set once under the lock; the
+/// reading runs outside it. A storage read by itself is read once, whoever asks (the others wait
+/// for it: a large storage read by eight threads at once is not eight copies). A small storage that
+/// tensors() packs with others may be read a second time by a get() or another tensors() running at
+/// the same moment; the first copy published wins, so the tensors of a storage still share one.
 class ReadTensors {
 public:
   FileTensors files;  // set by the reader, then never changed

@@ -137,16 +137,9 @@ struct FileTensors {
     return c10::Storage(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(s.nbytes), views->view(file().mutable_data() + s.offset),
                         nullptr, false);
   }
-  /// Storage `i` read into memory with pread, as readable() reads a view's storage.
-  at::Storage read(std::uint32_t i, const std::string& key) const {
-    const MappedFile& f = file();
-    if (f.protected_copy()) return view(i);  // a protected mapping a writer broke is memory of our own now
-    check_unchanged(f, key);
-    const Stored& s = storages[i];
-    c10::Storage out(c10::Storage::use_byte_size_t(), static_cast<std::size_t>(s.nbytes), c10::GetCPUAllocator(), false);
-    read_or_throw(f, storage_bytes(out), static_cast<std::size_t>(s.nbytes), s.offset, key);
-    return out;
-  }
+  /// Storage `i` read into memory with pread: readable() of its view (a storage read alone, by get()
+  /// or as a large one; tensors() packs the small ones without making views).
+  at::Storage read(std::uint32_t i, const std::string& key) const { return readable(view(i), key); }
 };
 
 /// The tensors of a pread-only file that the caller asked for, each storage read with pread on

@@ -403,7 +403,14 @@ TEST_CASE("the walk that finds a pickle's memo reads knows every opcode the unpi
                          glob("a", "b") + "0000000000000u.";
   const auto got = walk(p4);
   REQUIRE(got.has_value());
-  CHECK(*got == std::vector<std::uint32_t>{1, 300});
+  for (std::uint32_t i : {0u, 1u, 2u, 299u, 300u, 301u, 4096u}) CHECK(got->has(i) == (i == 1 || i == 300));
+  // A far-off index (only a hand-made pickle has one) is found too, without a bit for every index below it.
+  const auto far = walk(PROTO + "Nj" + u32le(4000000000u) + "h\x02j" + u32le(4000000000u) + "j" + u32le(7) + ".");
+  REQUIRE(far.has_value());
+  for (std::uint32_t i : {2u, 7u, 4000000000u}) CHECK(far->has(i));
+  for (std::uint32_t i : {0u, 3u, 3999999999u, 4000000001u}) CHECK_FALSE(far->has(i));
+  CHECK(far->near.size() < 100000);
+  CHECK(far->far == std::vector<std::uint32_t>{4000000000u});
   // Real torch.save pickles walk to STOP, so their rebuilds give nodes back (else the tree would keep 9 nodes a tensor).
   for (const char* name : {"resnet_plain.pt", "proto4.pt", "proto5.pt", "resnet_module.pt", "numpy_values.pt"}) {
     const statedict::detail::ZipArchive z(statedict::detail::MappedFile::open(fixture(name)));

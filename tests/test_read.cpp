@@ -341,6 +341,37 @@ TEST_CASE("a tree slot given back and reused keeps nothing of its old tenant", "
   CHECK(tree.nodes[id].items.capacity() == 0);
 }
 
+TEST_CASE("the tree's nodes stay where they are as it grows past its blocks, and a move takes them all", "[read][memory]") {
+  // The unpickler holds references to nodes while it adds more; a tree of 100k tensors spans
+  // hundreds of blocks.
+  statedict::detail::Tree tree;
+  const std::uint32_t n = 5000;  // several blocks, the last one part full
+  std::vector<const statedict::detail::Node*> at;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    statedict::detail::Node nd;
+    nd.kind = statedict::Kind::integer;
+    nd.integer = i;
+    if (i % 7 == 0) nd.text = std::string(30, static_cast<char>('a' + i % 26));  // some with heap text to free
+    REQUIRE(tree.add(std::move(nd)) == i);
+    at.push_back(&tree.nodes[i]);
+  }
+  REQUIRE(tree.nodes.size() == n);
+  std::uint32_t seen = 0;
+  for (const auto& nd : tree.nodes) CHECK(nd.integer == seen++);
+  CHECK(seen == n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    CHECK(&tree.nodes[i] == at[i]);
+    CHECK(tree.nodes[i].integer == i);
+  }
+  statedict::detail::Tree moved;
+  moved.nodes = std::move(tree.nodes);
+  CHECK(tree.nodes.size() == 0);
+  REQUIRE(moved.nodes.size() == n);
+  CHECK(&moved.nodes[n - 1] == at[n - 1]);
+  CHECK(moved.nodes[n - 1].integer == n - 1);
+  CHECK(moved.nodes[4998].text == std::string(30, static_cast<char>('a' + 4998 % 26)));
+}
+
 TEST_CASE("reading a torch zip file maps none of its pages: the reader parses it with pread", "[read][memory]") {
   // Touching the mapping would pull the page-cache folio around the spot (up to 2 MiB of tensor
   // bytes) into the process; reading a 1 GiB checkpoint then cost 13-32 MiB of RSS before any load.

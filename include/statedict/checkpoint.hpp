@@ -263,16 +263,19 @@ private:
     std::vector<const Job*> order;
     order.reserve(jobs.size());
     for (const Job& j : jobs) order.push_back(&j);
-    std::sort(order.begin(), order.end(), [](const Job* x, const Job* y) {
+    const auto before = [](const Job* x, const Job* y) {
       if (x->f != y->f) return std::less<const MappedFile*>()(x->f, y->f);
       return x->offset != y->offset ? x->offset < y->offset : x->key < y->key;
-    });
+    };
+    if (!std::is_sorted(order.begin(), order.end(), before))
+      std::sort(order.begin(), order.end(), before);  // usually in file order already
     order.erase(std::unique(order.begin(), order.end(), [](const Job* x, const Job* y) { return x->key == y->key; }), order.end());
     auto packable = [](const Job& j) { return j.nbytes > 0 && j.nbytes <= small && !j.f->protected_copy(); };
     std::vector<std::pair<Key, at::Storage>> read;
     read.reserve(order.size());
     const MappedFile* checked = nullptr;  // order is by file: the last file checked is the only one to remember
-    std::vector<std::uint8_t> buf;
+    std::unique_ptr<std::uint8_t[]> buf;  // not a vector: the pread fills it, zeroing it first would be wasted
+    std::size_t buf_size = 0;
     for (std::size_t i = 0; i < order.size();) {
       const Job& head = *order[i];
       const std::string& key = out[head.at].key;
@@ -294,13 +297,17 @@ private:
         check_unchanged(*head.f, key);
         checked = head.f;
       }
-      buf.resize(static_cast<std::size_t>(end - head.offset));
-      read_or_throw(*head.f, buf.data(), buf.size(), head.offset, key);
+      const auto want = static_cast<std::size_t>(end - head.offset);
+      if (want > buf_size) {
+        buf.reset(new std::uint8_t[want]);
+        buf_size = want;
+      }
+      read_or_throw(*head.f, buf.get(), want, head.offset, key);
       const SharedHold<AlignedBytes> block(packed);  // each storage made below holds it too
       std::size_t at = 0;
       for (; i < k; ++i) {
         const Job& j = *order[i];
-        std::memcpy(block->bytes + at, buf.data() + (j.offset - head.offset), j.nbytes);
+        std::memcpy(block->bytes + at, buf.get() + (j.offset - head.offset), j.nbytes);
         read.emplace_back(j.key, c10::Storage(c10::Storage::use_byte_size_t(), j.nbytes, block.view(block->bytes + at), nullptr, false));
         at += round64(j.nbytes);
       }
@@ -570,8 +577,8 @@ public:
     std::string path;
     std::vector<detail::ReadTensors::Want> wants;
     if (id_ == data_->root) {  // room for every tensor node (100k entries grown by doubling held a third more)
-      const auto n = static_cast<std::size_t>(
-          std::count_if(data_->tree.nodes.begin(), data_->tree.nodes.end(), [](const detail::Node& x) { return x.kind == Kind::tensor; }));
+      std::size_t n = 0;
+      for (const detail::Node& x : data_->tree.nodes) n += x.kind == Kind::tensor ? 1 : 0;
       out.reserve(n);
       wants.reserve(n);
     }

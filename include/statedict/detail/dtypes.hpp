@@ -102,6 +102,16 @@ inline Dtype dtype_from_torch(std::string_view name) {
     if (name == alias) return dtype_from_torch(real);
   return nullptr;
 }
+/// The row of a dtype named at compile time, found once (default member initializers run for every
+/// storage and tensor of a file).
+inline Dtype dtype_uint8() {
+  static const Dtype d = dtype_from_torch("uint8");
+  return d;
+}
+inline Dtype dtype_float32() {
+  static const Dtype d = dtype_from_torch("float32");
+  return d;
+}
 inline Dtype dtype_from_safetensors(std::string_view name) { return find_dtype_named(&DtypeNames::safetensors, name); }
 inline Dtype dtype_from_numpy(std::string_view code) {
   if (code == "b" || code == "?") code = "b1";

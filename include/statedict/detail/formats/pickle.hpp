@@ -29,7 +29,7 @@ namespace statedict::detail {
 /// One storage a pickle refers to by persistent id.
 struct StorageSpec {
   std::string key;
-  Dtype dtype = dtype_from_torch("uint8");
+  Dtype dtype = dtype_uint8();
   std::uint64_t numel = 0;  // elements of dtype (bytes when untyped)
   bool untyped = false;
   std::uint64_t declared_at = 0;  // file offset of the opcode that declared it
@@ -46,7 +46,7 @@ struct TensorSpec {
   std::uint64_t offset = 0;      // elements
   std::uint64_t dims_at = 0;     // its sizes, then its strides, in PickleState::dims (no two allocations a tensor)
   std::uint32_t dim = 0;
-  Dtype dtype = dtype_from_torch("float32");
+  Dtype dtype = dtype_float32();
   bool requires_grad = false;
   std::uint64_t at = 0;  // file offset of the opcode that made it
   std::string where() const { return "offset " + std::to_string(at); }
@@ -235,7 +235,26 @@ inline bool is_forbidden_global(const std::string& module, const std::string& na
 /// object read back from the memo (or DUP'd) can be referred to twice: any other value is owned by
 /// the one opcode that consumed it, which is what lets the Unpickler give back the nodes of a
 /// tensor rebuild's arguments once the tensor is made.
-inline std::optional<std::vector<std::uint32_t>> memo_reads(const std::uint8_t* d, std::size_t n) {
+/// The memo indices a pickle reads back: one bit an index for the indices picklers use (0, 1, 2,
+/// ...), a sorted list for far-off ones only a hand-made pickle has (the bits stay within twice the
+/// pickle's bytes read so far, so a hostile index cannot make them huge).
+struct MemoReads {
+  std::vector<bool> near;
+  std::vector<std::uint32_t> far;  // sorted, each once
+  void add(std::uint32_t i, std::size_t at) {
+    if (i < near.size()) {
+      near[i] = true;
+    } else if (std::uint64_t{i} < 2 * std::uint64_t{at} + 4096) {
+      near.resize(std::max<std::size_t>(std::size_t{i} + 1, near.size() * 2), false);
+      near[i] = true;
+    } else {
+      far.push_back(i);
+    }
+  }
+  bool has(std::uint32_t i) const { return i < near.size() ? static_cast<bool>(near[i]) : std::binary_search(far.begin(), far.end(), i); }
+};
+
+inline std::optional<MemoReads> memo_reads(const std::uint8_t* d, std::size_t n) {
   // What follows each opcode the Unpickler knows: nothing, a fixed number of bytes (1 to 8), a
   // length of 1, 4 or 8 bytes and that many bytes, or one or two lines (unknown: an opcode it does not know).
   enum Form : std::uint8_t { unknown, none, fixed1, fixed2, fixed4, fixed8, len1, len4, len8, line1, line2 };
@@ -256,13 +275,13 @@ inline std::optional<std::vector<std::uint32_t>> memo_reads(const std::uint8_t* 
     set("c", line2);            // GLOBAL
     return f;
   }();
-  std::vector<std::uint32_t> got;
+  MemoReads got;
   std::size_t p = 0;
   while (p < n) {
     const std::uint8_t op = d[p++];
     if (op == '.') {
-      std::sort(got.begin(), got.end());
-      got.erase(std::unique(got.begin(), got.end()), got.end());
+      std::sort(got.far.begin(), got.far.end());
+      got.far.erase(std::unique(got.far.begin(), got.far.end()), got.far.end());
       return got;
     }
     const std::size_t left = n - p;
@@ -276,8 +295,8 @@ inline std::optional<std::vector<std::uint32_t>> memo_reads(const std::uint8_t* 
     case fixed8:
       skip = std::uint64_t{1} << (forms[op] - fixed1);
       if (skip > left) return std::nullopt;
-      if (op == 'h') got.push_back(d[p]);
-      if (op == 'j') got.push_back(rd32(d + p));
+      if (op == 'h') got.add(d[p], p);
+      if (op == 'j') got.add(rd32(d + p), p);
       break;
     case len1:
       if (left < 1) return std::nullopt;
@@ -595,14 +614,17 @@ private:
 
   // ---- input ----
   const std::uint8_t* take(std::uint64_t k) {
-    if (k > n_ - p_ && limited_)
-      fail("limit.pickle_size", op_at_, "pickle longer than max_pickle_bytes (" + std::to_string(opts_.max_pickle_bytes()) + ")");
-    if (k > n_ - p_)
-      fail("pickle.truncated", op_at_,
-           "pickle ends inside an opcode (needs " + std::to_string(k) + " more bytes, " + std::to_string(n_ - p_) + " left)");
+    if (k > n_ - p_) short_of(k);
     const std::uint8_t* r = d_ + p_;
     p_ += static_cast<std::size_t>(k);
     return r;
+  }
+  // take()'s failure, out of line so that take() itself stays small enough to inline everywhere.
+  [[noreturn]] void short_of(std::uint64_t k) const {
+    if (limited_)
+      fail("limit.pickle_size", op_at_, "pickle longer than max_pickle_bytes (" + std::to_string(opts_.max_pickle_bytes()) + ")");
+    fail("pickle.truncated", op_at_,
+         "pickle ends inside an opcode (needs " + std::to_string(k) + " more bytes, " + std::to_string(n_ - p_) + " left)");
   }
   std::uint8_t byte() { return *take(1); }
   std::uint16_t u16() { return rd16(take(2)); }
@@ -659,7 +681,10 @@ private:
     if (idx < dense_memo_.size() || static_cast<std::uint64_t>(idx) < 2 * memo_puts_ + 4096) {
       if (idx >= dense_memo_.size()) {
         const std::size_t reached = dense_memo_.size();
-        dense_memo_.resize(std::size_t{idx} + 1, npos);
+        if (idx == reached)
+          dense_memo_.push_back(npos);  // the common case: the next index
+        else
+          dense_memo_.resize(std::size_t{idx} + 1, npos);
         for (auto it = memo_.lower_bound(static_cast<std::uint32_t>(reached)); it != memo_.end() && it->first <= idx; it = memo_.erase(it))
           dense_memo_[it->first] = it->second;
       }
@@ -669,7 +694,7 @@ private:
       fresh = memo_.insert_or_assign(idx, top()).second;
     }
     if (fresh) ++memo_count_;  // MEMOIZE's index is the memo's size, as in Python
-    if (recycle_ && std::binary_search(memo_reads_.begin(), memo_reads_.end(), idx)) pin(top());
+    if (recycle_ && memo_reads_.has(idx)) pin(top());
   }
   void memo_get(std::uint32_t idx) {
     std::uint32_t v = npos;
@@ -679,7 +704,7 @@ private:
       v = it->second;
     }
     if (v == npos) fail("pickle.memo", op_at_, "BINGET of memo index " + std::to_string(idx) + " that was never stored");
-    if (recycle_ && !std::binary_search(memo_reads_.begin(), memo_reads_.end(), idx))
+    if (recycle_ && !memo_reads_.has(idx))
       fail("pickle.memo", op_at_, "BINGET of memo index " + std::to_string(idx) + " that the walk before the run did not see");
     push(v);
   }
@@ -712,13 +737,16 @@ private:
       const Node& nd = node(id);
       if (nd.pending == freed) continue;
       todo_.insert(todo_.end(), nd.items.begin(), nd.items.end());
-      for (const auto& [k, v] : nd.kv()) {
-        todo_.push_back(k);
-        todo_.push_back(v);
+      if (nd.has_more()) {
+        for (const auto& [k, v] : nd.kv()) {
+          todo_.push_back(k);
+          todo_.push_back(v);
+        }
+        if (nd.args() != npos) todo_.push_back(nd.args());
+        if (nd.state() != npos) todo_.push_back(nd.state());
       }
-      if (nd.args() != npos) todo_.push_back(nd.args());
-      if (nd.state() != npos) todo_.push_back(nd.state());
-      if (!dict_index_.empty()) dict_index_.erase(id);  // dicts and objects that got SETITEMS
+      // dicts and objects that got SETITEMS have an index
+      if ((nd.kind == Kind::dict || nd.kind == Kind::object) && !dict_index_.empty()) dict_index_.erase(id);
       tree_.release(id);
     }
   }
@@ -1591,7 +1619,7 @@ private:
   // Giving back nodes (recycle): on when memo_reads walked the pickle. pinned_[id]: node id may be
   // referred to more than once (a shared leaf, DUP'd, or stored at a memo index the pickle reads).
   bool recycle_ = false;
-  std::vector<std::uint32_t> memo_reads_;
+  MemoReads memo_reads_;
   std::vector<bool> pinned_;
   std::vector<std::uint32_t> todo_;
   std::uint32_t none_ = npos, true_ = npos, false_ = npos, empty_tuple_ = npos;  // shared leaves

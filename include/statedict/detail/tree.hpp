@@ -141,8 +141,12 @@ public:
   Iter<const NodeArena, const Node> begin() const noexcept { return {this, 0}; }
   Iter<const NodeArena, const Node> end() const noexcept { return {this, size_}; }
   void push_back(Node&& n) {
-    if ((size_ >> kShift) == blocks_.size()) blocks_.emplace_back(std::allocator<Node>().allocate(kBlock));
-    new (&block(size_)[size_ & kMask]) Node(std::move(n));
+    new (slot()) Node(std::move(n));
+    ++size_;
+  }
+  /// A default node at the end.
+  void emplace_back() {
+    new (slot()) Node();
     ++size_;
   }
 
@@ -152,6 +156,10 @@ private:
     void operator()(Node* p) const noexcept { std::allocator<Node>().deallocate(p, kBlock); }
   };
   Node* block(std::size_t i) const noexcept { return blocks_[i >> kShift].get(); }
+  void* slot() {  // where node size_ goes (its block made if need be)
+    if ((size_ >> kShift) == blocks_.size()) blocks_.emplace_back(std::allocator<Node>().allocate(kBlock));
+    return &block(size_)[size_ & kMask];
+  }
   void clear() noexcept {
     for (std::size_t i = 0; i < size_; ++i) (*this)[i].~Node();
     size_ = 0;
@@ -188,10 +196,22 @@ struct Tree {
     n.pending = freed;
     free.push_back(id);
   }
+  /// A new default node, made where it will stay (a free slot or the end), for the caller to fill
+  /// through nodes[id]: no node built aside, moved in and destroyed.
+  std::uint32_t fresh() {
+    if (!free.empty()) {
+      const std::uint32_t id = free.back();
+      free.pop_back();
+      nodes[id].pending = npos;  // release() left it default but for this mark
+      return id;
+    }
+    nodes.emplace_back();
+    return static_cast<std::uint32_t>(nodes.size() - 1);
+  }
   std::uint32_t add(Kind k) {
-    Node n;
-    n.kind = k;
-    return add(std::move(n));
+    const std::uint32_t id = fresh();
+    nodes[id].kind = k;
+    return id;
   }
 };
 

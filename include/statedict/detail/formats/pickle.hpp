@@ -652,17 +652,16 @@ private:
   // ---- stack ----
   void push(std::uint32_t v) { stack_.push_back(v); }
   std::uint32_t pop() {
-    if (stack_.empty() || (!marks_.empty() && stack_.size() == marks_.back()))
-      fail("pickle.stack", op_at_, "opcode needs a value but the stack is empty");
+    if (stack_.empty() || (!marks_.empty() && stack_.size() == marks_.back())) empty_stack();
     auto v = stack_.back();
     stack_.pop_back();
     return v;
   }
   std::uint32_t top() {
-    if (stack_.empty() || (!marks_.empty() && stack_.size() == marks_.back()))
-      fail("pickle.stack", op_at_, "opcode needs a value but the stack is empty");
+    if (stack_.empty() || (!marks_.empty() && stack_.size() == marks_.back())) empty_stack();
     return stack_.back();
   }
+  [[noreturn]] void empty_stack() const { fail("pickle.stack", op_at_, "opcode needs a value but the stack is empty"); }
   std::vector<std::uint32_t> pop_mark() {
     if (marks_.empty()) fail("pickle.no_mark", op_at_, "opcode needs a MARK but there is none");
     const std::size_t m = marks_.back();
@@ -858,10 +857,9 @@ private:
     const std::size_t at = op_at_;
     const std::uint8_t* b = take(len);
     if (!is_valid_utf8(b, len)) fail("pickle.utf8", at, "BINUNICODE string is not valid UTF-8");
-    Node nd;
-    nd.kind = Kind::string;
-    nd.text.assign(reinterpret_cast<const char*>(b), len);
-    push(tree_.add(std::move(nd)));
+    const std::uint32_t id = tree_.add(Kind::string);
+    node(id).text.assign(reinterpret_cast<const char*>(b), len);
+    push(id);
   }
   void op_binstring(std::uint32_t len) {
     // Python 2 str: text when it is valid UTF-8, otherwise its bytes read as Latin-1.
@@ -894,10 +892,9 @@ private:
     return r;
   }
   std::uint32_t make_seq(Kind k, std::vector<std::uint32_t> items) {
-    Node nd;
-    nd.kind = k;
-    nd.items = std::move(items);
-    return tree_.add(std::move(nd));
+    const std::uint32_t id = tree_.add(k);
+    node(id).items = std::move(items);
+    return id;
   }
   void op_global() {
     const std::size_t at = op_at_;
@@ -1508,12 +1505,11 @@ private:
         fail("pickle.bad_persistent_id", op_at_, "malformed legacy storage view");
       }
     }
-    Node nd;
-    nd.kind = Kind::object;
+    const std::uint32_t made = tree_.add(Kind::object);
+    Node& nd = node(made);
     nd.internal = Internal::storage;
-    nd.text = "torch." + tn;
+    nd.text.append("torch.").append(tn);
     nd.pending = idx;
-    const std::uint32_t made = tree_.add(std::move(nd));
     recycle(pid);  // the id's fields live on in the storage spec
     return made;
   }
@@ -1590,11 +1586,10 @@ private:
     if (st_.tensors.size() >= opts_.max_tensors())
       fail("limit.tensors", op_at_, "more than max_tensors (" + std::to_string(opts_.max_tensors()) + ") tensors");
     t.at = base_ + op_at_;
-    Node nd;
-    nd.kind = Kind::tensor;
-    nd.pending = static_cast<std::uint32_t>(st_.tensors.size());
+    const std::uint32_t id = tree_.add(Kind::tensor);
+    node(id).pending = static_cast<std::uint32_t>(st_.tensors.size());
     st_.tensors.push_back(std::move(t));
-    return tree_.add(std::move(nd));
+    return id;
   }
 
   PickleState& st_;

@@ -411,6 +411,12 @@ TEST_CASE("the walk that finds a pickle's memo reads knows every opcode the unpi
   for (std::uint32_t i : {0u, 3u, 3999999999u, 4000000001u}) CHECK_FALSE(far->has(i));
   CHECK(far->near.size() < 100000);
   CHECK(far->far == std::vector<std::uint32_t>{4000000000u});
+  // An index too far off for the bits when read, which later reads then grow the bits past: still found.
+  const auto grown = walk(PROTO + "Nj" + u32le(5000) + "j" + u32le(2599) + "j" + u32le(2600) + ".");
+  REQUIRE(grown.has_value());
+  REQUIRE(grown->near.size() > 5000);
+  for (std::uint32_t i : {5000u, 2599u, 2600u}) CHECK(grown->has(i));
+  CHECK_FALSE(grown->has(4999));
   // Real torch.save pickles walk to STOP, so their rebuilds give nodes back (else the tree would keep 9 nodes a tensor).
   for (const char* name : {"resnet_plain.pt", "proto4.pt", "proto5.pt", "resnet_module.pt", "numpy_values.pt"}) {
     const statedict::detail::ZipArchive z(statedict::detail::MappedFile::open(fixture(name)));

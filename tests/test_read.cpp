@@ -363,11 +363,26 @@ TEST_CASE("the tree's nodes stay where they are as it grows past its blocks, and
     CHECK(&tree.nodes[i] == at[i]);
     CHECK(tree.nodes[i].integer == i);
   }
+  // A slot given back is made anew where it is: fresh() hands it out again, default but for nothing.
+  tree.release(1024);
+  tree.release(7);
+  CHECK(tree.nodes[7].pending == statedict::detail::freed);
+  CHECK(tree.nodes[7].text.empty());
+  REQUIRE(tree.fresh() == 7);
+  CHECK(tree.nodes[7].pending == statedict::detail::npos);
+  CHECK(tree.nodes[7].kind == statedict::Kind::none);
+  CHECK(&tree.nodes[7] == at[7]);
+  REQUIRE(tree.add(statedict::Kind::list) == 1024);
+  CHECK(tree.nodes[1024].kind == statedict::Kind::list);
+  CHECK(tree.fresh() == n);  // no free slot left: the end
+  tree.nodes[n].integer = n;
+  at.push_back(&tree.nodes[n]);
   statedict::detail::Tree moved;
+  moved.add(statedict::Kind::dict);  // a tree with nodes of its own, dropped by the move below
   moved.nodes = std::move(tree.nodes);
   CHECK(tree.nodes.size() == 0);
-  REQUIRE(moved.nodes.size() == n);
-  CHECK(&moved.nodes[n - 1] == at[n - 1]);
+  REQUIRE(moved.nodes.size() == n + 1);
+  CHECK(&moved.nodes[n] == at[n]);
   CHECK(moved.nodes[n - 1].integer == n - 1);
   CHECK(moved.nodes[4998].text == std::string(30, static_cast<char>('a' + 4998 % 26)));
 }

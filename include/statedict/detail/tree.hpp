@@ -157,7 +157,10 @@ private:
   };
   Node* block(std::size_t i) const noexcept { return blocks_[i >> kShift].get(); }
   void* slot() {  // where node size_ goes (its block made if need be)
-    if ((size_ >> kShift) == blocks_.size()) blocks_.emplace_back(std::allocator<Node>().allocate(kBlock));
+    if ((size_ >> kShift) == blocks_.size()) {
+      std::unique_ptr<Node, Free> b(std::allocator<Node>().allocate(kBlock));  // owned before the list grows (which may throw)
+      blocks_.push_back(std::move(b));
+    }
     return &block(size_)[size_ & kMask];
   }
   void clear() noexcept {

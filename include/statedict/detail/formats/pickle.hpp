@@ -251,7 +251,8 @@ struct MemoReads {
       far.push_back(i);
     }
   }
-  bool has(std::uint32_t i) const { return i < near.size() ? static_cast<bool>(near[i]) : std::binary_search(far.begin(), far.end(), i); }
+  // Both places: `near` may have grown past an index that went to `far` when it was too far off.
+  bool has(std::uint32_t i) const { return (i < near.size() && near[i]) || std::binary_search(far.begin(), far.end(), i); }
 };
 
 inline std::optional<MemoReads> memo_reads(const std::uint8_t* d, std::size_t n) {

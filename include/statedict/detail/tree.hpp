@@ -140,10 +140,6 @@ public:
   Iter<NodeArena, Node> end() noexcept { return {this, size_}; }
   Iter<const NodeArena, const Node> begin() const noexcept { return {this, 0}; }
   Iter<const NodeArena, const Node> end() const noexcept { return {this, size_}; }
-  void push_back(Node&& n) {
-    new (slot()) Node(std::move(n));
-    ++size_;
-  }
   /// A default node at the end.
   void emplace_back() {
     new (slot()) Node();
@@ -179,14 +175,9 @@ struct Tree {
   // about 2 nodes a tensor instead of 9.
   std::vector<std::uint32_t> free;
   std::uint32_t add(Node n) {
-    if (!free.empty()) {
-      const std::uint32_t id = free.back();
-      free.pop_back();
-      nodes[id] = std::move(n);
-      return id;
-    }
-    nodes.push_back(std::move(n));
-    return static_cast<std::uint32_t>(nodes.size() - 1);
+    const std::uint32_t id = fresh();
+    nodes[id] = std::move(n);
+    return id;
   }
   /// Gives node `id` back: its contents are dropped and its slot is reused by a later add(). The
   /// caller guarantees nothing refers to it.

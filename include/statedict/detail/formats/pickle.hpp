@@ -229,14 +229,8 @@ inline bool is_forbidden_global(const std::string& module, const std::string& na
   return false;
 }
 
-/// The memo indices a pickle reads back (BINGET, LONG_BINGET), sorted, found by walking its
-/// opcodes to STOP without running them; nullopt when the walk meets an opcode it does not know
-/// or runs off the end (the Unpickler then fails there itself, or keeps every node). Only an
-/// object read back from the memo (or DUP'd) can be referred to twice: any other value is owned by
-/// the one opcode that consumed it, which is what lets the Unpickler give back the nodes of a
-/// tensor rebuild's arguments once the tensor is made.
-/// The memo indices a pickle reads back: one bit an index for the indices picklers use (0, 1, 2,
-/// ...), a sorted list for far-off ones only a hand-made pickle has (the bits stay within twice the
+/// What memo_reads() finds: one bit an index for the indices picklers use (0, 1, 2, ...), a
+/// sorted list for far-off ones only a hand-made pickle has (the bits stay within twice the
 /// pickle's bytes read so far, so a hostile index cannot make them huge).
 struct MemoReads {
   std::vector<bool> near;
@@ -255,6 +249,12 @@ struct MemoReads {
   bool has(std::uint32_t i) const { return (i < near.size() && near[i]) || std::binary_search(far.begin(), far.end(), i); }
 };
 
+/// The memo indices a pickle reads back (BINGET, LONG_BINGET), found by walking its
+/// opcodes to STOP without running them; nullopt when the walk meets an opcode it does not know
+/// or runs off the end (the Unpickler then fails there itself, or keeps every node). Only an
+/// object read back from the memo (or DUP'd) can be referred to twice: any other value is owned by
+/// the one opcode that consumed it, which is what lets the Unpickler give back the nodes of a
+/// tensor rebuild's arguments once the tensor is made.
 inline std::optional<MemoReads> memo_reads(const std::uint8_t* d, std::size_t n) {
   // What follows each opcode the Unpickler knows: nothing, a fixed number of bytes (1 to 8), a
   // length of 1, 4 or 8 bytes and that many bytes, or one or two lines (unknown: an opcode it does not know).

@@ -215,12 +215,10 @@ inline std::shared_ptr<CheckpointData> read_torch_zip(const ZipArchive& z, const
   FileTensors files;
   files.views = std::make_unique<FileViews>(f);
   files.storages.reserve(st.storages.size());
-  std::string name = "data/";  // each record's name built in one buffer, not a new string a storage
+  std::string name;  // each record's name built in one buffer, not a new string a storage
   for (auto& ss : st.storages) {
     if (!ss.view_of.empty()) continue;
-    name.resize(5);
-    name += ss.key;
-    const ZipEntry* rec = z.find(name);
+    const ZipEntry* rec = z.find(name.assign("data/").append(ss.key));
     if (rec == nullptr) throw Error("format.missing_record", path, z.top() + "/data/" + ss.key, "storage record is missing");
     const std::size_t es = ss.untyped ? 1 : ss.dtype->size;
     const std::uint64_t want = ss.numel * es;  // overflow already refused by the unpickler

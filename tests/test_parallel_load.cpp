@@ -221,3 +221,27 @@ TEST_CASE("threads: one tensor under two names (tied weights) loads as on one th
   }
   std::remove(path.c_str());
 }
+
+TEST_CASE("threads: a zero-copy load counts only the bytes it copies, so one that hands memory over stays on one thread",
+          "[threads][parallel]") {
+  using statedict::detail::Applier;
+  const std::vector<statedict::detail::Target> targets{{"same", torch::zeros({1024, 4096})}, {"cast", torch::zeros({1024, 4096})}};
+  const std::uint64_t each = 1024u * 4096u * 4u;  // 16 MiB: enough for several threads on its own
+  const auto same = torch::ones({1024, 4096}), cast = torch::ones({1024, 4096}, torch::kFloat64);
+  const std::vector<statedict::detail::Copy> only_shared{{0, same, nullptr}};
+  const std::vector<statedict::detail::Copy> both{{0, same, nullptr}, {1, cast, nullptr}};
+  for (const bool zero : {false, true}) {
+    INFO((zero ? "zero-copy" : "copy"));
+    Applier one(targets, only_shared, zero, false, std::nullopt);
+    one.plan_jobs();
+    CHECK(one.total() == each);
+    CHECK(one.copied() == (zero ? 0 : each));
+    Applier two(targets, both, zero, false, std::nullopt);
+    two.plan_jobs();
+    CHECK(two.total() == 2 * each);
+    CHECK(two.copied() == (zero ? each : 2 * each));  // the cast is copied either way
+  }
+  CHECK(statedict::detail::apply_threads(0, 0, 32) == 1);
+  CHECK(statedict::detail::apply_threads(0, each, 32) == std::clamp(at::get_num_threads(), 1, 4));
+  CHECK(statedict::detail::apply_threads(3, 0, 32) == 3);  // a count the caller set is kept
+}

@@ -242,6 +242,30 @@ TEST_CASE("threads: a zero-copy load counts only the bytes it copies, so one tha
     CHECK(two.copied() == (zero ? each : 2 * each));  // the cast is copied either way
   }
   CHECK(statedict::detail::apply_threads(0, 0, 32) == 1);
-  CHECK(statedict::detail::apply_threads(0, each, 32) == std::clamp(at::get_num_threads(), 1, 4));
-  CHECK(statedict::detail::apply_threads(3, 0, 32) == 3);  // a count the caller set is kept
+  CHECK(statedict::detail::apply_threads(0, each, 32) == std::min(statedict::detail::usable_cpus(), 4));
+  CHECK(statedict::detail::apply_threads(0, each, 1) == 1);  // never more threads than jobs
+  CHECK(statedict::detail::apply_threads(3, 0, 32) == 3);    // a count the caller set is kept
+}
+
+TEST_CASE("threads: the automatic count is the CPUs the process may use, fewer when OMP_NUM_THREADS says so", "[threads][parallel]") {
+  using statedict::detail::usable_cpus;
+  const char* before = std::getenv("OMP_NUM_THREADS");
+  const std::string saved = before != nullptr ? before : "";
+  ::unsetenv("OMP_NUM_THREADS");
+  const int cpus = usable_cpus();
+  CHECK(cpus >= 1);
+  CHECK(cpus <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  ::setenv("OMP_NUM_THREADS", "1", 1);
+  CHECK(usable_cpus() == 1);
+  CHECK(statedict::detail::apply_threads(0, 1u << 30, 64) == 1);
+  for (const char* ignored : {"0", "-3", "many", ""}) {  // not a count: the CPUs
+    ::setenv("OMP_NUM_THREADS", ignored, 1);
+    CHECK(usable_cpus() == cpus);
+  }
+  ::setenv("OMP_NUM_THREADS", "100000", 1);  // more than there are: the CPUs
+  CHECK(usable_cpus() == cpus);
+  if (before != nullptr)
+    ::setenv("OMP_NUM_THREADS", saved.c_str(), 1);
+  else
+    ::unsetenv("OMP_NUM_THREADS");
 }

@@ -161,9 +161,12 @@ public:
     return *this;
   }
   /// Threads that write the module: they take tensors, and pieces of at most 8 MiB of large ones,
-  /// in file order. 0 (the default): LibTorch's intra-op thread count (at::get_num_threads()), at
-  /// most 4, for a load that copies at least 16 MiB, else the calling thread alone. 1: the calling
-  /// thread alone. The calling thread is always one of them.
+  /// in file order. 0 (the default): the CPUs the process may run on (its affinity mask; fewer if
+  /// OMP_NUM_THREADS says so), at most 4, for a load that copies at least 16 MiB, else the calling
+  /// thread alone. LibTorch's at::get_num_threads() is not asked (its first call on a thread
+  /// restarts LibTorch's thread pool, which then spins beside the load); a program that limits
+  /// LibTorch with torch::set_num_threads() sets this too. 1: the calling thread alone. The
+  /// calling thread is always one of them.
   LoadOptions& threads(int n) {
     if (n < 0) throw Error("options.bad_threads", "", "threads(" + std::to_string(n) + ")", "a thread count is 0 (automatic) or more");
     threads_ = n;

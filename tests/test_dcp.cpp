@@ -207,3 +207,39 @@ TEST_CASE("a DCP folder converts through lazy tensors, sliced and cast, to the b
     CHECK(statedict::read(path).at("rank1").tensor().equal(want));
   }
 }
+
+TEST_CASE("a lazy region one chunk holds is a view of that chunk, unread; one over several chunks or cast is made", "[dcp][lazy]") {
+  using statedict::detail::LazyTensor;
+  using statedict::detail::Pieces;
+  auto pieces = std::make_shared<Pieces>();
+  pieces->key = "w";
+  pieces->dtype = statedict::detail::find_dtype(at::kFloat);
+  pieces->size = {4, 6};
+  const at::Tensor whole = torch::arange(24, torch::kFloat).reshape({4, 6});
+  pieces->parts.push_back({{0, 0}, {2, 6}, whole.narrow(0, 0, 2).clone()});  // rows 0-1
+  pieces->parts.push_back({{2, 0}, {2, 6}, whole.narrow(0, 2, 2).clone()});  // rows 2-3
+  const auto lazy = [&](std::int64_t dim, std::int64_t start, std::int64_t len, std::optional<c10::ScalarType> cast = std::nullopt) {
+    LazyTensor t;
+    t.pieces = pieces;
+    t.dim = dim;
+    t.start = start;
+    t.len = len;
+    t.cast = cast;
+    return t;
+  };
+  // Rows 2-3 lie in the second chunk: a view of its memory.
+  const at::Tensor rows = lazy(0, 2, 2).view();
+  REQUIRE(rows.defined());
+  CHECK(rows.data_ptr() == pieces->parts[1].data.data_ptr());
+  CHECK(torch::equal(rows, whole.narrow(0, 2, 2)));
+  // A column slice spans both chunks: no view; get() assembles it.
+  CHECK_FALSE(lazy(1, 1, 3).view().defined());
+  CHECK(torch::equal(lazy(1, 1, 3).get(), whole.narrow(1, 1, 3)));
+  // Rows 1-2 span both chunks too; a cast region is always made.
+  CHECK_FALSE(lazy(0, 1, 2).view().defined());
+  CHECK(torch::equal(lazy(0, 1, 2).get(), whole.narrow(0, 1, 2)));
+  CHECK_FALSE(lazy(0, 0, 2, at::kDouble).view().defined());
+  CHECK(torch::equal(lazy(0, 0, 2, at::kDouble).get(), whole.narrow(0, 0, 2).to(at::kDouble)));
+  // The same region through get() and view(): equal values.
+  CHECK(torch::equal(lazy(0, 0, 2).get(), lazy(0, 0, 2).view()));
+}

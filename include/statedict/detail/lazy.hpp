@@ -51,19 +51,12 @@ struct Pieces {
   /// The region [start, start+len) along `dim` (dim < 0: the whole tensor): a view of one piece
   /// when one piece holds the region, else a new tensor filled from the pieces that overlap it.
   at::Tensor slice(std::int64_t dim, std::int64_t start, std::int64_t len) const {
+    if (at::Tensor v = view(dim, start, len); v.defined()) return readable(v, key);
     const std::size_t n = size.size();
     std::vector<std::int64_t> lo(n, 0), hi = size;
     if (dim >= 0) {
       lo[static_cast<std::size_t>(dim)] = start;
       hi[static_cast<std::size_t>(dim)] = start + len;
-    }
-    for (const auto& p : parts) {
-      bool holds = true;
-      for (std::size_t d = 0; d < n && holds; ++d) holds = p.offsets[d] <= lo[d] && hi[d] <= p.offsets[d] + p.sizes[d];
-      if (!holds) continue;
-      at::Tensor view = p.data;
-      for (std::size_t d = 0; d < n; ++d) view = view.narrow(static_cast<std::int64_t>(d), lo[d] - p.offsets[d], hi[d] - lo[d]);
-      return readable(view, key);
     }
     std::vector<std::int64_t> shape(n);
     for (std::size_t d = 0; d < n; ++d) shape[d] = hi[d] - lo[d];
@@ -81,6 +74,26 @@ struct Pieces {
       if (overlaps) dst.copy_(readable(src, key));
     }
     return out;
+  }
+
+  /// The region as a view of the one piece that holds it, its bytes not read (a view of its file);
+  /// an undefined tensor when the region spans several pieces.
+  at::Tensor view(std::int64_t dim, std::int64_t start, std::int64_t len) const {
+    const std::size_t n = size.size();
+    std::vector<std::int64_t> lo(n, 0), hi = size;
+    if (dim >= 0) {
+      lo[static_cast<std::size_t>(dim)] = start;
+      hi[static_cast<std::size_t>(dim)] = start + len;
+    }
+    for (const auto& p : parts) {
+      bool holds = true;
+      for (std::size_t d = 0; d < n && holds; ++d) holds = p.offsets[d] <= lo[d] && hi[d] <= p.offsets[d] + p.sizes[d];
+      if (!holds) continue;
+      at::Tensor v = p.data;
+      for (std::size_t d = 0; d < n; ++d) v = v.narrow(static_cast<std::int64_t>(d), lo[d] - p.offsets[d], hi[d] - lo[d]);
+      return v;
+    }
+    return {};
   }
 
   /// The whole tensor, assembled once and kept (what Value::tensor() returns).
@@ -104,6 +117,13 @@ struct LazyTensor {
   at::Tensor get() const {
     at::Tensor t = pieces ? pieces->slice(dim, start, len) : readable(dim < 0 ? base : base.narrow(dim, start, len), "tensor");
     return cast ? t.to(*cast) : t;
+  }
+  /// What get() makes, as a view of its file with no byte read, when nothing is cast and one piece
+  /// (or the base) holds it; else an undefined tensor. A load reads such a view straight into the
+  /// parameter, as it reads any other view of a file.
+  at::Tensor view() const {
+    if (cast) return {};
+    return pieces ? pieces->view(dim, start, len) : dim < 0 ? base : base.narrow(dim, start, len);
   }
 };
 

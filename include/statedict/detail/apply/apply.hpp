@@ -383,7 +383,11 @@ private:
       std::uint64_t bytes;
       ~Count() { a.count(bytes); }
     } counted{*this, tensor_bytes(dst)};
-    const at::Tensor source = c.get();  // a lazy source reads its bytes here, one tensor at a time
+    // A lazy source that one piece (or its base) holds is read from its file like any other view of
+    // a file, straight into the parameter; one that is assembled from pieces or cast is made here,
+    // one tensor at a time.
+    at::Tensor source = c.lazy ? c.lazy->view() : c.source;
+    if (!source.defined()) source = c.get();
     const bool same_layout =
         dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() && source.is_contiguous() && source.sizes().equals(dst.sizes());
     const MappedFile* file = pread_file_of(source, owns_);

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace statedict::detail {
@@ -53,11 +54,7 @@ struct Pieces {
   at::Tensor slice(std::int64_t dim, std::int64_t start, std::int64_t len) const {
     if (at::Tensor v = view(dim, start, len); v.defined()) return readable(v, key);
     const std::size_t n = size.size();
-    std::vector<std::int64_t> lo(n, 0), hi = size;
-    if (dim >= 0) {
-      lo[static_cast<std::size_t>(dim)] = start;
-      hi[static_cast<std::size_t>(dim)] = start + len;
-    }
+    const auto [lo, hi] = bounds(dim, start, len);
     std::vector<std::int64_t> shape(n);
     for (std::size_t d = 0; d < n; ++d) shape[d] = hi[d] - lo[d];
     at::Tensor out = empty_of(dtype, shape);
@@ -80,11 +77,7 @@ struct Pieces {
   /// an undefined tensor when the region spans several pieces.
   at::Tensor view(std::int64_t dim, std::int64_t start, std::int64_t len) const {
     const std::size_t n = size.size();
-    std::vector<std::int64_t> lo(n, 0), hi = size;
-    if (dim >= 0) {
-      lo[static_cast<std::size_t>(dim)] = start;
-      hi[static_cast<std::size_t>(dim)] = start + len;
-    }
+    const auto [lo, hi] = bounds(dim, start, len);
     for (const auto& p : parts) {
       bool holds = true;
       for (std::size_t d = 0; d < n && holds; ++d) holds = p.offsets[d] <= lo[d] && hi[d] <= p.offsets[d] + p.sizes[d];
@@ -94,6 +87,16 @@ struct Pieces {
       return v;
     }
     return {};
+  }
+
+  /// The region's first index and end along each dim.
+  std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>> bounds(std::int64_t dim, std::int64_t start, std::int64_t len) const {
+    std::vector<std::int64_t> lo(size.size(), 0), hi = size;
+    if (dim >= 0) {
+      lo[static_cast<std::size_t>(dim)] = start;
+      hi[static_cast<std::size_t>(dim)] = start + len;
+    }
+    return {std::move(lo), std::move(hi)};
   }
 
   /// The whole tensor, assembled once and kept (what Value::tensor() returns).

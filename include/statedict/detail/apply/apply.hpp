@@ -186,15 +186,16 @@ public:
       const Copy& c = copies_[i];
       const at::Tensor& dst = targets_[c.target].tensor;
       total_ += tensor_bytes(dst);
-      if (c.lazy || !shares(c.source, dst, pread_file_of(c.source, owns_))) copied_ += tensor_bytes(dst);
       // A module that holds one tensor under two names (tied weights, a submodule registered
       // twice) gets two copies into it: they run in order on one thread, the later one winning.
       if (dst.defined() && dst.has_storage() && !destinations.insert(dst.storage().unsafeGetStorageImpl()).second) aliased_ = true;
       if (c.lazy) {
+        copied_ += tensor_bytes(dst);
         jobs_.push_back({i});
         continue;
       }
       const MappedFile* file = pread_file_of(c.source, owns_);
+      if (!shares(c.source, dst, file)) copied_ += tensor_bytes(dst);
       if (file != nullptr && c.slice &&
           std::none_of(exact_.begin(), exact_.end(), [&](const NoReadahead& n) { return n.fd == file->fd(); }))
         exact_.emplace_back(file->fd());
@@ -278,10 +279,15 @@ public:
 private:
   void begin(std::size_t copy) { begun_[copy].store(true, std::memory_order_relaxed); }
 
+  /// Whether a contiguous source has the CPU parameter's dtype and shape (its bytes are the
+  /// parameter's bytes).
+  static bool same_layout(const at::Tensor& source, const at::Tensor& dst) {
+    return dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() && source.is_contiguous() &&
+           source.sizes().equals(dst.sizes());
+  }
   /// Whether the parameter takes the source's memory as it is (zero-copy) rather than its bytes.
   bool shares(const at::Tensor& source, const at::Tensor& dst, const MappedFile* file) const {
-    return zero_copy_ && dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() && source.is_contiguous() &&
-           source.sizes().equals(dst.sizes()) &&
+    return zero_copy_ && same_layout(source, dst) &&
            reinterpret_cast<std::uintptr_t>(source.data_ptr()) % std::min<std::size_t>(source.element_size(), 16) == 0 &&
            (file == nullptr || !file->pread_only());
   }
@@ -388,15 +394,13 @@ private:
     // one tensor at a time.
     at::Tensor source = c.lazy ? c.lazy->view() : c.source;
     if (!source.defined()) source = c.get();
-    const bool same_layout =
-        dst.device().is_cpu() && source.scalar_type() == dst.scalar_type() && source.is_contiguous() && source.sizes().equals(dst.sizes());
     const MappedFile* file = pread_file_of(source, owns_);
     if (shares(source, dst, file)) {
       begin(i);
       dst.set_data(source);
       return;
     }
-    if (file != nullptr && same_layout && dst.is_contiguous()) {
+    if (file != nullptr && same_layout(source, dst) && dst.is_contiguous()) {
       begin(i);
       read_into(*file, static_cast<std::uint8_t*>(dst.data_ptr()), tensor_bytes(dst), file_offset(*file, source), key, buffer);
       return;

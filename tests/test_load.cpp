@@ -389,6 +389,46 @@ TEST_CASE("near misses are suggested as renames", "[load]") {
   CHECK(fixed.loaded == 2);
 }
 
+TEST_CASE("a suggestion's rename is applied without std::regex, with the result std::regex gives", "[load][suggest]") {
+  // Suggestions add literal renames ("^" + an escaped key, optionally "$") that carry no regex
+  // engine, so a program that never calls rename() compiles no std::regex. Each must rewrite every
+  // key exactly as LoadOptions::rename with the same pattern and replacement does.
+  using statedict::detail::KeyRewriter;
+  const std::vector<std::string> froms = {"fc.", "fc.weight", "a$b.", "x\\y", "(m)+[0]{1}|?*^", ""};
+  const std::vector<std::string> tos = {"head.", "$1.$&", "t$$", ""};
+  for (const bool whole : {false, true})
+    for (const std::string& from : froms)
+      for (const std::string& to : tos) {
+        LoadOptions literal;
+        statedict::detail::add_literal_rename(literal, from, to, whole);
+        REQUIRE(literal.rules().size() == 1);
+        CHECK(literal.rules()[0].compile == nullptr);
+        const LoadOptions regex = LoadOptions{}.rename(literal.rules()[0].pattern, literal.rules()[0].replacement);
+        CHECK(regex.rules()[0].compile != nullptr);
+        const KeyRewriter a(literal.rules()), b(regex.rules());
+        for (const std::string& key : {from, from + "weight", "z" + from, from + from, std::string("fc.bias"), std::string()}) {
+          INFO("from '" << from << "' to '" << to << "' whole " << whole << " key '" << key << "'");
+          CHECK(a.apply(key) == b.apply(key));
+        }
+        CHECK(a.apply(from) == to);  // the replacement is text, '$' included
+      }
+  // A rule without an engine that is not such a literal is refused, not applied as something else.
+  LoadOptions odd;
+  statedict::detail::add_rule(odd, {statedict::KeyRule::Kind::rename, "^fc.*", "x", nullptr});
+  try {
+    const KeyRewriter k(odd.rules());
+    FAIL("a non-literal rule without an engine was accepted");
+  } catch (const statedict::Error& e) { CHECK(e.id() == "options.bad_regex"); }
+  // A user's bad pattern is still std::regex's error, when the rules are compiled.
+  try {
+    const KeyRewriter k(LoadOptions{}.rename("[", "x").rules());
+    FAIL("'[' compiled");
+  } catch (const statedict::Error& e) {
+    CHECK(e.id() == "options.bad_regex");
+    CHECK(e.where() == "rename(\"[\")");
+  }
+}
+
 TEST_CASE("a load that matches nothing fails even when lenient; min_coverage raises the bar", "[load]") {
   sdtest::TinyBert bert;
   const auto before = fingerprint(*bert);

@@ -1,5 +1,6 @@
 #pragma once
 // statedict::LoadOptions: how checkpoint keys are matched to a module and what counts as a failure.
+#include <statedict/detail/match/regex.hpp>
 #include <statedict/error.hpp>
 #include <statedict/read_options.hpp>
 
@@ -25,6 +26,10 @@ struct KeyRule {
   enum class Kind { strip_prefix, add_prefix, rename } kind;
   std::string pattern;      // the prefix, or the regular expression (ECMAScript)
   std::string replacement;  // rename only
+  /// rename only: what compiles `pattern` (std::regex, set by LoadOptions::rename). Unset in the
+  /// literal renames statedict's suggestions make ("^" + an escaped key, optionally "$"), which are
+  /// applied as plain string compares with the same result.
+  detail::Rewrite (*compile)(const std::string& pattern, const std::string& replacement) = nullptr;
   /// The option as a user writes it: strip_prefix("module."), rename("^fc\\.", "head.").
   std::string text() const {
     switch (kind) {
@@ -38,6 +43,11 @@ struct KeyRule {
     return {};
   }
 };
+
+class LoadOptions;
+namespace detail {
+inline void add_rule(LoadOptions& o, KeyRule rule);
+}
 
 /// Options for statedict::load and statedict::diff, with fluent setters in LibTorch's style:
 ///
@@ -68,17 +78,17 @@ public:
   }
   /// Remove a prefix from checkpoint keys that have it ("module.", "_orig_mod."). Repeatable.
   LoadOptions& strip_prefix(std::string prefix) {
-    rules_.push_back({KeyRule::Kind::strip_prefix, std::move(prefix), {}});
+    rules_.push_back({KeyRule::Kind::strip_prefix, std::move(prefix), {}, nullptr});
     return *this;
   }
   /// Put a prefix in front of every checkpoint key ("backbone."). Repeatable.
   LoadOptions& add_prefix(std::string prefix) {
-    rules_.push_back({KeyRule::Kind::add_prefix, std::move(prefix), {}});
+    rules_.push_back({KeyRule::Kind::add_prefix, std::move(prefix), {}, nullptr});
     return *this;
   }
   /// std::regex_replace on checkpoint keys (ECMAScript syntax), in order with the prefix rules.
   LoadOptions& rename(std::string regex, std::string replacement) {
-    rules_.push_back({KeyRule::Kind::rename, std::move(regex), std::move(replacement)});
+    rules_.push_back({KeyRule::Kind::rename, std::move(regex), std::move(replacement), &detail::compile_regex});
     return *this;
   }
   /// Detect and reconcile a consistent prefix difference in either direction (strip, add or both).
@@ -222,6 +232,7 @@ public:
   const std::vector<Shard>& shards() const { return shards_; }
 
 private:
+  friend void detail::add_rule(LoadOptions& o, KeyRule rule);
   std::string select_;
   bool auto_select_ = false;
   std::string submodule_;
@@ -239,5 +250,10 @@ private:
   ReadOptions read_;
   std::vector<Shard> shards_;
 };
+
+namespace detail {
+/// Appends a key rule as it is: how statedict's own suggestions add their literal renames.
+inline void add_rule(LoadOptions& o, KeyRule rule) { o.rules_.push_back(std::move(rule)); }
+}  // namespace detail
 
 }  // namespace statedict

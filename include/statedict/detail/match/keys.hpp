@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <regex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -61,6 +60,15 @@ inline std::string cpp_escape(const std::string& s) {
   return r;
 }
 
+/// A rename of checkpoint keys starting with `from` (or equal to it, when `whole`) to `to` in their
+/// place, as LoadOptions::rename("^" + escaped `from` [+ "$"], `to`) writes it, but applied without
+/// std::regex: the form statedict's suggestions use.
+inline void add_literal_rename(LoadOptions& o, const std::string& from, const std::string& to, bool whole) {
+  std::string replacement;  // '$' is special in a regex replacement; "$$" is one '$'
+  for (char c : to) replacement += c == '$' ? std::string("$$") : std::string(1, c);
+  add_rule(o, {KeyRule::Kind::rename, "^" + regex_escape(from) + (whole ? "$" : ""), std::move(replacement), nullptr});
+}
+
 /// A prefix difference between checkpoint and module keys. Strip alone removes the prefix where a
 /// key has it; add alone prefixes every key (the model is wrapped); both replace the prefix on the
 /// keys that have it and leave every other key alone (a renamed layer: "fc." -> "classifier.").
@@ -82,7 +90,7 @@ struct PrefixFix {
   /// The same as LoadOptions calls, appended to `o`'s key rules.
   void add_to(LoadOptions& o) const {
     if (!strip.empty() && !add.empty())
-      o.rename("^" + regex_escape(strip), add);
+      add_literal_rename(o, strip, add, false);
     else if (!strip.empty())
       o.strip_prefix(strip);
     else if (!add.empty())
@@ -127,17 +135,30 @@ template <class Keys> PrefixFix best_prefix_fix(const Keys& source, const KeyInd
 /// Applies LoadOptions' key rules (strip_prefix, add_prefix, rename) in order.
 class KeyRewriter {
 public:
-  explicit KeyRewriter(const std::vector<KeyRule>& rules) : rules_(rules) {
-    for (const auto& rule : rules_) {
-      if (rule.kind != KeyRule::Kind::rename) {
-        regexes_.emplace_back();
+  explicit KeyRewriter(const std::vector<KeyRule>& rules) : rules_(rules), renames_(rules.size()) {
+    for (std::size_t j = 0; j < rules_.size(); ++j) {
+      const KeyRule& rule = rules_[j];
+      if (rule.kind != KeyRule::Kind::rename) continue;
+      if (rule.compile != nullptr) {
+        renames_[j].regex = rule.compile(rule.pattern, rule.replacement);
         continue;
       }
-      try {
-        regexes_.emplace_back(rule.pattern, std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
+      // A literal rename (add_literal_rename): "^" + escaped text, optionally "$".
+      Rename& r = renames_[j];
+      const auto literal = [&](bool whole) {
+        if (rule.pattern.size() < (whole ? 2u : 1u) || rule.pattern[0] != '^') return false;
+        const std::string escaped = rule.pattern.substr(1, rule.pattern.size() - (whole ? 2 : 1));
+        r.from.clear();
+        for (std::size_t i = 0; i < escaped.size(); ++i) r.from += escaped[i] == '\\' && i + 1 < escaped.size() ? escaped[++i] : escaped[i];
+        r.whole = whole;
+        return "^" + regex_escape(r.from) + (whole ? "$" : "") == rule.pattern;
+      };
+      if (!literal(false) && !literal(true))
         throw Error("options.bad_regex", "", "rename(\"" + rule.pattern + "\")",
-                    std::string("not a valid regular expression: ") + e.what());
+                    "a rename without a regex engine must be a literal prefix or key");
+      for (std::size_t i = 0; i < rule.replacement.size(); ++i) {
+        r.to += rule.replacement[i];
+        if (rule.replacement[i] == '$' && i + 1 < rule.replacement.size() && rule.replacement[i + 1] == '$') ++i;
       }
     }
   }
@@ -154,7 +175,7 @@ public:
       else if (rule.kind == KeyRule::Kind::add_prefix)
         k = rule.pattern + k;
       else if (rule.kind == KeyRule::Kind::rename)
-        k = std::regex_replace(k, regexes_[j], rule.replacement);
+        k = renames_[j].apply(k);
       if (k == before) continue;
       if (used != nullptr) *used += (used->empty() ? "" : ".") + rule.text();
       if (fired != nullptr) (*fired)[j] = 1;
@@ -163,8 +184,18 @@ public:
   }
 
 private:
+  struct Rename {
+    Rewrite regex;         // a user's rename: std::regex_replace
+    std::string from, to;  // a literal one: the prefix (or whole key) and what replaces it
+    bool whole = false;
+    std::string apply(const std::string& k) const {
+      if (regex) return regex(k);
+      if (whole ? k != from : !starts_with(k, from)) return k;
+      return to + k.substr(from.size());
+    }
+  };
   std::vector<KeyRule> rules_;
-  std::vector<std::regex> regexes_;
+  std::vector<Rename> renames_;
 };
 
 /// Warnings for the key rules that changed no key (`fired` as KeyRewriter::apply fills it): a

@@ -225,7 +225,7 @@ private:
       const std::string re = "^" + regex_escape(best_key) + "$";
       const std::string opt = "rename(\"" + cpp_escape(re) + "\", \"" + m + "\")";
       Suggestion sug{"missing \"" + m + "\" looks like checkpoint key \"" + best_key + "\": use " + opt, opt};
-      sug.options = a_.with([&](LoadOptions& o) { o.rename(re, m); });
+      sug.options = a_.with([&](LoadOptions& o) { add_literal_rename(o, best_key, m, true); });
       fixes_.push_back(std::move(sug));
       near_.emplace_back(best_key, m);
     }
@@ -248,7 +248,7 @@ private:
     const std::string opt = "rename(\"" + cpp_escape(re) + "\", \"" + to + "\")";
     Suggestion sug{"the missing keys under '" + to + "' look like the checkpoint's keys under '" + from + "' (a renamed layer): use " + opt,
                    opt};
-    sug.options = a_.with([&](LoadOptions& o) { o.rename(re, to); });
+    sug.options = a_.with([&](LoadOptions& o) { add_literal_rename(o, from, to, false); });
     fixes_.push_back(std::move(sug));
   }
 

@@ -185,6 +185,30 @@ TEST_CASE("a tensor stored in chunks is assembled only when used; a slice reads 
   for (const auto& t : four.tensors()) CHECK(t.lazy == nullptr);
 }
 
+TEST_CASE("a chunked tensor changed through Value::tensor() loads as changed, like any tensor the caller holds", "[dcp][lazy]") {
+  const auto four = statedict::read(fixture("torch2/dcp_4ranks"));
+  const auto one = statedict::read(fixture("torch2/dcp_1ranks"));
+  const at::Tensor& held = four.at("embed.weight").tensor();  // 4 chunks, assembled here
+  held.mul_(2);
+  Mlp m;
+  const auto opts =
+      statedict::LoadOptions{}.rename("^embed\\.weight$", "embed").rename("^proj\\.weight$", "proj").unexpected(statedict::Policy::ignore);
+  const auto r = statedict::load(m, four, opts);
+  INFO(r);
+  CHECK(r.ok());
+  CHECK(m.embed.equal(one.at("embed.weight").tensor() * 2));  // the caller's values, not the file's
+  CHECK(m.proj.equal(one.at("proj.weight").tensor()));        // not asked for: read from the chunks
+  // The same in a tensor-parallel load: the rank's rows of the changed tensor.
+  struct Half : torch::nn::Module {
+    torch::Tensor embed = register_parameter("embed", torch::zeros({5, 6}));
+    torch::Tensor proj = register_parameter("proj", torch::zeros({5, 8}));
+  } half;
+  const auto rt = statedict::load(half, four, statedict::LoadOptions(opts).shard("embed", 0, 1, 2));
+  INFO(rt);
+  CHECK(rt.ok());
+  CHECK(half.embed.equal(one.at("embed.weight").tensor().narrow(0, 5, 5) * 2));
+}
+
 TEST_CASE("a DCP folder converts through lazy tensors, sliced and cast, to the bytes torch.chunk gives", "[dcp][lazy]") {
   const auto one = statedict::read(fixture("torch2/dcp_1ranks"));
   std::vector<statedict::NamedTensor> out;

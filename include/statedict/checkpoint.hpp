@@ -687,7 +687,7 @@ private:
           wants->push_back({out.size() - 1, id});
         } else if (!nd.pieces()) {
           out.push_back({path, data_->handed.get(id, nd, path), raw});
-        } else if (views != nullptr)
+        } else if (views != nullptr && !nd.pieces()->assembled())  // as read; else the tensor the caller holds
           out.push_back({path, nd.tensor, raw, std::make_shared<const detail::LazyTensor>(detail::LazyTensor{nd.pieces(), {}})});
         else
           out.push_back({path, nd.pieces()->whole(), raw});

@@ -104,6 +104,8 @@ struct Pieces {
     once_([this] { whole_ = slice(-1, 0, 0); });
     return whole_;
   }
+  /// Whether whole() has been asked for: the caller may hold that tensor, and may have changed it.
+  bool assembled() const { return once_.done(); }
 
 private:
   mutable Once once_;

@@ -240,6 +240,16 @@ TEST_CASE("threads: a zero-copy load counts only the bytes it copies, so one tha
     two.plan_jobs();
     CHECK(two.total() == 2 * each);
     CHECK(two.copied() == (zero ? each : 2 * each));  // the cast is copied either way
+    // Lazy sources (DCP chunks, a rank's slice of them) count the same way: what one piece holds
+    // as it is can be handed over; a cast is made, and copied.
+    using statedict::detail::LazyTensor;
+    const auto held = std::make_shared<const LazyTensor>(LazyTensor{nullptr, same, -1, 0, 0, std::nullopt});
+    const auto made = std::make_shared<const LazyTensor>(LazyTensor{nullptr, cast, -1, 0, 0, c10::kFloat});
+    const std::vector<statedict::detail::Copy> lazy{{0, same, held}, {1, same, made}};
+    Applier three(targets, lazy, zero, false, std::nullopt);
+    three.plan_jobs();
+    CHECK(three.total() == 2 * each);
+    CHECK(three.copied() == (zero ? each : 2 * each));
   }
   CHECK(statedict::detail::apply_threads(0, 0, 32) == 1);
   CHECK(statedict::detail::apply_threads(0, each, 32) == std::min(statedict::detail::usable_cpus(), 4));

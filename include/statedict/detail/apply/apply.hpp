@@ -189,8 +189,9 @@ public:
       // A module that holds one tensor under two names (tied weights, a submodule registered
       // twice) gets two copies into it: they run in order on one thread, the later one winning.
       if (dst.defined() && dst.has_storage() && !destinations.insert(dst.storage().unsafeGetStorageImpl()).second) aliased_ = true;
-      if (c.lazy) {
-        copied_ += tensor_bytes(dst);
+      if (c.lazy) {  // counted by what run_whole will do: hand over the one piece that holds it, or copy
+        const at::Tensor view = c.lazy->view();
+        if (!view.defined() || !shares(view, dst, pread_file_of(view, owns_))) copied_ += tensor_bytes(dst);
         jobs_.push_back({i});
         continue;
       }

@@ -131,3 +131,38 @@ TEST_CASE("with 2 ranks a dim-1 shard of wide rows reads only its half of each r
     CHECK(read >= tensor_bytes / 2);
   }
 }
+
+TEST_CASE("a rank's dim-1 slice of a tensor in chunks is read run by run from the one chunk that holds it", "[shard][dcp]") {
+  // A chunk as a DCP folder's are: a view of its file, not read. Rows of 8 KiB; each rank's half of
+  // a row is a 4 KiB run, which the load reads with pread straight into the parameter (the chunk's
+  // view), not by reading the whole span first (the lazy tensor's get()).
+  const at::Tensor big = torch::arange(1024 * 2048, torch::kFloat).reshape({1024, 2048});
+  const std::string path = sdtest::temp_path("shard_chunk.safetensors");
+  statedict::save(std::vector<statedict::NamedTensor>{{"w", big}}, path);
+  const auto ck = statedict::read(path);
+  const auto listed = statedict::detail::lazy_tensors(ck.root());
+  REQUIRE(listed.size() == 1);
+  auto pieces = std::make_shared<statedict::detail::Pieces>();
+  pieces->key = "w";
+  pieces->dtype = statedict::detail::find_dtype(at::kFloat);
+  pieces->size = {1024, 2048};
+  pieces->parts.push_back({{0, 0}, {1024, 2048}, listed[0].tensor});
+  for (std::int64_t rank : {0, 1}) {
+    INFO("rank " << rank);
+    const std::vector<statedict::detail::Target> targets{{"w", torch::zeros({1024, 1024})}};
+    const auto lazy = std::make_shared<const statedict::detail::LazyTensor>(
+        statedict::detail::LazyTensor{pieces, {}, 1, rank * 1024, 1024, std::nullopt});
+    const std::vector<statedict::detail::Copy> copies{{0, torch::zeros({1024, 1024}), lazy, true}};
+    std::vector<std::string> warnings, written;
+    const std::function<void(std::uint64_t, std::uint64_t)> none;
+    statedict::detail::ProgressSink progress(none, warnings);  // holds the function by reference
+    const std::uint64_t before = bytes_read();
+    statedict::detail::apply(targets, copies, false, true, 1, std::nullopt, progress, written);
+    const std::uint64_t read = bytes_read() - before;
+    CHECK(targets[0].tensor.equal(big.narrow(1, rank * 1024, 1024)));
+    const auto tensor_bytes = static_cast<std::uint64_t>(big.numel()) * 4;
+    INFO("read " << read << " of " << tensor_bytes);
+    CHECK(read >= tensor_bytes / 2);
+    CHECK(read <= tensor_bytes * 55 / 100);
+  }
+}

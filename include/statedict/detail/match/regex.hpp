@@ -5,6 +5,7 @@
 #include <statedict/error.hpp>
 
 #include <functional>
+#include <memory>
 #include <regex>
 #include <string>
 

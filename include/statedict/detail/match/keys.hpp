@@ -61,12 +61,20 @@ inline std::string cpp_escape(const std::string& s) {
 }
 
 /// A rename of checkpoint keys starting with `from` (or equal to it, when `whole`) to `to` in their
-/// place, as LoadOptions::rename("^" + escaped `from` [+ "$"], `to`) writes it, but applied without
-/// std::regex: the form statedict's suggestions use.
-inline void add_literal_rename(LoadOptions& o, const std::string& from, const std::string& to, bool whole) {
+/// place, as LoadOptions::rename("^" + escaped `from` [+ "$"], `to` with '$' doubled) writes it, but
+/// applied without std::regex: the form statedict's suggestions use.
+inline KeyRule literal_rename(const std::string& from, const std::string& to, bool whole) {
   std::string replacement;  // '$' is special in a regex replacement; "$$" is one '$'
   for (char c : to) replacement += c == '$' ? std::string("$$") : std::string(1, c);
-  add_rule(o, {KeyRule::Kind::rename, "^" + regex_escape(from) + (whole ? "$" : ""), std::move(replacement), nullptr});
+  return {KeyRule::Kind::rename, "^" + regex_escape(from) + (whole ? "$" : ""), std::move(replacement), nullptr};
+}
+inline void add_literal_rename(LoadOptions& o, const std::string& from, const std::string& to, bool whole) {
+  add_rule(o, literal_rename(from, to, whole));
+}
+/// The LoadOptions call that does the same, as C++ source: rename("^fc\\.", "head.").
+inline std::string literal_rename_text(const std::string& from, const std::string& to, bool whole) {
+  const KeyRule r = literal_rename(from, to, whole);
+  return "rename(\"" + cpp_escape(r.pattern) + "\", \"" + cpp_escape(r.replacement) + "\")";
 }
 
 /// A prefix difference between checkpoint and module keys. Strip alone removes the prefix where a
@@ -84,7 +92,7 @@ struct PrefixFix {
     return out;
   }
   std::string option() const {
-    if (!strip.empty() && !add.empty()) return "rename(\"" + cpp_escape("^" + regex_escape(strip)) + "\", \"" + cpp_escape(add) + "\")";
+    if (!strip.empty() && !add.empty()) return literal_rename_text(strip, add, false);
     return strip.empty() ? "add_prefix(\"" + add + "\")" : "strip_prefix(\"" + strip + "\")";
   }
   /// The same as LoadOptions calls, appended to `o`'s key rules.

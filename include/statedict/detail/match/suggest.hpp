@@ -222,8 +222,7 @@ private:
         }
       }
       if (best_key.empty()) continue;
-      const std::string re = "^" + regex_escape(best_key) + "$";
-      const std::string opt = "rename(\"" + cpp_escape(re) + "\", \"" + m + "\")";
+      const std::string opt = literal_rename_text(best_key, m, true);
       Suggestion sug{"missing \"" + m + "\" looks like checkpoint key \"" + best_key + "\": use " + opt, opt};
       sug.options = a_.with([&](LoadOptions& o) { add_literal_rename(o, best_key, m, true); });
       fixes_.push_back(std::move(sug));
@@ -244,8 +243,7 @@ private:
       if (f != from || t != to) return;
     }
     if (from.empty()) return;
-    const std::string re = "^" + regex_escape(from);
-    const std::string opt = "rename(\"" + cpp_escape(re) + "\", \"" + to + "\")";
+    const std::string opt = literal_rename_text(from, to, false);
     Suggestion sug{"the missing keys under '" + to + "' look like the checkpoint's keys under '" + from + "' (a renamed layer): use " + opt,
                    opt};
     sug.options = a_.with([&](LoadOptions& o) { add_literal_rename(o, from, to, false); });

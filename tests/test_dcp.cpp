@@ -188,7 +188,7 @@ TEST_CASE("a tensor stored in chunks is assembled only when used; a slice reads 
 TEST_CASE("a chunked tensor changed through Value::tensor() loads as changed, like any tensor the caller holds", "[dcp][lazy]") {
   const auto four = statedict::read(fixture("torch2/dcp_4ranks"));
   const auto one = statedict::read(fixture("torch2/dcp_1ranks"));
-  const at::Tensor& held = four.at("embed.weight").tensor();  // 4 chunks, assembled here
+  const at::Tensor held = four.at("embed.weight").tensor();  // 4 chunks, assembled here; the same tensor, not a copy
   held.mul_(2);
   Mlp m;
   const auto opts =

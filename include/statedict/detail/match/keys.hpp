@@ -71,6 +71,31 @@ inline KeyRule literal_rename(const std::string& from, const std::string& to, bo
 inline void add_literal_rename(LoadOptions& o, const std::string& from, const std::string& to, bool whole) {
   add_rule(o, literal_rename(from, to, whole));
 }
+/// What a rule without a `compile` function is: a literal_rename, applied with string compares as
+/// std::regex_replace would apply its pattern. Any other pattern there is options.bad_regex.
+inline Rewrite compile_literal(const std::string& pattern, const std::string& replacement) {
+  std::string from;
+  bool whole = false;
+  const auto literal = [&](bool w) {
+    if (pattern.size() < (w ? 2u : 1u) || pattern[0] != '^') return false;
+    const std::string escaped = pattern.substr(1, pattern.size() - (w ? 2 : 1));
+    from.clear();
+    for (std::size_t i = 0; i < escaped.size(); ++i) from += escaped[i] == '\\' && i + 1 < escaped.size() ? escaped[++i] : escaped[i];
+    whole = w;
+    return "^" + regex_escape(from) + (w ? "$" : "") == pattern;
+  };
+  if (!literal(false) && !literal(true))
+    throw Error("options.bad_regex", "", "rename(\"" + pattern + "\")", "a rename without a regex engine must be a literal prefix or key");
+  std::string to;
+  for (std::size_t i = 0; i < replacement.size(); ++i) {
+    to += replacement[i];
+    if (replacement[i] == '$' && i + 1 < replacement.size() && replacement[i + 1] == '$') ++i;
+  }
+  return [from, to, whole](const std::string& k) {
+    if (whole ? k != from : !starts_with(k, from)) return k;
+    return to + k.substr(from.size());
+  };
+}
 /// The LoadOptions call that does the same, as C++ source: rename("^fc\\.", "head.").
 inline std::string literal_rename_text(const std::string& from, const std::string& to, bool whole) {
   const KeyRule r = literal_rename(from, to, whole);
@@ -146,28 +171,8 @@ public:
   explicit KeyRewriter(const std::vector<KeyRule>& rules) : rules_(rules), renames_(rules.size()) {
     for (std::size_t j = 0; j < rules_.size(); ++j) {
       const KeyRule& rule = rules_[j];
-      if (rule.kind != KeyRule::Kind::rename) continue;
-      if (rule.compile != nullptr) {
-        renames_[j].regex = rule.compile(rule.pattern, rule.replacement);
-        continue;
-      }
-      // A literal rename (add_literal_rename): "^" + escaped text, optionally "$".
-      Rename& r = renames_[j];
-      const auto literal = [&](bool whole) {
-        if (rule.pattern.size() < (whole ? 2u : 1u) || rule.pattern[0] != '^') return false;
-        const std::string escaped = rule.pattern.substr(1, rule.pattern.size() - (whole ? 2 : 1));
-        r.from.clear();
-        for (std::size_t i = 0; i < escaped.size(); ++i) r.from += escaped[i] == '\\' && i + 1 < escaped.size() ? escaped[++i] : escaped[i];
-        r.whole = whole;
-        return "^" + regex_escape(r.from) + (whole ? "$" : "") == rule.pattern;
-      };
-      if (!literal(false) && !literal(true))
-        throw Error("options.bad_regex", "", "rename(\"" + rule.pattern + "\")",
-                    "a rename without a regex engine must be a literal prefix or key");
-      for (std::size_t i = 0; i < rule.replacement.size(); ++i) {
-        r.to += rule.replacement[i];
-        if (rule.replacement[i] == '$' && i + 1 < rule.replacement.size() && rule.replacement[i + 1] == '$') ++i;
-      }
+      if (rule.kind == KeyRule::Kind::rename)
+        renames_[j] = (rule.compile != nullptr ? rule.compile : &compile_literal)(rule.pattern, rule.replacement);
     }
   }
   /// The rewritten key; `used` (if given) receives the rules that changed it, joined by '.';
@@ -183,7 +188,7 @@ public:
       else if (rule.kind == KeyRule::Kind::add_prefix)
         k = rule.pattern + k;
       else if (rule.kind == KeyRule::Kind::rename)
-        k = renames_[j].apply(k);
+        k = renames_[j](k);
       if (k == before) continue;
       if (used != nullptr) *used += (used->empty() ? "" : ".") + rule.text();
       if (fired != nullptr) (*fired)[j] = 1;
@@ -192,18 +197,8 @@ public:
   }
 
 private:
-  struct Rename {
-    Rewrite regex;         // a user's rename: std::regex_replace
-    std::string from, to;  // a literal one: the prefix (or whole key) and what replaces it
-    bool whole = false;
-    std::string apply(const std::string& k) const {
-      if (regex) return regex(k);
-      if (whole ? k != from : !starts_with(k, from)) return k;
-      return to + k.substr(from.size());
-    }
-  };
   std::vector<KeyRule> rules_;
-  std::vector<Rename> renames_;
+  std::vector<Rewrite> renames_;  // a rename rule's, made once; empty for the others
 };
 
 /// Warnings for the key rules that changed no key (`fired` as KeyRewriter::apply fills it): a

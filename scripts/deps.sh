@@ -2,10 +2,10 @@
 # Installs the Debian packages statedict builds and tests with, when any is missing.
 # Usage: scripts/deps.sh [extra-package ...]
 set -euo pipefail
-# Inside the trixie root (scripts/trixie.sh) the packages are that root's, installed when it was made.
-[ -z "${STATEDICT_IN_TRIXIE:-}" ] || exit 0
+# Inside a stack root (scripts/stack.sh) the packages are that root's, installed when it was made.
+[ -z "${STATEDICT_IN_ROOT:-}" ] || exit 0
 packages=(cmake ninja-build g++ ccache clang-format libtorch-dev catch2 nlohmann-json3-dev libcli11-dev
-          python3-torch python3-torchvision "$@")
+          libzstd-dev python3-torch python3-torchvision "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -247,7 +247,7 @@ Sample libtorch_load(const std::function<std::shared_ptr<torch::nn::Module>()>& 
 }
 
 /// Median of `runs` PyTorch loads by benchmarks/py_load.py (MODE FILE N), each in its own process,
-/// run by `python` (/usr/bin/python3: PyTorch 1.13; "bash scripts/trixie.sh python3": PyTorch 2.6).
+/// run by `python` (/usr/bin/python3: PyTorch 1.13, or 2.14 in the sid root; "bash scripts/trixie.sh python3": PyTorch 2.6).
 Sample python_load(const std::string& python, const std::string& mode, const std::string& path, int n, int runs) {
   std::vector<Sample> v;
   for (int r = 0; r < runs; ++r) {
@@ -261,6 +261,29 @@ Sample python_load(const std::string& python, const std::string& mode, const std
     v.push_back(s);
   }
   return median(v);
+}
+
+/// A Python with PyTorch that the rows compare against, named by what it reports of itself
+/// (`py_load.py version`): the same binary is PyTorch 1.13 on bookworm and 2.14 in the sid root.
+struct Anchor {
+  std::string python;
+  std::string torch;        // "1.13.1", "2.14.1"; empty when it could not be asked
+  std::string safetensors;  // "0.8.0"; empty when that package is missing
+  bool has_mmap() const { return !torch.empty() && torch[0] >= '2'; }  // torch.load(mmap=True): 2.1+
+  std::string name() const { return "PyTorch " + (torch.empty() ? std::string("?") : torch); }
+};
+
+Anchor ask_anchor(const std::string& python) {
+  Anchor a{python, "", ""};
+  FILE* p = ::popen((python + " benchmarks/py_load.py version 2>/dev/null").c_str(), "r");
+  if (p == nullptr) return a;
+  char t[64] = {0}, st[64] = {0};
+  if (std::fscanf(p, "%63s %63s", t, st) == 2) {
+    a.torch = t;
+    if (std::string(st) != "-") a.safetensors = st;
+  }
+  ::pclose(p);
+  return a;
 }
 
 /// Drops a file's (or a folder's files') pages from the page cache: the next load reads from disk.
@@ -472,7 +495,13 @@ int main(int argc, char** argv) {
     if (std::string(argv[i]) == "--skip-tensor-parallel") skip_tp = true;
     if (std::string(argv[i]) == "--many") many_only = true;
   }
-  const std::string torch1 = "/usr/bin/python3";
+  const Anchor a1 = ask_anchor("/usr/bin/python3");
+  const Anchor a2 = torch2.empty() ? Anchor{} : ask_anchor(torch2);
+  // The newest PyTorch of the run: its mmap=True path is the anchor of the zero-copy target.
+  const Anchor& newest = !a2.torch.empty() ? a2 : a1;
+  std::cout << "anchors: " << a1.name() << (a1.safetensors.empty() ? "" : ", safetensors " + a1.safetensors) << " (/usr/bin/python3)";
+  if (!a2.torch.empty()) std::cout << "; " << a2.name() << (a2.safetensors.empty() ? "" : ", safetensors " + a2.safetensors) << " (" << torch2 << ")";
+  std::cout << "\n";
   std::vector<std::string> targets;  // "target: figure: met/NOT met", printed at the end
   auto target = [&](const std::string& what, double figure, const char* unit, double limit, bool at_most) {
     char buf[300];
@@ -532,16 +561,19 @@ int main(int argc, char** argv) {
       std::snprintf(ratio, sizeof ratio, "%.2fx the read", load.seconds / read.seconds);
       many_row("statedict load into a module", n, load, ratio);
       many_row("statedict matching only (diff)", n, match, "");
-      const Sample py1 = python_load(torch1, "read", p, n, runs);
+      const Sample py1 = python_load(a1.python, "read", p, n, runs);
       std::snprintf(ratio, sizeof ratio, "%.2fx statedict's read", py1.seconds / read.seconds);
-      many_row("PyTorch 1.13 torch.load", n, py1, ratio);
-      if (!torch2.empty()) {
-        const Sample py2r = python_load(torch2, "read", p, n, runs);
-        std::snprintf(ratio, sizeof ratio, "%.2fx statedict's read", py2r.seconds / read.seconds);
-        many_row("PyTorch 2.6 torch.load", n, py2r, ratio);
-        const Sample py2l = python_load(torch2, "load_many", p, n, runs);
+      many_row(a1.name() + " torch.load", n, py1, ratio);
+      for (const Anchor* a : {&a1, &a2}) {
+        if (!a->has_mmap()) continue;  // 1.13's rows above are the read alone, as before
+        if (a != &a1) {
+          const Sample py2r = python_load(a->python, "read", p, n, runs);
+          std::snprintf(ratio, sizeof ratio, "%.2fx statedict's read", py2r.seconds / read.seconds);
+          many_row(a->name() + " torch.load", n, py2r, ratio);
+        }
+        const Sample py2l = python_load(a->python, "load_many", p, n, runs);
         std::snprintf(ratio, sizeof ratio, "%.2fx statedict's load", py2l.seconds / load.seconds);
-        many_row("PyTorch 2.6 torch.load + load_state_dict", n, py2l, ratio);
+        many_row(a->name() + " torch.load + load_state_dict", n, py2l, ratio);
       }
       if (n == (quick ? 10000 : 100000)) {
         target("read of " + std::to_string(n) + " tensors, per tensor:", read.seconds / n * 1e6, " us", 3.0, true);
@@ -585,14 +617,20 @@ int main(int argc, char** argv) {
   row("statedict copy-load, legacy format", copy_legacy, pread.seconds, "pread2");
   row("statedict copy-load, fp16 file into fp32",
       med([&] { return statedict_load(mlp, dir + "/mlp" + std::to_string(layers) + "_fp16.pt", false); }), pread.seconds, "pread2");
-  const Sample py = python_load(torch1, "default", zip, layers, runs);
-  row("PyTorch 1.13 torch.load + load_state_dict", py, pread.seconds, "pread2");
-  Sample py2{0, 0, false}, py2_mmap{0, 0, false};
-  if (!torch2.empty()) {
-    py2 = python_load(torch2, "default", zip, layers, runs);
-    row("PyTorch 2.6 torch.load + load_state_dict", py2, pread.seconds, "pread2");
-    py2_mmap = python_load(torch2, "mmap", zip, layers, runs);
-    row("PyTorch 2.6 torch.load(mmap=True) + load_state_dict", py2_mmap, pread.seconds, "pread2");
+  const Sample py = python_load(a1.python, "default", zip, layers, runs);
+  row(a1.name() + " torch.load + load_state_dict", py, pread.seconds, "pread2");
+  Sample py2_mmap{0, 0, false};
+  for (const Anchor* a : {&a1, &a2}) {
+    if (a->torch.empty()) continue;
+    if (a != &a1) row(a->name() + " torch.load + load_state_dict", python_load(a->python, "default", zip, layers, runs), pread.seconds, "pread2");
+    if (a->has_mmap()) {
+      const Sample m = python_load(a->python, "mmap", zip, layers, runs);
+      row(a->name() + " torch.load(mmap=True) + load_state_dict", m, pread.seconds, "pread2");
+      if (a == &newest) py2_mmap = m;
+    }
+    if (!a->safetensors.empty())
+      row("safetensors " + a->safetensors + " load_file + load_state_dict (" + a->name() + ")", python_load(a->python, "st_load", st, layers, runs),
+          pread.seconds, "pread2");
   }
   const Sample lt = med([&] { return libtorch_load(mlp, dir + "/mlp" + std::to_string(layers) + "_plaindict.pt"); });
   row("LibTorch pickle_load + copy_ (plain dict)", lt, pread.seconds, "pread2");
@@ -610,15 +648,15 @@ int main(int argc, char** argv) {
     });
   });
   row("statedict copy-load of 1/4 of the layers", part, pread.seconds, "pread2");
-  std::printf("\nstatedict copy-load is %.1fx faster than PyTorch 1.13 and %.1fx faster than LibTorch", py.seconds / copy.seconds,
+  std::printf("\nstatedict copy-load is %.1fx faster than %s and %.1fx faster than LibTorch", py.seconds / copy.seconds, a1.name().c_str(),
               lt.seconds / copy.seconds);
-  if (py2_mmap.ok) std::printf("; %.2fx faster than PyTorch 2.6's mmap=True path", py2_mmap.seconds / copy.seconds);
+  if (py2_mmap.ok) std::printf("; %.2fx faster than %s's mmap=True path", py2_mmap.seconds / copy.seconds, newest.name().c_str());
   std::printf(".\n\n");
   for (const auto& [name, s] :
        std::vector<std::pair<std::string, Sample>>{{"torch zip", copy}, {"safetensors", copy_st}, {"legacy", copy_legacy}})
     target("copy-load (" + name + ") / 2-thread pread:", s.seconds / pread.seconds, "x", 1.15, true);
   target("1-thread pread / copy-load:", pread1.seconds / copy.seconds, "x", 1.4, false);
-  if (py2_mmap.ok) target("PyTorch 2.6 mmap=True copy-load / statedict copy-load:", py2_mmap.seconds / copy.seconds, "x", 1.4, false);
+  if (py2_mmap.ok) target(newest.name() + " mmap=True copy-load / statedict copy-load:", py2_mmap.seconds / copy.seconds, "x", 1.4, false);
 
   // Zero-copy: the load, and separately the kernel taking back the model's initial memory that the
   // load replaced (with 4 KiB pages that is one page-table entry and one page per 4 KiB).
@@ -646,17 +684,17 @@ int main(int argc, char** argv) {
     std::snprintf(what, sizeof what, "  one call, model on huge pages (%.0f MiB)", huge_mib);
     row(what, median(v), 0, "");
   }
-  if (!torch2.empty()) {
+  if (newest.has_mmap()) {
     // PyTorch's zero-copy twin, one call measured the same way: the model built first, then the
     // clock around load_state_dict(torch.load(mmap=True), assign=True), which frees the replaced
     // parameters inside the call as statedict's one-call rows do.
-    const Sample py2_assign = python_load(torch2, "mmap_assign", zip, layers, runs);
-    row("PyTorch 2.6 mmap=True, assign=True (one call)", py2_assign, 0, "");
+    const Sample py2_assign = python_load(newest.python, "mmap_assign", zip, layers, runs);
+    row(newest.name() + " mmap=True, assign=True (one call)", py2_assign, 0, "");
     std::vector<Sample> v;
     for (int r = 0; r < runs; ++r) v.push_back(statedict_load(mlp, zip, true));
     const Sample ours = median(v);
     if (py2_assign.ok)
-      target("statedict zero-copy load (one call, torch zip) / PyTorch 2.6 mmap=True, assign=True:", ours.seconds / py2_assign.seconds, "x",
+      target("statedict zero-copy load (one call, torch zip) / " + newest.name() + " mmap=True, assign=True:", ours.seconds / py2_assign.seconds, "x",
              1.0, true);
   }
 

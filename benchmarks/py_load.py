@@ -5,12 +5,15 @@ the clock and the peak RSS (VmHWM after clear_refs) run around the load alone. P
   py_load.py MODE FILE [LAYERS]
     default      m.load_state_dict(torch.load(FILE))                  n x Linear(4096, 4096)
     mmap         m.load_state_dict(torch.load(FILE, mmap=True, weights_only=True))      (torch 2.1+)
+    st_load      m.load_state_dict(safetensors.torch.load_file(FILE))   (where safetensors is installed)
     mmap_assign  m.load_state_dict(torch.load(FILE, mmap=True, weights_only=True), assign=True):
                  the zero-copy twin; the model's replaced tensors are freed inside the call
     read         torch.load(FILE): every tensor in memory, no model    (the many-tensor files)
     load_many    LAYERS parameters p0..p{LAYERS-1} of 64 floats, then load_state_dict(torch.load(FILE))
 
-Run by bench.cpp with /usr/bin/python3 (PyTorch 1.13) and inside the trixie root (PyTorch 2.6)."""
+Run by bench.cpp with /usr/bin/python3 (PyTorch 1.13 on bookworm, 2.14 inside the sid root) and
+inside the trixie root (PyTorch 2.6). `py_load.py version` prints the torch version (and
+"safetensors X" when that package is there) for the rows' labels."""
 import sys
 import time
 
@@ -28,11 +31,18 @@ def rchar():
 
 
 def main():
+    if sys.argv[1] == "version":
+        try:
+            import safetensors
+            print(torch.__version__.split("+")[0], safetensors.__version__)
+        except ImportError:
+            print(torch.__version__.split("+")[0], "-")
+        return
     mode, path = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     torch.set_num_threads(2)
     model = None
-    if mode in ("default", "mmap", "mmap_assign"):
+    if mode in ("default", "mmap", "mmap_assign", "st_load"):
         model = torch.nn.Sequential(*[torch.nn.Linear(4096, 4096) for _ in range(n)])
     elif mode == "load_many":
         model = torch.nn.Module()
@@ -48,6 +58,9 @@ def main():
         model.load_state_dict(torch.load(path))
     elif mode == "mmap":
         model.load_state_dict(torch.load(path, mmap=True, weights_only=True))
+    elif mode == "st_load":
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(path))
     elif mode == "mmap_assign":
         model.load_state_dict(torch.load(path, mmap=True, weights_only=True), assign=True)
     else:

@@ -105,7 +105,12 @@ if (($# == 0)); then
 fi
 bind_all
 trap unbind_all EXIT
+# What passes into the root: the build's settings, nothing else of the host's environment.
+pass=()
+for v in CCACHE_DISABLE BUILD_TARGETS BUILD_TYPE STATEDICT_FAULT_SWEEP; do
+  [ -z "${!v:-}" ] || pass+=("$v=${!v}")
+done
 # USE_LIBUV=0: torch.distributed's gloo store in Debian's torch is built without libuv.
 $sudo chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 USE_LIBUV=0 \
   STATEDICT_IN_ROOT="$name" CI="${CI:-}" BUILD_DIR="${BUILD_DIR:-build-$name}" CCACHE_DIR=/root/.cache/ccache \
-  ${CCACHE_DISABLE:+CCACHE_DISABLE=$CCACHE_DISABLE} sh -c 'cd "$0" && exec "$@"' "$src" "$@"
+  "${pass[@]}" sh -c 'cd "$0" && exec "$@"' "$src" "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Follows the README's "From source with CMake" steps on a copy of the source tree, with HOME in a
+# Follows the README's install steps ("Use it in your build") on a copy of the source tree, with HOME in a
 # scratch folder, then builds and runs a consumer against what they installed. Also checks that
 # installing before building stops with a message saying what to do, and that a headers-only
 # configure (tools off) installs with nothing to build.

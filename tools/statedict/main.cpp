@@ -57,8 +57,7 @@ struct PlainValue {
   std::string key, type, repr;
   statedict::Value value;
 };
-void plain_values(const statedict::Value& v, const std::string& key, std::vector<PlainValue>& out,
-                  std::vector<statedict::Value>& on_path) {
+void plain_values(const statedict::Value& v, const std::string& key, std::vector<PlainValue>& out, std::vector<statedict::Value>& on_path) {
   if (v.is_tensor()) return;
   for (const auto& up : on_path)
     if (up.is(v)) return;  // a cycle: Python objects may refer to themselves (tensors() stops there too)
@@ -70,8 +69,7 @@ void plain_values(const statedict::Value& v, const std::string& key, std::vector
   const auto children = walk ? v.children() : std::vector<std::pair<std::string, statedict::Value>>{};
   if (!children.empty()) {
     on_path.push_back(v);
-    for (const auto& [k, child] : children)
-      plain_values(child, k.empty() ? key : key.empty() ? k : key + "." + k, out, on_path);
+    for (const auto& [k, child] : children) plain_values(child, k.empty() ? key : key.empty() ? k : key + "." + k, out, on_path);
     on_path.pop_back();
     return;
   }

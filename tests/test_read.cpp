@@ -131,7 +131,11 @@ TEST_CASE("an object of any class that holds tensors is walked like a dict, leve
   CHECK(sgd.class_name() == "torch.optim.sgd.SGD");
   REQUIRE(sgd.children().size() == 3);
   CHECK(sgd.children()[1].first == "state");
-  CHECK(sgd.children()[1].second.keys().front() == "<tensor#0>");
+  const statedict::Value state = sgd.children()[1].second;  // a collections.defaultdict keyed by Parameter
+  CHECK(state.class_name() == "collections.defaultdict");
+  REQUIRE(state.children().size() == 8);
+  CHECK(state.children().front().first == "<tensor#0>");
+  CHECK(state.children().front().second.children().front().first == "momentum_buffer");
   CHECK(ck["optim.optimizer.param_groups.0.momentum"].as_double() == Approx(0.9));
   // Every key children() gives leads to the value at() finds under it.
   for (const auto& [k, v] : optim.children()) CHECK(ck["optim." + k].is(v));

@@ -7,7 +7,7 @@
 # and the anchors are PyTorch 2.14 (torch.load, mmap=True) and safetensors 0.8's load_file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${BUILD_DIR:-build}
+build=${BUILD_DIR:-build}  # where scripts/build.sh builds, whatever its name
 work=${1:-$build/bench-data}
 shift || true
 bash scripts/build.sh >/dev/null
@@ -30,5 +30,5 @@ if [ -f "$root/.statedict-ready" ] && [ "${work#/}" = "$work" ]; then
 else
   echo "run.sh: no PyTorch 2.6 rows (needs the trixie root and a WORKDIR inside the checkout)" >&2
 fi
-echo "statedict $(./$build/tools/statedict/statedict --version | cut -d' ' -f2), $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-./$build/benchmarks/statedict_bench "$work" "$@" "${torch2[@]}"
+echo "statedict $("$build/tools/statedict/statedict" --version | cut -d' ' -f2), $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+"$build/benchmarks/statedict_bench" "$work" "$@" "${torch2[@]}"

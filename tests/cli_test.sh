@@ -42,6 +42,30 @@ assert v["optimizer.param_groups.0.lr"]["value"] == 0.1
 assert v["args"]["type"] == "argparse.Namespace" and "tiny_resnet" in v["args"]["value"]
 assert "model.conv1.weight" not in v
 ' && passed=$((passed + 1)) || { echo "FAIL inspect-values-json-fields"; failed=$((failed + 1)); }
+# Shaped like public checkpoints (generate_public_shapes.py): an object of any class that holds
+# tensors (OpenNMT-py 2017's onmt.Optim.Optim) is walked, never failing the listing; a dict keyed by
+# classes (Lightning 1.2's callbacks) names each key by the class's qualified name.
+check inspect-object-values 0 '^  optim\.optimizer\.param_groups\.0\.momentum +float: 0\.9$' -- "$bin" inspect "$fx/onmt_2017.pt"
+check inspect-object-top 0 '^  optim +onmt\.Optim\.Optim: 24 tensors' -- "$bin" inspect "$fx/onmt_2017.pt"
+check inspect-object-tensors 0 '^optim\.optimizer\.state\.<tensor#7>\.momentum_buffer +float32 +\[8\]' -- "$bin" inspect "$fx/onmt_2017.pt"
+"$bin" inspect "$fx/onmt_2017.pt" --json | python3 -c '
+import json, sys
+got = json.load(sys.stdin)
+v = {e["key"]: e for e in got["values"]}
+assert v["optim.lr"] == {"key": "optim.lr", "type": "float", "value": 1.0}, v.get("optim.lr")
+assert v["optim.method"]["value"] == "sgd" and v["epoch"]["value"] == 13
+assert v["dicts.src"]["type"] == "onmt.Dict.Dict" and v["opt"]["type"] == "argparse.Namespace"
+assert v["optim.optimizer.defaults.momentum"]["value"] == 0.9
+assert len(got["tensors"]) == 32 and not any(k.startswith("model.") for k in v), sorted(v)
+' && passed=$((passed + 1)) || { echo "FAIL inspect-object-values-json"; failed=$((failed + 1)); }
+check inspect-class-keys 0 '^  callbacks\.pytorch_lightning\.callbacks\.early_stopping\.EarlyStopping\.patience +int: 3$' -- \
+  "$bin" inspect "$fx/lightning_callbacks.pt"
+check inspect-class-keys-tensor 0 '^callbacks\.pytorch_lightning\.callbacks\.model_checkpoint\.ModelCheckpoint\.best_model_score +float32 +\[\]' -- \
+  "$bin" inspect "$fx/lightning_callbacks.pt"
+check inspect-class-keys-unique 0 "^collision\.pytorch_lightning\.callbacks\.early_stopping\.EarlyStopping' +float32" -- \
+  "$bin" inspect "$fx/lightning_callbacks.pt"
+check inspect-class-keys-select 0 '"key": "wait_count",$' -- \
+  "$bin" inspect "$fx/lightning_callbacks.pt" --select callbacks.pytorch_lightning.callbacks.early_stopping.EarlyStopping --json
 check inspect-module 0 'whole pickled module __main__.TinyResNet' -- "$bin" inspect "$fx/resnet_module.pt"
 check inspect-missing 2 '^statedict: error: .*nope\.pt: cannot open' -- "$bin" inspect "$fx/nope.pt"
 check inspect-bad-select 2 "no key 'model_state_dict'.*'model'" -- "$bin" inspect "$fx/training.pt" --select model_state_dict

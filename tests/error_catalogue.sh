@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every error id the library and the CLI can raise must be explained in the README's catalogue and
-# named in include/statedict/error_ids.hpp, which names no other.
+# Every error id the library and the CLI can raise must be explained in the error catalogue
+# (docs/errors.md, a row per id or group of ids) and named in include/statedict/error_ids.hpp, which
+# names no other.
 # Usage: error_catalogue.sh SOURCE_DIR
 set -u
 cd "$1"
@@ -10,7 +11,7 @@ missing=0
 count=0
 for id in $ids; do
   count=$((count + 1))
-  grep -q "\`$id\`" README.md || { echo "not in the README's error catalogue: $id"; missing=$((missing + 1)); }
+  grep -q "\`$id\`" docs/errors.md || { echo "not in the error catalogue (docs/errors.md): $id"; missing=$((missing + 1)); }
   grep -q "^inline constexpr std::string_view ${id/./_} = \"$id\";$" include/statedict/error_ids.hpp ||
     { echo "not a constant in include/statedict/error_ids.hpp: $id"; missing=$((missing + 1)); }
 done

@@ -1,5 +1,5 @@
 #pragma once
-// What the README's snippets assume: the umbrella header and a model called Net.
+// What the snippets of the README and docs/ assume: the umbrella header and a model called Net.
 #include <statedict/statedict.hpp>
 #include <torch/torch.h>
 

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Turns every ```cpp block of README.md into a function, so the build proves the README compiles.
-# Usage: readme_snippets.sh README.md OUT.cpp
+# Turns every ```cpp block of the README and the docs/ pages into a function, so the build proves
+# the documentation compiles.
+# Usage: readme_snippets.sh OUT.cpp README.md [docs/PAGE.md ...]
 set -euo pipefail
+out=$1
+shift
 {
-  echo '// Generated from README.md by tests/readme_snippets.sh; do not edit.'
+  echo '// Generated from the README and docs/ by tests/readme_snippets.sh; do not edit.'
   echo '#include "readme_prelude.hpp"'
-  awk '/^```cpp$/ { inb = 1; n++; print "namespace snippet_" n " {\n[[maybe_unused]] void run() {"; next }
+  # n counts blocks across all the files, so every snippet gets a namespace of its own.
+  awk 'FNR == 1 { file = FILENAME }
+       /^```cpp$/ { inb = 1; n++; print "// " file ":" FNR "\nnamespace snippet_" n " {\n[[maybe_unused]] void run() {"; next }
        /^```/ { if (inb) { print "}\n} // namespace snippet_" n; inb = 0 }; next }
-       inb { print }' "$1"
-} >"$2.tmp"
-mv "$2.tmp" "$2"
+       inb { print }' "$@"
+} >"$out.tmp"
+mv "$out.tmp" "$out"

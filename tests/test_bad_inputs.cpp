@@ -318,6 +318,15 @@ TEST_CASE("odd but harmless pickles read: inert classes, big ints, huge memo ind
   // A list that contains itself: flattening skips the cycle.
   const auto cyc = read_pickle("cycle.pt", PROTO + "]q\x00h\x00"s + "a.");
   CHECK(cyc.tensors().empty());
+  // Objects that hold themselves: children() names the inner one and stops (a state that is the
+  // object itself is not walked again), whatever walks children() stops at what it has seen.
+  const auto self = read_pickle("self.pt", PROTO + "}" + uni("o") + glob("x", "Obj") + ")\x81q\x00}"s + uni("me") + "h\x00sbs."s);
+  const statedict::Value o = self["o"];
+  REQUIRE(o.children().size() == 1);
+  CHECK(o.children()[0].first == "me");
+  CHECK(o.children()[0].second.is(o));
+  const auto own = read_pickle("own_state.pt", PROTO + "}" + uni("o") + glob("x", "Obj") + ")\x81q\x00h\x00"s + "bs.");
+  CHECK(own["o"].children().empty());
   // Limits are options.
   CHECK(sdtest::error_id([&] { statedict::read(fixture("resnet_plain.pt"), statedict::ReadOptions{}.max_pickle_bytes(100)); }) ==
         "limit.pickle_size");

@@ -115,7 +115,7 @@ TEST_CASE("faults: loads while a writer rewrites the file in place give one whol
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     // Apart by more than the file system's timestamp tick: two rewrites within one tick leave the
-    // same size and mtime, which nothing short of a checksum tells apart (README, Reliability).
+    // same size and mtime, which nothing short of a checksum tells apart (docs/reliability-and-security.md).
     for (int i = 0; !stop.load(); ++i) {
       rewrite_in_place(path, i % 2 ? bytes_a : bytes_b);
       std::this_thread::sleep_for(std::chrono::milliseconds(15));

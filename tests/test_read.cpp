@@ -115,6 +115,51 @@ TEST_CASE("a training checkpoint reads with its non-tensor values intact", "[rea
   CHECK(ck.at("model").keys().front() == "conv1.weight");
 }
 
+TEST_CASE("an object of any class that holds tensors is walked like a dict, level by level, as tensors() names it", "[read][values]") {
+  // Shaped like OpenNMT-py's 2017 checkpoints (generate_public_shapes.py): an onmt.Optim.Optim holds
+  // the Parameters and a torch.optim.SGD, which holds its state keyed by Parameter.
+  const auto ck = statedict::read(fixture("onmt_2017.pt"));
+  const statedict::Value optim = ck["optim"];
+  REQUIRE(optim.kind() == Kind::object);
+  CHECK(optim.class_name() == "onmt.Optim.Optim");
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : optim.children()) keys.push_back(k);
+  CHECK(keys == std::vector<std::string>{"params", "last_ppl", "lr", "max_grad_norm", "method", "lr_decay", "start_decay_at", "start_decay",
+                                         "optimizer"});
+  CHECK(optim.children()[2].second.as_double() == 1.0);
+  const statedict::Value sgd = optim.children().back().second;
+  CHECK(sgd.class_name() == "torch.optim.sgd.SGD");
+  REQUIRE(sgd.children().size() == 3);
+  CHECK(sgd.children()[1].first == "state");
+  const statedict::Value state = sgd.children()[1].second;  // a collections.defaultdict keyed by Parameter
+  CHECK(state.class_name() == "collections.defaultdict");
+  REQUIRE(state.children().size() == 8);
+  CHECK(state.children().front().first == "<tensor#0>");
+  CHECK(state.children().front().second.children().front().first == "momentum_buffer");
+  CHECK(ck["optim.optimizer.param_groups.0.momentum"].as_double() == Approx(0.9));
+  // Every key children() gives leads to the value at() finds under it.
+  for (const auto& [k, v] : optim.children()) CHECK(ck["optim." + k].is(v));
+  CHECK_FALSE(optim.is(sgd));
+  CHECK(ck["dicts.src"].children().front().first == "idxToLabel");
+  CHECK(ck["epoch"].children().empty());
+}
+
+TEST_CASE("a dict keyed by classes names each key by the class's qualified name, keeping keys unique", "[read][values]") {
+  // Shaped like PyTorch Lightning 1.2's checkpoints: "callbacks" keyed by the callback classes.
+  const auto ck = statedict::read(fixture("lightning_callbacks.pt"));
+  CHECK(ck["callbacks"].keys() == std::vector<std::string>{"pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
+                                                           "pytorch_lightning.callbacks.early_stopping.EarlyStopping"});
+  CHECK(ck["callbacks.pytorch_lightning.callbacks.early_stopping.EarlyStopping.patience"].as_int() == 3);
+  CHECK(ck["callbacks.pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint.best_model_score"].tensor().item<float>() == 0.25f);
+  // A string key that spells the class's name keeps it; the class key gets ' (as any other clash).
+  const auto collision = ck["collision"];
+  CHECK(collision.keys() == std::vector<std::string>{"pytorch_lightning.callbacks.early_stopping.EarlyStopping'",
+                                                     "pytorch_lightning.callbacks.early_stopping.EarlyStopping"});
+  CHECK(collision.find("pytorch_lightning.callbacks.early_stopping.EarlyStopping")->tensor().item<float>() == 2.0f);
+  CHECK(collision.find("pytorch_lightning.callbacks.early_stopping.EarlyStopping'")->tensor().item<float>() == 1.0f);
+  CHECK(collision.items()[0].first.repr() == "pytorch_lightning.callbacks.early_stopping.EarlyStopping");
+}
+
 TEST_CASE("a path that does not exist names the level and lists the keys there", "[read]") {
   const auto ck = statedict::read(fixture("training.pt"));
   try {

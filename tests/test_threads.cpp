@@ -1,4 +1,4 @@
-// What the README's "Threads" section promises: a Checkpoint, once read, is shared by threads that
+// What the "Threads" section of docs/api.md promises: a Checkpoint, once read, is shared by threads that
 // load from it into their own modules; separate reads, loads and saves run side by side.
 #include "helpers.hpp"
 #include "models.hpp"

@@ -515,9 +515,10 @@ public:
     return r;
   }
   /// Keys of a dict as text, in file order, each unique: strings as they are, ints in decimal,
-  /// floats, bools and None as Python's repr, any other key (a tensor or object, as old optimizer
-  /// state has) as "<type#i>" with i its position in the dict. A key whose text another key already
-  /// spells gets "'" appended until it is unique.
+  /// floats, bools and None as Python's repr, a class or function (old Lightning checkpoints key
+  /// `callbacks` by the callback's class) by its qualified name "module.QualName", any other key (a
+  /// tensor or object, as old optimizer state has) as "<type#i>" with i its position in the dict. A
+  /// key whose text another key already spells gets "'" appended until it is unique.
   std::vector<std::string> keys() const {
     if (!is_dict()) fail("value.type", "expected a dict, found " + type_name());
     return key_texts(n().kv());
@@ -549,6 +550,21 @@ public:
     if (n().args() == detail::npos) return std::nullopt;
     return child(n().args());
   }
+
+  /// The values one level down, each with the key tensors() gives it below this one, in the order
+  /// tensors() walks them: a dict's entries under keys() texts, a list's, tuple's or set's items
+  /// under their indices; for an object, what its pickled state holds (a dict state's entries by
+  /// key; a state that is not a container under "", since tensors() lists it at the object's own
+  /// path), then its dict items and list items. Empty for any other value, and for an object read
+  /// as unreadable().
+  std::vector<std::pair<std::string, Value>> children() const {
+    std::vector<std::pair<std::string, Value>> out;
+    std::vector<std::uint32_t> inlined;  // objects whose state is walked in place: a cycle stops here
+    children_into(id_, out, inlined);
+    return out;
+  }
+  /// Whether both handles name the same node of the same checkpoint (Python's `is`, not `==`).
+  bool is(const Value& other) const { return data_ == other.data_ && id_ == other.id_; }
 
   /// This value as a dict key's text, without its dict: strings as they are, ints in decimal, anything
   /// else as repr(). Parent::keys() gives the unique texts a dict's keys are listed under.
@@ -622,7 +638,10 @@ private:
         break;
       default:
         all_strings = false;
-        texts.push_back("<" + child(kvs[i].first).type_name() + "#" + std::to_string(i) + ">");
+        if (k.kind == Kind::object && k.internal == detail::Internal::global)
+          texts.push_back(k.text);  // a class used as a key: named as Python (and Lightning) name it
+        else
+          texts.push_back("<" + child(kvs[i].first).type_name() + "#" + std::to_string(i) + ">");
       }
     }
     if (all_strings) return texts;  // a dict's string keys are already unique
@@ -634,6 +653,43 @@ private:
       while (!seen.emplace(texts[i], i).second) texts[i] += '\'';
     }
     return texts;
+  }
+  void children_into(std::uint32_t id, std::vector<std::pair<std::string, Value>>& out, std::vector<std::uint32_t>& inlined) const {
+    const detail::Node& nd = data_->tree.nodes[id];
+    auto by_keys = [&](const std::vector<std::pair<std::uint32_t, std::uint32_t>>& kvs) {
+      const auto texts = key_texts(kvs);
+      for (std::size_t i = 0; i < kvs.size(); ++i) out.emplace_back(texts[i], child(kvs[i].second));
+    };
+    auto by_index = [&] {
+      for (std::size_t i = 0; i < nd.items.size(); ++i) out.emplace_back(std::to_string(i), child(nd.items[i]));
+    };
+    switch (nd.kind) {
+    case Kind::dict:
+      by_keys(nd.kv());
+      break;
+    case Kind::list:
+    case Kind::tuple:
+    case Kind::set:
+      by_index();
+      break;
+    case Kind::object:
+      if (nd.internal == detail::Internal::unreadable || std::find(inlined.begin(), inlined.end(), id) != inlined.end()) break;
+      inlined.push_back(id);
+      if (nd.state() != detail::npos) {
+        const detail::Node& st = data_->tree.nodes[nd.state()];
+        const bool container = st.kind == Kind::dict || st.kind == Kind::list || st.kind == Kind::tuple || st.kind == Kind::set ||
+                               (st.kind == Kind::object && st.internal != detail::Internal::unreadable);
+        if (container)
+          children_into(nd.state(), out, inlined);
+        else
+          out.emplace_back("", child(nd.state()));
+      }
+      by_keys(nd.kv());
+      by_index();
+      break;
+    default:
+      break;
+    }
   }
   [[noreturn]] void fail(const std::string& id, const std::string& why) const { throw Error(id, data_->path, "", why); }
   /// The tensor of a value that is a 0-dim tensor (a numpy or torch scalar), else nullptr.

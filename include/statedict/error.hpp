@@ -10,7 +10,7 @@ namespace statedict {
 /// The one exception type statedict throws for unreadable or hostile files and for misuse.
 ///
 /// what() reads `FILE: WHERE: REASON [statedict.ID]`: the file, the place inside it (record name,
-/// byte offset, key path) and a stable id that the README's error catalogue explains.
+/// byte offset, key path) and a stable id that the error catalogue (docs/errors.md) explains.
 class Error : public std::runtime_error {
 public:
   Error(std::string id, std::string file, std::string where, std::string reason)

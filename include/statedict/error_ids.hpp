@@ -2,7 +2,7 @@
 // Every statedict error id as a named constant, to compare with Error::id() and LoadReport::error_id
 // without spelling the string:
 //   catch (const statedict::Error& e) { if (e.id() == statedict::errors::file_changed) reread(); }
-// The README's error catalogue says what each means; tests/error_catalogue.sh checks that this list,
+// The error catalogue (docs/errors.md) says what each means; tests/error_catalogue.sh checks that this list,
 // the ids the code raises and the catalogue are the same set.
 #include <string_view>
 

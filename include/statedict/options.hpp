@@ -186,7 +186,7 @@ public:
   /// reuses, then memcpy; false, with pread straight into the parameter (one copy). Unset (the
   /// default): each load tries both on its first large read and keeps the buffer only if it is at
   /// least twice as fast (on some virtual machines the kernel's first write into each page of fresh
-  /// memory is slow; see README, Performance).
+  /// memory is slow; see docs/performance.md).
   LoadOptions& buffered_reads(bool on) {
     buffered_ = on;
     return *this;

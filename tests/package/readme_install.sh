@@ -1,15 +1,41 @@
 #!/usr/bin/env bash
-# Follows the README's "From source with CMake" steps on a copy of the source tree, with HOME in a
+# Follows the README's install steps ("Use it in your build") on a copy of the source tree, with HOME in a
 # scratch folder, then builds and runs a consumer against what they installed. Also checks that
 # installing before building stops with a message saying what to do, and that a headers-only
 # configure (tools off) installs with nothing to build.
 # Usage: readme_install.sh SOURCE_DIR WORK_DIR CHECKPOINT
+# With README_INSTALL_COPY_ONLY=1 it stops after copying the tree (tests/package/layout_test.sh).
 set -euo pipefail
 src=$(cd "$1" && pwd) work=$2 ckpt=$3
 rm -rf "$work"
 mkdir -p "$work/src" "$work/home"
 work=$(cd "$work" && pwd)
-tar -C "$src" --exclude='./build*' --exclude='./.git' -cf - . | tar -C "$work/src" -xf -
+
+# The copy holds the source and nothing else, whatever the layout: a build folder of any name inside
+# the tree (build/, CLion's cmake-build-debug/, a plain b/) holding WORK_DIR would otherwise be copied
+# into itself until the disk is full. In a git checkout, the files git tracks (as the working tree
+# has them; a new file counts once it is added); otherwise everything except .git, every CMake build
+# folder (one with a CMakeCache.txt) and WORK_DIR itself.
+copy_tree() {
+  if [ "$(git -C "$src" rev-parse --is-inside-work-tree 2>/dev/null)" = true ] &&
+     git -C "$src" ls-files --error-unmatch CMakeLists.txt >/dev/null 2>&1; then
+    (cd "$src" && git ls-files -z --cached | while IFS= read -r -d '' f; do
+       if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi  # tracked but deleted here: skipped
+     done | tar --null --verbatim-files-from --no-recursion -T - -cf -) | tar -C "$work/src" -xf -
+    echo "copied the $(cd "$work/src" && find . -type f | wc -l) files git tracks"
+  else
+    local excludes=(--exclude=./.git) dir
+    while IFS= read -r -d '' dir; do
+      [ "$dir" = "$src" ] || excludes+=("--exclude=.${dir#"$src"}")  # an in-source build: the source stays
+    done \
+      < <(find "$src" -name CMakeCache.txt -printf '%h\0')
+    case "$work/" in "$src"/*) excludes+=("--exclude=.${work#"$src"}") ;; esac
+    tar -C "$src" "${excludes[@]}" -cf - . | tar -C "$work/src" -xf -
+    echo "copied the tree (not a git checkout) without ${excludes[*]}"
+  fi
+}
+copy_tree
+[ "${README_INSTALL_COPY_ONLY:-0}" = 1 ] && exit 0
 export HOME="$work/home"
 
 # The three command lines of the fenced block that follows the README's marker.

@@ -10,6 +10,7 @@ import sys
 here = os.path.dirname(os.path.abspath(__file__))
 binary, work = sys.argv[1], sys.argv[2]
 subprocess.run([sys.executable, os.path.join(here, "..", "fixtures", "generate.py"), work, "--large"], check=True)
+subprocess.run([sys.executable, os.path.join(here, "..", "fixtures", "generate_public_shapes.py"), work], check=True)
 passed = failed = 0
 for name in sorted(os.listdir(os.path.join(work, "expected"))):
     expected = json.load(open(os.path.join(work, "expected", name)))

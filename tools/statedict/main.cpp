@@ -50,27 +50,27 @@ std::string describe(const statedict::Value& v) {
 }
 
 /// Values that are not tensors (epoch, args, an optimizer's param_groups): a dict or sequence that
-/// holds tensors is walked into, anything else is one entry under its dotted key.
+/// holds tensors is walked into, and so is an object of any class that holds some (a 2017 OpenNMT
+/// model keeps its onmt.Optim.Optim, holding the optimizer and its Parameters), each level named as
+/// tensors() names it (Value::children); anything else is one entry under its dotted key.
 struct PlainValue {
   std::string key, type, repr;
   statedict::Value value;
 };
-void plain_values(const statedict::Value& v, const std::string& key, std::vector<PlainValue>& out) {
+void plain_values(const statedict::Value& v, const std::string& key, std::vector<PlainValue>& out, std::vector<statedict::Value>& on_path) {
   if (v.is_tensor()) return;
+  for (const auto& up : on_path)
+    if (up.is(v)) return;  // a cycle: Python objects may refer to themselves (tensors() stops there too)
   // Dicts are walked down to their leaves, and so are lists of dicts (param_groups.0.lr); a list
   // of plain values (param_groups.0.params), a set or an object without tensors is one entry.
   bool walk = v.is_dict() || summarize(v).tensors > 0;
   if (!walk && v.is_sequence())
     for (std::size_t i = 0; i < v.size() && !walk; ++i) walk = v[i].is_dict() || v[i].is_sequence();
-  if (walk && v.size() > 0) {
-    const std::string dot = key.empty() ? "" : key + ".";
-    if (v.is_dict()) {
-      const auto items = v.items();
-      const auto keys = v.keys();
-      for (std::size_t i = 0; i < items.size(); ++i) plain_values(items[i].second, dot + keys[i], out);
-    } else {
-      for (std::size_t i = 0; i < v.size(); ++i) plain_values(v[i], dot + std::to_string(i), out);
-    }
+  const auto children = walk ? v.children() : std::vector<std::pair<std::string, statedict::Value>>{};
+  if (!children.empty()) {
+    on_path.push_back(v);
+    for (const auto& [k, child] : children) plain_values(child, k.empty() ? key : key.empty() ? k : key + "." + k, out, on_path);
+    on_path.pop_back();
     return;
   }
   if (!v.unreadable().empty()) return;  // listed as "not read as tensors"
@@ -78,7 +78,8 @@ void plain_values(const statedict::Value& v, const std::string& key, std::vector
 }
 std::vector<PlainValue> plain_values(const statedict::Value& root) {
   std::vector<PlainValue> out;
-  plain_values(root, "", out);
+  std::vector<statedict::Value> on_path;
+  plain_values(root, "", out, on_path);
   return out;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // The table of globals a pickle may name, in one room: those refused outright (they exist to run
 // code or reach the system), and those the machine interprets when called (OrderedDict, tensor and
-// parameter rebuilders, a few builtins, numpy scalars and arrays). Everything else is an inert object.
+// parameter rebuilders, a few builtins, numpy scalars and arrays, io.BytesIO). Everything else is an
+// inert object.
 // Supporting another global is one entry in callables() and, if it needs one, a handler here.
 #include <statedict/detail/formats/pickle_machine.hpp>
 
@@ -81,6 +82,8 @@ inline bool is_forbidden_global(const std::string& module, const std::string& na
                                                 "torch.package"};
   // Named by torch's own sparse-tensor pickles; as an inert global it runs nothing.
   if (module == "torch.serialization" && name == "_get_layout") return false;
+  // A buffer of bytes (an `_extra_state` TransformerEngine-style modules save): read as its bytes.
+  if (module == "_io" && name == "BytesIO") return false;
   std::string top = module.substr(0, module.find('.'));
   if (modules.count(top) != 0 || modules.count(module) != 0) return true;
   for (const auto& m : modules)
@@ -153,6 +156,7 @@ struct PickleGlobals {
         {"numpy._core.multiarray._reconstruct", &PickleGlobals::make_numpy_array},
         {"numpy.core.multiarray.scalar", &PickleGlobals::make_numpy_scalar},
         {"numpy._core.multiarray.scalar", &PickleGlobals::make_numpy_scalar},
+        {"_io.BytesIO", &PickleGlobals::call_bytes_io},
         {"torch._utils._rebuild_qtensor", &PickleGlobals::unreadable, "a quantized tensor: statedict does not read quantized tensors"},
         {"torch._utils._rebuild_sparse_tensor", &PickleGlobals::unreadable, "a sparse tensor: statedict reads dense tensors only"},
         {"torch._utils._rebuild_sparse_csr", &PickleGlobals::unreadable, "a sparse tensor: statedict reads dense tensors only"},
@@ -295,6 +299,44 @@ struct PickleGlobals {
     const std::uint32_t id = u.inert("numpy.ndarray", args_id);
     u.node(id).internal = Internal::numpy_array;
     return id;
+  }
+  // io.BytesIO as torch.save pickles it (Python's own reduction of it): NEWOBJ of _io.BytesIO with no
+  // arguments, then BUILD with (value, position, __dict__ or None). The value becomes a bytes value
+  // (all of it: the position is where a reader had got to, not where the data starts); nothing of
+  // the BytesIO is run. Any other form is refused, as no Python writes it.
+  static std::uint32_t call_bytes_io(Unpickler& u, std::uint32_t, std::uint32_t, const Args&, const char*) {
+    u.fail("pickle.bytesio", u.op_at_, "_io.BytesIO called with arguments: Python pickles a BytesIO as NEWOBJ and BUILD");
+  }
+  static std::uint32_t new_bytes_io(Unpickler& u, std::uint32_t args) {
+    if (u.node(args).kind != Kind::tuple || !u.node(args).items.empty())
+      u.fail("pickle.bytesio", u.op_at_, "NEWOBJ of _io.BytesIO with arguments (" + u.kind_name(args) + "): Python gives it none");
+    Node nd;
+    nd.kind = Kind::object;
+    nd.text = "_io.BytesIO";
+    return u.tree_.add(std::move(nd));
+  }
+  static void build_bytes_io(Unpickler& u, std::uint32_t target, std::uint32_t state) {
+    if (u.node(target).has_more()) u.fail("pickle.bytesio", u.op_at_, "io.BytesIO given items or a state before this BUILD");
+    const Node& s = u.node(state);
+    if (s.kind != Kind::tuple || s.items.size() != 3)
+      u.fail("pickle.bytesio", u.op_at_,
+             "io.BytesIO state is a " + u.kind_name(state) +
+                 (s.kind == Kind::tuple ? " of " + std::to_string(s.items.size()) : std::string()) +
+                 ", not (bytes, position, dict or None)");
+    const Node& value = u.node(s.items[0]);
+    const Node& pos = u.node(s.items[1]);
+    const Node& attrs = u.node(s.items[2]);
+    if (value.kind != Kind::bytes)
+      u.fail("pickle.bytesio", u.op_at_, "io.BytesIO state holds a " + u.kind_name(s.items[0]) + ", not bytes");
+    if (pos.kind != Kind::integer || pos.big || pos.integer < 0)
+      u.fail("pickle.bytesio", u.op_at_, "io.BytesIO position is a " + u.kind_name(s.items[1]) + ", not a non-negative int");
+    if (!(attrs.kind == Kind::none || (attrs.kind == Kind::dict && attrs.kv().empty())))
+      u.fail("pickle.bytesio", u.op_at_, "io.BytesIO with attributes of its own (" + u.kind_name(s.items[2]) + "): not a plain buffer");
+    Node nd;
+    nd.kind = Kind::bytes;
+    nd.text = value.text;
+    u.node(target) = std::move(nd);  // in place: the memo may hold the BytesIO's id
+    u.recycle(state);
   }
   /// A numpy scalar (dtype, bytes): a 0-d tensor, or an unreadable object when no tensor dtype fits.
   static std::uint32_t make_numpy_scalar(Unpickler& u, std::uint32_t fn, std::uint32_t args_id, const Args& a, const char*) {
@@ -439,6 +481,7 @@ inline std::uint32_t Unpickler::newobj(std::uint32_t cls, std::uint32_t args) {
   if (name == "collections.OrderedDict" || name == "builtins.dict") return tree_.add(Kind::dict);
   if (name == "builtins.set" || name == "__builtin__.set") return tree_.add(Kind::set);
   if (name == "builtins.list" || name == "__builtin__.list") return tree_.add(Kind::list);
+  if (name == "_io.BytesIO") return PickleGlobals::new_bytes_io(*this, args);
   tuple_args(args, name);
   Node nd;
   nd.kind = Kind::object;
@@ -451,6 +494,10 @@ inline void Unpickler::build(std::uint32_t target, std::uint32_t state) {
   Node& t = node(target);
   if (t.internal == Internal::numpy_array) {
     PickleGlobals::build_numpy_array(*this, target, state);
+    return;
+  }
+  if (t.kind == Kind::object && t.internal == Internal::value && t.text == "_io.BytesIO") {
+    PickleGlobals::build_bytes_io(*this, target, state);
     return;
   }
   if (t.internal == Internal::numpy_dtype) {

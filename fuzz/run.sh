@@ -13,10 +13,10 @@ cmake --build build-fuzz -j "$(nproc)"
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1   # LibTorch's static registries are not ours
 fx=tests/fixtures
 declare -A seeds=(
-  [torch_zip]="$fx/resnet_plain.pt $fx/training.pt $fx/dtypes.pt $fx/resnet_module.pt $fx/resnet_bigendian.pt"
+  [torch_zip]="$fx/resnet_plain.pt $fx/training.pt $fx/dtypes.pt $fx/resnet_module.pt $fx/resnet_bigendian.pt $fx/torch214/dtypes_torch.pt $fx/torch214/extra_state_bytesio.pt"
   [pickle]=""
   [legacy]="$fx/resnet_legacy.pt $fx/dtypes_legacy.pt"
-  [safetensors]="$fx/resnet.safetensors"
+  [safetensors]="$fx/resnet.safetensors $fx/torch214/dtypes_st.safetensors"
   [index]="$fx/sharded_st/model.safetensors.index.json"
   [dcp]=""
 )
@@ -27,7 +27,12 @@ for t in torch_zip pickle legacy safetensors index dcp; do
   mkdir -p "$work" "fuzz/corpus/$t"
   for s in ${seeds[$t]}; do cp -f "$s" "$work/"; done
   if [ "$t" = dcp ]; then for r in 1 2 4; do cp -f "$fx/torch2/dcp_${r}ranks/.metadata" "$work/dcp_${r}ranks.metadata"; done; fi
-  if [ "$t" = pickle ]; then unzip -p "$fx/training.pt" 'training/data.pkl' >"$work/training.pkl" 2>/dev/null || true; fi
+  if [ "$t" = pickle ]; then
+    unzip -p "$fx/training.pt" 'training/data.pkl' >"$work/training.pkl" 2>/dev/null || true
+    # torch 2.14's new dtypes (_rebuild_tensor_v3) and an _extra_state io.BytesIO
+    unzip -p "$fx/torch214/dtypes_torch.pt" 'dtypes_torch/data.pkl' >"$work/dtypes_torch.pkl" 2>/dev/null || true
+    unzip -p "$fx/torch214/extra_state_bytesio.pt" 'extra_state_bytesio/data.pkl' >"$work/extra_state.pkl" 2>/dev/null || true
+  fi
   echo "== fuzz_$t: replay fuzz/corpus/$t, then ${seconds}s"
   if ./build-fuzz/fuzz/fuzz_$t -runs=0 "fuzz/corpus/$t" "$work" >/dev/null 2>"build-fuzz/replay-$t.log" &&
      ./build-fuzz/fuzz/fuzz_$t -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=4096 -timeout=20 \

@@ -492,7 +492,7 @@ TEST_CASE("safetensors files are validated like the reference reader does", "[ba
       "json.duplicate");
   refuses_bytes("meta.safetensors", st_file(R"({"__metadata__":{"k":1}})", ""), "safetensors.metadata");
   refuses_bytes("no_dtype.safetensors", st_file(R"({"a":{"shape":[2],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
-  refuses_bytes("dtype.safetensors", st_file(R"({"a":{"dtype":"F4","shape":[2],"data_offsets":[0,2]}})", "ab"), "format.unsupported_dtype");
+  refuses_bytes("dtype.safetensors", st_file(R"({"a":{"dtype":"F5","shape":[2],"data_offsets":[0,2]}})", "ab"), "format.unsupported_dtype");
   refuses_bytes("float_shape.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", floats(2)),
                 "safetensors.entry");
   refuses_bytes("neg_shape.safetensors", st_file(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", floats(2)),
@@ -521,6 +521,71 @@ TEST_CASE("safetensors files are validated like the reference reader does", "[ba
   std::memcpy(payload.data(), vals, 8);
   const auto m = statedict::read(sdtest::write_temp("odd.safetensors", st_file(odd, payload)));
   CHECK(m.at("a").tensor().equal(at::tensor({1.5f, -2.0f})));
+}
+
+TEST_CASE("io.BytesIO in a pickle: only Python's own form reads, as bytes; any other is refused", "[bad][pickle][torch214]") {
+  const std::string bio = glob("_io", "BytesIO");
+  auto binbytes = [](const std::string& b) { return "C" + std::string(1, static_cast<char>(b.size())) + b; };  // SHORT_BINBYTES
+  auto with = [&](const std::string& value) { return PROTO + "}" + uni("x") + value + "s."; };
+  // What torch.save writes at protocol 2 (bytes as _codecs.encode) and at 3+ (BINBYTES): bytes.
+  const std::string latin1 = glob("_codecs", "encode") + uni("a\xc3\xbf") + uni("latin1") + "\x86R";
+  for (const std::string& data : {latin1, binbytes("a\xff")}) {
+    const auto ck = statedict::read(torch_zip("bytesio_ok.pt", with(bio + ")\x81(" + data + i1(1) + "Ntb")));
+    REQUIRE(ck.at("x").kind() == Kind::bytes);
+    CHECK(ck.at("x").as_string() == "a\xff");
+  }
+  CHECK(statedict::read(torch_zip("bytesio_dict.pt", with(bio + ")\x81(" + binbytes("") + i1(0) + "}tb"))).at("x").as_string().empty());
+  refuses_pickle("bytesio_args.pt", with(bio + binbytes("ab") + "\x85\x81"), "pickle.bytesio");
+  refuses_pickle("bytesio_call.pt", with(bio + binbytes("ab") + "\x85R"), "pickle.bytesio");
+  refuses_pickle("bytesio_str.pt", with(bio + ")\x81(" + uni("ab") + i1(0) + "Ntb"), "pickle.bytesio");
+  refuses_pickle("bytesio_int.pt", with(bio + ")\x81(" + i1(7) + i1(0) + "Ntb"), "pickle.bytesio");
+  refuses_pickle("bytesio_pair.pt", with(bio + ")\x81(" + binbytes("a") + i1(0) + "tb"), "pickle.bytesio");
+  refuses_pickle("bytesio_not_tuple.pt", with(bio + ")\x81" + binbytes("a") + "b"), "pickle.bytesio");
+  refuses_pickle("bytesio_neg_pos.pt", with(bio + ")\x81(" + binbytes("a") + "J\xff\xff\xff\xffNtb"), "pickle.bytesio");
+  refuses_pickle("bytesio_attrs.pt", with(bio + ")\x81(" + binbytes("a") + i1(0) + "}" + uni("k") + i1(1) + "stb"), "pickle.bytesio");
+  refuses_pickle("bytesio_twice.pt", with(bio + ")\x81(" + binbytes("a") + i1(0) + "Ntb(" + binbytes("a") + i1(0) + "Ntb"), "pickle.type");
+  refuses_pickle("bytesio_items.pt", with(bio + ")\x81" + uni("k") + i1(1) + "s(" + binbytes("a") + i1(0) + "Ntb"), "pickle.bytesio");
+  // The io module stays refused as a whole (io.open, io.FileIO); only _io.BytesIO is a plain buffer.
+  refuses_pickle("io_bytesio.pt", with(glob("io", "BytesIO") + ")\x81"), "pickle.forbidden_global");
+  refuses_pickle("io_fileio.pt", with(glob("_io", "FileIO") + uni("/etc/passwd") + "\x85R"), "pickle.forbidden_global");
+}
+
+TEST_CASE("the dtypes after PyTorch 2.6 get the same checks as the others, and packed F4 its own", "[bad][safetensors][torch214]") {
+  // _rebuild_tensor_v3 over an UntypedStorage of 4 bytes, as torch 2.14 writes float8_e8m0fnu.
+  const std::string untyped = "(" + uni("storage") + glob("torch.storage", "UntypedStorage") + uni("0") + uni("cpu") + i1(4) + "tQ";
+  auto v3 = [&](const std::string& dtype, int n) {
+    return PROTO + "}" + uni("w") + glob("torch._utils", "_rebuild_tensor_v3") + "(" + untyped + i1(0) + i1(n) + "\x85" + i1(1) +
+           "\x85\x89" + glob("collections", "OrderedDict") + ")R" + glob("torch", dtype) + "tRs.";
+  };
+  const auto e8 = statedict::read(torch_zip("v3_e8m0.pt", v3("float8_e8m0fnu", 4), {{"archive/data/0", "\x7f\x80\x81\x82"}}));
+  CHECK(e8.at("w").named().dtype() == "float8_e8m0fnu");
+  CHECK(e8.at("w").named().shape() == std::vector<std::int64_t>{4});
+  refuses_pickle("v3_e8m0_past_end.pt", v3("float8_e8m0fnu", 5), "pickle.bad_tensor", {{"archive/data/0", "abcd"}});
+  refuses_pickle("v3_float6.pt", v3("float6_e2m3fn", 4), "pickle.bad_tensor", {{"archive/data/0", "abcd"}});
+
+  const std::string f4 = R"({"a":{"dtype":"F4","shape":[2,4],"data_offsets":[0,4]}})";
+  const auto ck = statedict::read(sdtest::write_temp("f4.safetensors", st_file(f4, "\x01\x23\x45\x67")));
+  CHECK(ck.at("a").named().dtype() == "float4_e2m1fn_x2");
+  CHECK(ck.at("a").named().shape() == std::vector<std::int64_t>{2, 2});
+  refuses_bytes("f4_odd.safetensors", st_file(R"({"a":{"dtype":"F4","shape":[2,3],"data_offsets":[0,3]}})", "abc"), "safetensors.entry");
+  refuses_bytes("f4_scalar.safetensors", st_file(R"({"a":{"dtype":"F4","shape":[],"data_offsets":[0,1]}})", "a"), "safetensors.entry");
+  refuses_bytes("f4_bytes.safetensors", st_file(R"({"a":{"dtype":"F4","shape":[2,4],"data_offsets":[0,8]}})", floats(2)),
+                "safetensors.entry");
+  refuses_bytes("f4_overflow.safetensors",
+                st_file(R"({"a":{"dtype":"F4","shape":[4294967296,4294967296,2],"data_offsets":[0,8]}})", floats(2)), "safetensors.entry");
+  refuses_bytes("f6.safetensors", st_file(R"({"a":{"dtype":"F6_E2M3","shape":[4],"data_offsets":[0,3]}})", "abc"),
+                "format.unsupported_dtype");
+  CHECK(sdtest::error_text([] {
+          statedict::read(
+              sdtest::write_temp("f6b.safetensors", st_file(R"({"a":{"dtype":"F6_E3M2","shape":[4],"data_offsets":[0,3]}})", "abc")));
+        }).find("6-bit") != std::string::npos);
+  // A 0-d float4_e2m1fn_x2 (raw or native) has no F4 shape: refused, never written as something else.
+  statedict::NamedTensor scalar{"s", at::zeros({1}, at::kByte), "float4_e2m1fn_x2", nullptr};
+  CHECK(sdtest::error_id([&] { statedict::save({scalar}, sdtest::temp_path("f4_scalar_out.safetensors")); }) == "format.unsupported_dtype");
+  // In a torch zip it is written under its own name.
+  const std::string pt = sdtest::temp_path("f4_scalar_out.pt");
+  statedict::save({scalar}, pt);
+  CHECK(statedict::read(pt).at("s").named().dtype() == "float4_e2m1fn_x2");
 }
 
 TEST_CASE("sharded indexes that point outside, at nothing, or disagree with the shards are refused", "[bad][sharded]") {

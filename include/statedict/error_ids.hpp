@@ -67,6 +67,7 @@ inline constexpr std::string_view pickle_bad_int = "pickle.bad_int";
 inline constexpr std::string_view pickle_bad_numpy = "pickle.bad_numpy";
 inline constexpr std::string_view pickle_bad_persistent_id = "pickle.bad_persistent_id";
 inline constexpr std::string_view pickle_bad_tensor = "pickle.bad_tensor";
+inline constexpr std::string_view pickle_bytesio = "pickle.bytesio";
 inline constexpr std::string_view pickle_forbidden_global = "pickle.forbidden_global";
 inline constexpr std::string_view pickle_memo = "pickle.memo";
 inline constexpr std::string_view pickle_no_mark = "pickle.no_mark";

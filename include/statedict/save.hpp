@@ -312,7 +312,14 @@ inline void write_safetensors(const std::string& path, const std::vector<NamedTe
     // A lazy tensor is made when written, a view of a file read when written (readable()).
     at::Tensor c = t.lazy || mapped_file_of(t.tensor) != nullptr ? t.tensor : t.tensor.contiguous();
     const std::uint64_t n = tensor_bytes(c);
-    header[t.key] = {{"dtype", dt->safetensors}, {"shape", t.shape()}, {"data_offsets", {offset, offset + n}}};
+    std::vector<std::int64_t> shape = t.shape();
+    if (packs_two(dt)) {  // safetensors counts the fp4 values, two a byte along the last dimension
+      if (shape.empty() || shape.back() > INT64_MAX / 2)
+        throw Error("format.unsupported_dtype", path, t.key,
+                    "a " + std::string(dt->torch) + " tensor of shape " + shape_str(shape) + " has no safetensors F4 shape");
+      shape.back() *= 2;
+    }
+    header[t.key] = {{"dtype", dt->safetensors}, {"shape", shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
     data.emplace_back(c, t.lazy);
   }

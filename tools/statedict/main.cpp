@@ -437,7 +437,9 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
     std::vector<std::int64_t> shape = t.shape();
     const statedict::detail::Dtype raw = t.raw_dtype != nullptr ? statedict::detail::dtype_from_torch(t.raw_dtype) : nullptr;
     c10::ScalarType type = t.tensor.scalar_type();
-    if (to && raw == nullptr && c10::isFloatingType(type) && type != *to) {
+    // float4_e2m1fn_x2 holds two values an element: no cast gives them a meaning, so they stay as they are.
+    const statedict::detail::Dtype own = statedict::detail::find_dtype(type);
+    if (to && raw == nullptr && c10::isFloatingType(type) && type != *to && !(own != nullptr && statedict::detail::packs_two(own))) {
       make.cast = *to;
       type = *to;
       lazy = true;

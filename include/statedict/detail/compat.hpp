@@ -14,6 +14,18 @@
 #define STATEDICT_HAS_FLOAT8 STATEDICT_TORCH_AT_LEAST(2, 1)
 #define STATEDICT_HAS_FLOAT8_FNUZ STATEDICT_TORCH_AT_LEAST(2, 2)
 #define STATEDICT_HAS_UINT16_64 STATEDICT_TORCH_AT_LEAST(2, 3)
+// float8_e8m0fnu and float4_e2m1fn_x2 came after 2.6 (LibTorch 2.14 has both). Each came with a
+// header of its own, which says so more exactly than a version number would.
+#if STATEDICT_TORCH_AT_LEAST(2, 7) && __has_include(<c10/util/Float8_e8m0fnu.h>)
+#define STATEDICT_HAS_FLOAT8_E8M0 1
+#else
+#define STATEDICT_HAS_FLOAT8_E8M0 0
+#endif
+#if STATEDICT_TORCH_AT_LEAST(2, 7) && __has_include(<c10/util/Float4_e2m1fn_x2.h>)
+#define STATEDICT_HAS_FLOAT4 1
+#else
+#define STATEDICT_HAS_FLOAT4 0
+#endif
 
 namespace statedict::detail {
 

@@ -1,6 +1,6 @@
 #pragma once
-// Every spelling of a dtype the formats use, in one table: the dtypes of PyTorch 2.6, whether or not
-// the LibTorch statedict is compiled against has them.
+// Every spelling of a dtype the formats use, in one table: the dtypes of PyTorch 2.14 that files
+// hold, whether or not the LibTorch statedict is compiled against has them.
 #include <statedict/detail/compat.hpp>
 
 #include <ATen/ATen.h>
@@ -35,6 +35,16 @@ struct DtypeNames {
 #else
 #define STATEDICT_F8FNUZ(x) c10::ScalarType::Undefined
 #endif
+#if STATEDICT_HAS_FLOAT8_E8M0
+#define STATEDICT_F8E8M0(x) c10::ScalarType::x
+#else
+#define STATEDICT_F8E8M0(x) c10::ScalarType::Undefined
+#endif
+#if STATEDICT_HAS_FLOAT4
+#define STATEDICT_F4(x) c10::ScalarType::x
+#else
+#define STATEDICT_F4(x) c10::ScalarType::Undefined
+#endif
 #if STATEDICT_HAS_UINT16_64
 #define STATEDICT_UINT(x) c10::ScalarType::x
 #else
@@ -57,8 +67,12 @@ inline constexpr DtypeNames dtype_table[] = {
     {c10::ScalarType::ComplexHalf, "complex32", nullptr, nullptr, nullptr, 4},
     {STATEDICT_F8(Float8_e4m3fn), "float8_e4m3fn", nullptr, "F8_E4M3", nullptr, 1},
     {STATEDICT_F8(Float8_e5m2), "float8_e5m2", nullptr, "F8_E5M2", nullptr, 1},
-    {STATEDICT_F8FNUZ(Float8_e4m3fnuz), "float8_e4m3fnuz", nullptr, nullptr, nullptr, 1},
-    {STATEDICT_F8FNUZ(Float8_e5m2fnuz), "float8_e5m2fnuz", nullptr, nullptr, nullptr, 1},
+    {STATEDICT_F8FNUZ(Float8_e4m3fnuz), "float8_e4m3fnuz", nullptr, "F8_E4M3FNUZ", nullptr, 1},
+    {STATEDICT_F8FNUZ(Float8_e5m2fnuz), "float8_e5m2fnuz", nullptr, "F8_E5M2FNUZ", nullptr, 1},
+    {STATEDICT_F8E8M0(Float8_e8m0fnu), "float8_e8m0fnu", nullptr, "F8_E8M0", nullptr, 1},
+    // Two fp4 values a byte; PyTorch's shape counts bytes, safetensors' "F4" header counts values
+    // (see packs_two below).
+    {STATEDICT_F4(Float4_e2m1fn_x2), "float4_e2m1fn_x2", nullptr, "F4", nullptr, 1},
     {STATEDICT_UINT(UInt16), "uint16", nullptr, "U16", "u2", 2},
     {STATEDICT_UINT(UInt32), "uint32", nullptr, "U32", "u4", 4},
     {STATEDICT_UINT(UInt64), "uint64", nullptr, "U64", "u8", 8},
@@ -71,6 +85,8 @@ inline constexpr DtypeNames dtype_table[] = {
 };
 #undef STATEDICT_F8
 #undef STATEDICT_F8FNUZ
+#undef STATEDICT_F8E8M0
+#undef STATEDICT_F4
 #undef STATEDICT_UINT
 
 /// A dtype as the files name it: a row of dtype_table.
@@ -113,6 +129,8 @@ inline Dtype dtype_float32() {
   return d;
 }
 inline Dtype dtype_from_safetensors(std::string_view name) { return find_dtype_named(&DtypeNames::safetensors, name); }
+/// The dtype whose element is two packed values (its safetensors shape has a last dimension twice its own).
+inline bool packs_two(Dtype d) { return d->safetensors != nullptr && std::string_view(d->safetensors) == "F4"; }
 inline Dtype dtype_from_numpy(std::string_view code) {
   if (code == "b" || code == "?") code = "b1";
   return find_dtype_named(&DtypeNames::numpy, code);

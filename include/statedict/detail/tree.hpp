@@ -48,7 +48,7 @@ struct Node {
   bool boolean = false;
   bool big = false;              // integer wider than 64 bits
   std::uint32_t pending = npos;  // tensor: index of its spec until materialized; storage: spec
-  // int's value; for a global (Internal::global), its Unpickler::callables() entry + 1, or 0 if none
+  // int's value; for a global (Internal::global), its PickleGlobals::callables() entry + 1, or 0 if none
   std::int64_t integer = 0;
   double real = 0.0;                 // floating; complex: the real part
   std::string text;                  // string, bytes, big-int hex, object class / global "module.name"

@@ -130,6 +130,9 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
     e.name = name;
     const std::string dt = v["dtype"].get<std::string>();
     e.dtype = dtype_from_safetensors(dt);
+    if (e.dtype == nullptr && (dt == "F6_E2M3" || dt == "F6_E3M2"))
+      throw Error("format.unsupported_dtype", path, "tensor '" + name + "'",
+                  "safetensors dtype " + dt + " (6-bit floats, four in three bytes) has no PyTorch dtype to read it as");
     if (e.dtype == nullptr)
       throw Error("format.unsupported_dtype", path, "tensor '" + name + "'", "unknown safetensors dtype '" + dt.substr(0, 40) + "'");
     std::uint64_t numel = 1;
@@ -138,6 +141,14 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
       const std::uint64_t d = s.get<std::uint64_t>();
       if (d > static_cast<std::uint64_t>(INT64_MAX) || mul_overflows(numel, d, &numel)) throw bad("shape product overflows");
       e.shape.push_back(static_cast<std::int64_t>(d));
+    }
+    if (packs_two(e.dtype)) {
+      // The header counts fp4 values; the tensor (float4_e2m1fn_x2) counts bytes of two, along the last dimension.
+      if (e.shape.empty() || e.shape.back() % 2 != 0)
+        throw bad(dt + " packs two values a byte along the last dimension, which in shape " + shape_str(e.shape) +
+                  (e.shape.empty() ? " is missing" : " is odd"));
+      e.shape.back() /= 2;
+      numel /= 2;  // exact: the last dimension is even
     }
     const auto& off = v["data_offsets"];
     if (off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())

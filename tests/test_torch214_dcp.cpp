@@ -14,7 +14,8 @@ using sdtest::fixture;
 namespace torch214_dcp {
 namespace fs = std::filesystem;
 
-const char* const folders[] = {"dcp_st_single", "dcp_st_ranks", "dcp_zstd_ranks", "dcp_zstd_st", "dcp_zstd_twice", "hf_consolidated", "hf_sharded"};
+const char* const folders[] = {"dcp_st_single",  "dcp_st_ranks",    "dcp_zstd_ranks", "dcp_zstd_st",
+                               "dcp_zstd_twice", "hf_consolidated", "hf_sharded"};
 
 nlohmann::json sorted_listing(const statedict::Checkpoint& ck) {
   nlohmann::json l = sdtest::listing(ck.root());
@@ -78,7 +79,8 @@ TEST_CASE("DCP and Hugging Face folders of torch 2.14 list the tensors, dtypes, 
   }
 }
 
-TEST_CASE("a tensor split over ranks in the safetensors format or zstd-compressed is assembled, and a rank's slice loads", "[dcp][torch214]") {
+TEST_CASE("a tensor split over ranks in the safetensors format or zstd-compressed is assembled, and a rank's slice loads",
+          "[dcp][torch214]") {
   struct Half : torch::nn::Module {
     torch::Tensor embed = register_parameter("embed", torch::zeros({5, 6}));
   };
@@ -94,7 +96,8 @@ TEST_CASE("a tensor split over ranks in the safetensors format or zstd-compresse
     for (int rank = 0; rank < 2; ++rank) {
       Half half;
       const auto r = statedict::load(
-          half, ck, statedict::LoadOptions{}.rename("^embed\\.weight$", "embed").unexpected(statedict::Policy::ignore).shard("embed", 0, rank, 2));
+          half, ck,
+          statedict::LoadOptions{}.rename("^embed\\.weight$", "embed").unexpected(statedict::Policy::ignore).shard("embed", 0, rank, 2));
       INFO(r);
       CHECK(r.ok());
       CHECK(half.embed.equal(whole.narrow(0, 5 * rank, 5)));
@@ -172,7 +175,8 @@ TEST_CASE("DCP_SHARDING_INFO that disagrees with the .metadata or the file is re
   {
     // Rank 1's embed.weight chunk claims to start at row 4, where the .metadata has none.
     const auto d = copy_of("dcp_st_ranks", "st_offsets");
-    patch(d + "/__1_0.distcp", "\\\"embed.weight\\\": {\\\"saved_offsets\\\": [5, 0]}", "\\\"embed.weight\\\": {\\\"saved_offsets\\\": [4, 0]}");
+    patch(d + "/__1_0.distcp", "\\\"embed.weight\\\": {\\\"saved_offsets\\\": [5, 0]}",
+          "\\\"embed.weight\\\": {\\\"saved_offsets\\\": [4, 0]}");
     const auto f = failure_of(d);
     INFO(f.what);
     CHECK(f.id == "dcp.sharding");
@@ -318,9 +322,7 @@ TEST_CASE("damaged zstd items and unknown transforms are refused naming the file
     const auto* p = reinterpret_cast<const std::uint8_t*>(frame.data());
     std::vector<std::uint8_t> out(2000);
     CHECK(zstd_decode(p, frame.size(), out.data(), 1000, "f", "item") == 1000);
-    auto id = [&](std::size_t n, std::size_t cap) {
-      return sdtest::error_id([&] { zstd_decode(p, n, out.data(), cap, "f", "item"); });
-    };
+    auto id = [&](std::size_t n, std::size_t cap) { return sdtest::error_id([&] { zstd_decode(p, n, out.data(), cap, "f", "item"); }); };
     CHECK(id(frame.size(), 999) == "zstd.too_large");
     CHECK(id(frame.size() - 1, 1000) == "zstd.corrupt");
     CHECK(id(0, 1000) == "zstd.corrupt");

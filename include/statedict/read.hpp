@@ -188,7 +188,10 @@ inline std::shared_ptr<CheckpointData> read_folder(const std::string& dir, const
   if (is_dcp_folder(dir)) return read_dcp(dir, opts);
   std::error_code ec;
   if (std::filesystem::is_directory(std::filesystem::path(dir) / "sharded", ec)) return read_hf_folder(dir, opts);
-  return read_sharded(find_index_in(dir), opts);
+  // A sharded/ folder itself (no index when the save was distributed): its shards, assembled.
+  const std::string index = index_in(dir);
+  if (index.empty() && holds_dcp_shards(dir)) return read_hf_shards(dir, opts, nullptr);
+  return read_sharded(index.empty() ? find_index_in(dir) : index, opts);
 }
 
 inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const ReadOptions& opts) {

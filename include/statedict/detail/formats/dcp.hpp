@@ -209,8 +209,9 @@ private:
     const std::uint64_t at = find_safetensors_part(*f, from, tensor_bytes);
     if (at == UINT64_MAX)
       throw Error("dcp.file", f->path(), "offset " + std::to_string(from),
-                  "the file runs " + std::to_string(f->size() - all_end) + " bytes past its last item, and no safetensors file holding its " +
-                      std::to_string(tensor_bytes) + " bytes of tensors starts there");
+                  "the file runs " + std::to_string(f->size() - all_end) +
+                      " bytes past its last item, and no safetensors file holding its " + std::to_string(tensor_bytes) +
+                      " bytes of tensors starts there");
     part.data = read_safetensors(f, opts_, at, /*describe_tensors=*/false);
     const auto offsets = sharding_info(part.data->metadata, f->path(), opts_.max_depth());
     for (const auto& [k, v] : part.data->tree.nodes[part.data->root].kv()) {
@@ -286,7 +287,8 @@ private:
     std::vector<ChunkSpec> list;
     for (auto item : items)
       list.push_back({ints(field(item, "offsets", Kind::tuple), fqn + " chunk offsets"),
-                      ints(field(item, "sizes", Kind::tuple), fqn + " chunk sizes"), {}});
+                      ints(field(item, "sizes", Kind::tuple), fqn + " chunk sizes"),
+                      {}});
     check_chunks(dir_, fqn, size, list);
     // Every chunk's record is parsed and checked against the metadata here; its bytes stay in the
     // file (or, decoded, in memory) until the tensor is used.

@@ -16,6 +16,24 @@
 
 namespace statedict::detail {
 
+/// Whether a folder without index holds shards DCP wrote: a .safetensors file whose header (its
+/// first 64 KiB) names DCP_SHARDING_INFO.
+inline bool holds_dcp_shards(const std::string& dir) {
+  std::error_code ec;
+  std::size_t looked = 0;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end && looked < 64; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= 12 || name.compare(name.size() - 12, 12, ".safetensors") != 0) continue;
+    ++looked;
+    try {
+      auto f = MappedFile::open(it->path().string(), true);
+      std::string head(static_cast<std::size_t>(std::min<std::uint64_t>(f->size(), 65536)), '\0');
+      if (f->read_at(head.data(), head.size(), 0) && head.find("\"DCP_SHARDING_INFO\"") != std::string::npos) return true;
+    } catch (const Error&) {}  // unreadable: not evidence either way
+  }
+  return false;
+}
+
 /// What the folder's consolidated files say of the tensors, when consolidation began: the names in
 /// its index, and the shapes in those of its files that were written.
 struct HfConsolidated {
@@ -82,13 +100,15 @@ inline std::shared_ptr<CheckpointData> read_hf_shards(const std::string& dir, co
         throw Error("dcp.chunk", path, "tensor '" + name + "'",
                     std::string("chunk is ") + dt->torch + ", its chunk in " + tensor.first_file + " is " + tensor.dtype->torch);
       } else if (tensor.chunks[0].offsets.size() != at.size()) {
-        throw Error("dcp.chunk", path, "tensor '" + name + "'", "chunk has another number of dimensions than its chunk in " + tensor.first_file);
+        throw Error("dcp.chunk", path, "tensor '" + name + "'",
+                    "chunk has another number of dimensions than its chunk in " + tensor.first_file);
       }
       tensor.chunks.push_back({std::move(at), std::move(shape), t.tensor});
       tensor.from.push_back(path);
     }
     for (const auto& [name, o] : offsets)
-      if (held.count(name) == 0) throw Error("dcp.sharding", path, "__metadata__.DCP_SHARDING_INFO." + name, "names a tensor the file does not hold");
+      if (held.count(name) == 0)
+        throw Error("dcp.sharding", path, "__metadata__.DCP_SHARDING_INFO." + name, "names a tensor the file does not hold");
   }
   if (expected != nullptr) {
     for (const auto& name : expected->names)
@@ -106,8 +126,7 @@ inline std::shared_ptr<CheckpointData> read_hf_shards(const std::string& dir, co
     for (const auto& c : t.chunks)
       for (std::size_t d = 0; d < size.size(); ++d) {
         std::int64_t end = 0;
-        if (__builtin_add_overflow(c.offsets[d], c.sizes[d], &end))
-          throw Error("dcp.bounds", dir, name, "chunk offsets overflow");
+        if (__builtin_add_overflow(c.offsets[d], c.sizes[d], &end)) throw Error("dcp.bounds", dir, name, "chunk offsets overflow");
         size[d] = std::max(size[d], end);
       }
     if (expected != nullptr) {
@@ -122,7 +141,8 @@ inline std::shared_ptr<CheckpointData> read_hf_shards(const std::string& dir, co
       check_chunks(dir, name, size, t.chunks);
     } catch (const Error& e) {
       std::string files_of;
-      for (const auto& f : std::set<std::string>(t.from.begin(), t.from.end())) files_of += (files_of.empty() ? "" : ", ") + fs::path(f).filename().string();
+      for (const auto& f : std::set<std::string>(t.from.begin(), t.from.end()))
+        files_of += (files_of.empty() ? "" : ", ") + fs::path(f).filename().string();
       throw Error(e.id(), e.file(), e.where(), e.reason() + " (chunks in " + files_of + "; is a shard missing?)");
     }
     Node k;

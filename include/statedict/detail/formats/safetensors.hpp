@@ -181,8 +181,8 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
 
 /// `describe`: tensors on a pread-only file are described, made when asked for (see FileTensors);
 /// false makes them now (still reading no bytes), as a reader that takes them apart needs.
-inline std::shared_ptr<CheckpointData> read_safetensors(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts, std::uint64_t base = 0,
-                                                        bool describe_tensors = true) {
+inline std::shared_ptr<CheckpointData> read_safetensors(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts,
+                                                        std::uint64_t base = 0, bool describe_tensors = true) {
   SafetensorsHeader h = parse_safetensors_header(*f, opts, base);
   auto cd = std::make_shared<CheckpointData>();
   cd->format = Format::safetensors;

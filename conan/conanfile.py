@@ -26,6 +26,8 @@ class StatedictConan(ConanFile):
     def requirements(self):
         self.requires("libtorch/[>=1.13]")
         self.requires("nlohmann_json/[>=3.2 <4]")
+        # DCP's zstd transform (statedictConfig.cmake links it where found).
+        self.requires("zstd/[>=1.4 <2]")
 
     def package_id(self):
         self.info.clear()

@@ -19,10 +19,13 @@ declare -A seeds=(
   [safetensors]="$fx/resnet.safetensors $fx/torch214/dtypes_st.safetensors"
   [index]="$fx/sharded_st/model.safetensors.index.json"
   [dcp]=""
+  [dcp_st]="$fx/torch214/dcp_st_ranks/__1_0.distcp $fx/torch214/dcp_st_single/__0_0.distcp $fx/torch214/dcp_zstd_st/__1_0.distcp"
+  [zstd]="$fx/torch214/dcp_zstd_ranks/__1_0.distcp $fx/torch214/dcp_zstd_twice/__1_0.distcp"
+  [hf_shards]="$fx/torch214/hf_consolidated/sharded/shard-00002-model-00001-of-00002.safetensors"
 )
 failed=0
 passed=0
-for t in torch_zip pickle legacy safetensors index dcp; do
+for t in torch_zip pickle legacy safetensors index dcp dcp_st zstd hf_shards; do
   work=build-fuzz/corpus-$t
   mkdir -p "$work" "fuzz/corpus/$t"
   for s in ${seeds[$t]}; do cp -f "$s" "$work/"; done

@@ -14,6 +14,8 @@ inline constexpr std::string_view dcp_file = "dcp.file";
 inline constexpr std::string_view dcp_metadata = "dcp.metadata";
 inline constexpr std::string_view dcp_missing_chunk = "dcp.missing_chunk";
 inline constexpr std::string_view dcp_overlap = "dcp.overlap";
+inline constexpr std::string_view dcp_sharding = "dcp.sharding";
+inline constexpr std::string_view dcp_transform = "dcp.transform";
 inline constexpr std::string_view file_changed = "file.changed";
 inline constexpr std::string_view format_bad_module = "format.bad_module";
 inline constexpr std::string_view format_bad_record = "format.bad_record";
@@ -104,5 +106,8 @@ inline constexpr std::string_view zip_duplicate = "zip.duplicate";
 inline constexpr std::string_view zip_empty = "zip.empty";
 inline constexpr std::string_view zip_no_directory = "zip.no_directory";
 inline constexpr std::string_view zip_truncated = "zip.truncated";
+inline constexpr std::string_view zstd_corrupt = "zstd.corrupt";
+inline constexpr std::string_view zstd_too_large = "zstd.too_large";
+inline constexpr std::string_view zstd_unavailable = "zstd.unavailable";
 
 }  // namespace statedict::errors

@@ -17,11 +17,14 @@ STATEDICT_FUNC Checkpoint read(const std::string& path, const ReadOptions& optio
 
 #if STATEDICT_DEFINITIONS
 #include <statedict/detail/formats/dcp.hpp>
+#include <statedict/detail/formats/hf_sharded.hpp>
 #include <statedict/detail/formats/safetensors.hpp>
 #include <statedict/detail/formats/torch_file.hpp>
 #include <statedict/detail/formats/zip.hpp>
 
 #include <filesystem>
+#include <set>
+#include <utility>
 
 namespace statedict {
 
@@ -120,9 +123,80 @@ inline std::string find_index_in(const std::string& dir) {
               found.empty() ? "folder holds no *.index.json of a sharded checkpoint" : "folder holds several *.index.json files; name one");
 }
 
+/// The index in `dir` if it has one (as find_index_in finds it), else "".
+inline std::string index_in(const std::string& dir) {
+  try {
+    return find_index_in(dir);
+  } catch (const Error& e) {
+    if (e.id() == "index.not_found") return "";
+    throw;
+  }
+}
+
+/// What a consolidated index says, and whether every shard it names is there.
+inline std::pair<HfConsolidated, bool> consolidated(const std::string& index_path, const ReadOptions& opts) {
+  auto f = MappedFile::open(index_path);
+  if (f->size() > (64u << 20)) throw Error("index.too_large", index_path, "", "index file larger than 64 MiB");
+  std::string text(f->size(), '\0');
+  read_or_throw(*f, text.data(), text.size(), 0, "index");
+  const nlohmann::json j = parse_json_header(text.data(), text.size(), index_path, "", opts.max_depth());
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+    throw Error("index.bad", index_path, "weight_map", "index has no weight_map object");
+  HfConsolidated c;
+  std::set<std::string> present;
+  const std::filesystem::path dir = std::filesystem::path(index_path).parent_path();
+  bool complete = true;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    c.names.insert(it.key());
+    std::error_code ec;
+    const std::string shard = it.value().is_string() ? it.value().get<std::string>() : "";
+    const bool here = !shard.empty() && shard.find('/') == std::string::npos && std::filesystem::is_regular_file(dir / shard, ec);
+    if (here) present.insert(shard);
+    complete = complete && here;
+  }
+  if (!complete)  // the shapes of the files that were written, to check the shards against
+    for (const auto& shard : present) {
+      const std::string path = (dir / shard).string();
+      for (const auto& e : parse_safetensors_header(*MappedFile::open(path), opts).entries) c.shapes[e.name] = {e.shape, path};
+    }
+  return {c, complete};
+}
+
+/// A folder HuggingFaceStorageWriter(path, ..., enable_consolidation=True) wrote: the consolidated
+/// checkpoint at its top when that is complete (finish() writes it last), else what sharded/ holds
+/// (its own index when the save was not distributed; else the ranks' shards, assembled).
+inline std::shared_ptr<CheckpointData> read_hf_folder(const std::string& dir, const ReadOptions& opts) {
+  const std::string top = index_in(dir);
+  const std::string sharded = (std::filesystem::path(dir) / "sharded").string();
+  std::pair<HfConsolidated, bool> expect;
+  if (!top.empty()) {
+    expect = consolidated(top, opts);
+    if (expect.second) return read_sharded(top, opts);
+  }
+  const std::string inner = index_in(sharded);
+  if (!inner.empty()) return read_sharded(inner, opts);
+  try {
+    return read_hf_shards(sharded, opts, top.empty() ? nullptr : &expect.first);
+  } catch (const Error& e) {
+    // An incomplete consolidation and no shards: the consolidated index says which file is missing.
+    if (!top.empty() && e.id() == "index.not_found") return read_sharded(top, opts);
+    throw;
+  }
+}
+
+inline std::shared_ptr<CheckpointData> read_folder(const std::string& dir, const ReadOptions& opts) {
+  if (is_dcp_folder(dir)) return read_dcp(dir, opts);
+  std::error_code ec;
+  if (std::filesystem::is_directory(std::filesystem::path(dir) / "sharded", ec)) return read_hf_folder(dir, opts);
+  // A sharded/ folder itself (no index when the save was distributed): its shards, assembled.
+  const std::string index = index_in(dir);
+  if (index.empty() && holds_dcp_shards(dir)) return read_hf_shards(dir, opts, nullptr);
+  return read_sharded(index.empty() ? find_index_in(dir) : index, opts);
+}
+
 inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const ReadOptions& opts) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return is_dcp_folder(path) ? read_dcp(path, opts) : read_sharded(find_index_in(path), opts);
+  if (std::filesystem::is_directory(path, ec)) return read_folder(path, opts);
   if (ends_with(path, ".index.json")) return read_sharded(path, opts);
   auto f = MappedFile::open(path, opts);
   auto cd = read_opened(f, opts);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `conan create` of conan/conanfile.py and its test_package, for real, with LibTorch and nlohmann_json
+# `conan create` of conan/conanfile.py and its test_package, for real, with LibTorch, nlohmann_json and zstd
 # taken from the system through Conan 2's [platform_requires] (their versions read from dpkg).
 # The Conan command is $STATEDICT_CONAN (e.g. "python3 -m conans.conan"), else `conan` on PATH;
 # without one it says so and exits 77 (ctest: skipped). Conan's home is WORK_DIR: nothing global changes.
@@ -28,6 +28,7 @@ compiler.cppstd=17
 [platform_requires]
 libtorch/$(version libtorch-dev)
 nlohmann_json/$(version nlohmann-json3-dev)
+zstd/$(version libzstd-dev)
 [conf]
 tools.cmake.cmaketoolchain:generator=Ninja
 PROFILE

@@ -2,8 +2,12 @@
 // torch.distributed.checkpoint (DCP) folders: `.metadata` (a pickled Metadata dataclass: per key a
 // TensorStorageMetadata with the global size and its chunks, or a BytesStorageMetadata; storage_data
 // mapping each chunk to a file, offset and length) and `__R_N.distcp` files in which every chunk is a
-// small torch.save zip. Each tensor is presented whole, its chunks checked and assembled.
+// small torch.save zip, possibly stream-transformed (zstd), or in which the tensor chunks are one
+// safetensors file (see dcp_items.hpp). Each tensor is presented whole, its chunks checked and
+// assembled.
 #include <statedict/checkpoint.hpp>
+#include <statedict/detail/formats/dcp_chunks.hpp>
+#include <statedict/detail/formats/dcp_items.hpp>
 #include <statedict/detail/formats/torch_file.hpp>
 
 #include <filesystem>
@@ -61,6 +65,13 @@ private:
   struct Location {
     std::string file;
     std::uint64_t offset = 0, length = 0;
+    std::vector<Transform> transforms;
+    bool tensor = false;  // a tensor chunk (its index has offsets), not a bytes item
+  };
+  /// What a `.distcp` of the safetensors format holds after its non-tensor items.
+  struct SafetensorsPart {
+    std::shared_ptr<CheckpointData> data;
+    std::map<std::string, std::uint32_t> by_name;  // tensor name -> its node in data
   };
 
   const Node& node(std::uint32_t id) const { return meta_.tree.nodes[id]; }
@@ -116,14 +127,16 @@ private:
     return k;
   }
 
-  /// storage_data: MetadataIndex(fqn, offset, index) -> _StorageInfo(relative_path, offset, length).
+  /// storage_data: MetadataIndex(fqn, offset, index) -> _StorageInfo(relative_path, offset, length
+  /// [, transform_descriptors]).
   void index_storage(std::uint32_t storage) {
     for (const auto& [k, v] : node(storage).kv()) {
       const std::string fqn = text(field(k, "fqn", Kind::string), "MetadataIndex.fqn");
       const std::uint32_t off = field(k, "offset", Kind::none);
-      const std::vector<std::int64_t> offsets =
-          off == npos || node(off).kind == Kind::none ? std::vector<std::int64_t>{} : ints(off, fqn + " offset");
+      const bool tensor = off != npos && node(off).kind != Kind::none;
+      const std::vector<std::int64_t> offsets = tensor ? ints(off, fqn + " offset") : std::vector<std::int64_t>{};
       Location loc;
+      loc.tensor = tensor;
       loc.file = text(field(v, "relative_path", Kind::string), "_StorageInfo.relative_path");
       const Node& o = node(field(v, "offset", Kind::integer));
       const Node& l = node(field(v, "length", Kind::integer));
@@ -133,6 +146,12 @@ private:
       if (loc.file.empty() || loc.file.find('/') != std::string::npos || loc.file.find('\\') != std::string::npos || loc.file == "." ||
           loc.file == "..")
         throw Error("dcp.file", meta_path_, fqn, "storage file '" + loc.file + "' is not a plain file name in the checkpoint folder");
+      const std::uint32_t td = field(v, "transform_descriptors", Kind::none);  // absent when there are none
+      if (td != npos && node(td).kind != Kind::none) {
+        if (node(td).kind != Kind::list && node(td).kind != Kind::tuple) bad_meta(fqn, "transform_descriptors is not a list");
+        if (node(td).items.size() > 16) bad_meta(fqn, "more than 16 stream transforms");
+        for (auto d : node(td).items) loc.transforms.push_back(transform_of(text(d, "a transform descriptor"), meta_path_, fqn));
+      }
       if (!storage_.emplace(key_of(fqn, offsets), loc).second) bad_meta(fqn, "the same chunk is stored twice");
     }
   }
@@ -143,26 +162,110 @@ private:
     return it->second;
   }
 
-  /// The small torch.save zip of one chunk or bytes item.
-  std::shared_ptr<CheckpointData> read_record(const std::string& fqn, const std::vector<std::int64_t>& offsets) {
+  const Location& location(const std::string& fqn, const std::vector<std::int64_t>& offsets) const {
     auto it = storage_.find(key_of(fqn, offsets));
-    if (it == storage_.end()) {
-      std::string o;
-      for (auto x : offsets) o += (o.empty() ? "" : ", ") + std::to_string(x);
-      throw Error("dcp.missing_chunk", dir_, fqn, "the metadata names no stored data for the chunk at offsets (" + o + ")");
-    }
-    const Location& loc = it->second;
+    if (it == storage_.end())
+      throw Error("dcp.missing_chunk", dir_, fqn, "the metadata names no stored data for the chunk at offsets " + offsets_str(offsets));
+    return it->second;
+  }
+
+  /// The small torch.save zip of one chunk or bytes item, its transforms undone. `cap` bounds what
+  /// a transformed item may decode to.
+  std::shared_ptr<CheckpointData> read_record(const std::string& fqn, const Location& loc, std::uint64_t cap) {
     const auto& f = open(loc.file);
     std::uint64_t end;
     if (add_overflows(loc.offset, loc.length, &end) || end > f->size())
       throw Error("dcp.file", f->path(), fqn,
                   "chunk [" + std::to_string(loc.offset) + ", +" + std::to_string(loc.length) + ") lies past the end of the " +
                       std::to_string(f->size()) + "-byte file");
-    return read_torch_zip(ZipArchive(f, loc.offset, loc.length), opts_, /*describe=*/false);  // its nodes are taken as they are
+    if (loc.transforms.empty())
+      return read_torch_zip(ZipArchive(f, loc.offset, loc.length), opts_, /*describe=*/false);  // its nodes are taken as they are
+    auto decoded = decode_item(*f, loc.offset, loc.length, loc.transforms, cap, "item '" + fqn + "'", opts_);
+    return read_torch_zip(ZipArchive(decoded, 0, decoded->size()), opts_, /*describe=*/false);
+  }
+
+  /// A `.distcp` whose tensors are a safetensors file after its other items: found once, checked
+  /// against the metadata (every tensor it holds is a chunk the metadata puts in this file, at the
+  /// offsets DCP_SHARDING_INFO gives). nullptr for a file of torch.save records.
+  const SafetensorsPart* safetensors_part(const std::string& name) {
+    auto it = parts_.find(name);
+    if (it != parts_.end()) return it->second.data ? &it->second : nullptr;
+    SafetensorsPart& part = parts_[name];
+    const auto& f = open(name);
+    // The writer's position at the tensors, where their bytes would be, and how many bytes they are.
+    std::uint64_t from = 0, all_end = 0, tensor_bytes = 0;
+    bool tensors = false;
+    for (const auto& [k, loc] : storage_) {
+      if (loc.file != name) continue;
+      std::uint64_t end = 0;
+      if (add_overflows(loc.offset, loc.length, &end)) end = UINT64_MAX;
+      all_end = std::max(all_end, end);
+      from = std::max(from, loc.tensor ? loc.offset : end);
+      if (loc.tensor && add_overflows(tensor_bytes, loc.length, &tensor_bytes)) tensor_bytes = UINT64_MAX;
+      tensors = tensors || loc.tensor;
+    }
+    // Records of torch.save end the file; a safetensors file after them makes it longer.
+    if (!tensors || all_end >= f->size()) return nullptr;
+    const std::uint64_t at = find_safetensors_part(*f, from, tensor_bytes);
+    if (at == UINT64_MAX)
+      throw Error("dcp.file", f->path(), "offset " + std::to_string(from),
+                  "the file runs " + std::to_string(f->size() - all_end) +
+                      " bytes past its last item, and no safetensors file holding its " + std::to_string(tensor_bytes) +
+                      " bytes of tensors starts there");
+    part.data = read_safetensors(f, opts_, at, /*describe_tensors=*/false);
+    const auto offsets = sharding_info(part.data->metadata, f->path(), opts_.max_depth());
+    for (const auto& [k, v] : part.data->tree.nodes[part.data->root].kv()) {
+      const std::string& tname = part.data->tree.nodes[k].text;
+      part.by_name[tname] = v;
+      const auto o = offsets.find(tname);
+      if (o == offsets.end())
+        throw Error("dcp.sharding", f->path(), "tensor '" + tname + "'", "DCP_SHARDING_INFO does not give the offsets of this chunk");
+      const auto s = storage_.find(key_of(tname, o->second));
+      if (s == storage_.end() || s->second.file != name)
+        throw Error("dcp.sharding", f->path(), "tensor '" + tname + "'",
+                    "DCP_SHARDING_INFO puts this chunk at offsets " + offsets_str(o->second) +
+                        ", where the .metadata stores no chunk of it in this file");
+    }
+    for (const auto& [tname, o] : offsets)
+      if (part.by_name.count(tname) == 0)
+        throw Error("dcp.sharding", f->path(), "__metadata__.DCP_SHARDING_INFO." + tname, "names a tensor the file does not hold");
+    return &part;
+  }
+
+  /// The chunk's tensor as stored (sizes as stored; raw dtypes with a last dimension of bytes).
+  at::Tensor read_chunk(const std::string& fqn, const std::string& where, const ChunkSpec& c, Dtype dt) {
+    const Location& loc = location(fqn, c.offsets);
+    if (const SafetensorsPart* part = safetensors_part(loc.file)) {
+      const auto it = part->by_name.find(fqn);
+      if (it == part->by_name.end())
+        throw Error("dcp.sharding", open(loc.file)->path(), where,
+                    "the .metadata stores this chunk in this file, whose safetensors part has no tensor '" + fqn + "'");
+      const Node& t = part->data->tree.nodes[it->second];
+      const std::uint64_t nbytes = static_cast<std::uint64_t>(t.tensor.numel()) * static_cast<std::uint64_t>(t.tensor.element_size());
+      if (nbytes != loc.length)
+        throw Error("dcp.chunk", open(loc.file)->path(), where,
+                    "holds " + std::to_string(nbytes) + " bytes, the .metadata says " + std::to_string(loc.length));
+      return checked_chunk(t, where, c, dt);
+    }
+    std::uint64_t cap = dt->size;
+    for (auto s : c.sizes) cap *= static_cast<std::uint64_t>(s);  // bounded by the global numel, checked
+    // A torch.save zip of the chunk: its bytes plus a few small records and their alignment.
+    auto cd = read_record(fqn, loc, cap + (1u << 20));
+    return checked_chunk(cd->tree.nodes[cd->root], where, c, dt);
+  }
+
+  at::Tensor checked_chunk(const Node& t, const std::string& where, const ChunkSpec& c, Dtype dt) const {
+    const Dtype got = t.kind != Kind::tensor ? nullptr : t.raw() != nullptr ? t.raw() : find_dtype(t.tensor.scalar_type());
+    if (got != dt) throw Error("dcp.chunk", dir_, where, "stored data is not a " + std::string(dt->torch) + " tensor");
+    std::vector<std::int64_t> shape = t.tensor.sizes().vec();
+    if (t.raw() != nullptr) shape.pop_back();
+    if (shape != c.sizes)
+      throw Error("dcp.chunk", dir_, where, "stored tensor has shape " + shape_str(shape) + ", the metadata says " + shape_str(c.sizes));
+    return t.tensor;
   }
 
   std::uint32_t read_bytes(const std::string& fqn) {
-    auto cd = read_record(fqn, {});
+    auto cd = read_record(fqn, location(fqn, {}), opts_.max_pickle_bytes());
     return copy_in(*cd, cd->root);
   }
 
@@ -179,78 +282,18 @@ private:
         dtn.internal == Internal::global && dtn.text.compare(0, 6, "torch.") == 0 ? dtype_from_torch(dtn.text.substr(6)) : nullptr;
     if (dt == nullptr || c10::isQIntType(dt->type)) bad_meta(fqn, "dtype '" + dtn.text + "' is not a dtype statedict reads");
     const std::vector<std::int64_t> size = ints(field(meta, "size", Kind::tuple), fqn + " size");
-    const std::uint32_t chunks = field(meta, "chunks", Kind::list);
-    if (size.size() > 64) bad_meta(fqn, "more than 64 dimensions");
-    std::uint64_t numel = 1;
-    for (auto s : size)
-      if (mul_overflows(numel, static_cast<std::uint64_t>(s), &numel)) throw Error("dcp.bounds", dir_, fqn, "global size overflows");
-    struct Chunk {
-      std::vector<std::int64_t> offsets, sizes;
-    };
-    std::vector<Chunk> list;
-    std::uint64_t covered = 0;
-    const auto& items = node(chunks).items;
+    const auto& items = node(field(meta, "chunks", Kind::list)).items;
     if (items.size() > 16384) throw Error("dcp.bounds", dir_, fqn, "more than 16384 chunks");
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      Chunk c{ints(field(items[i], "offsets", Kind::tuple), fqn + " chunk offsets"),
-              ints(field(items[i], "sizes", Kind::tuple), fqn + " chunk sizes")};
-      const std::string where = fqn + " chunk " + std::to_string(i);
-      if (c.offsets.size() != size.size() || c.sizes.size() != size.size())
-        throw Error("dcp.bounds", dir_, where,
-                    "has " + std::to_string(c.offsets.size()) + " offsets and " + std::to_string(c.sizes.size()) + " sizes for a " +
-                        std::to_string(size.size()) + "-dimensional tensor");
-      std::uint64_t vol = 1;
-      for (std::size_t d = 0; d < size.size(); ++d) {
-        if (c.offsets[d] > size[d] || c.sizes[d] > size[d] - c.offsets[d])
-          throw Error("dcp.bounds", dir_, where,
-                      "dimension " + std::to_string(d) + " spans [" + std::to_string(c.offsets[d]) + ", " +
-                          std::to_string(c.offsets[d] + c.sizes[d]) + ") of a tensor of size " + std::to_string(size[d]));
-        vol *= static_cast<std::uint64_t>(c.sizes[d]);  // bounded by numel, which did not overflow
-      }
-      for (std::size_t j = 0; j < list.size(); ++j) {
-        bool overlap = vol > 0;
-        for (std::size_t d = 0; d < size.size() && overlap; ++d)
-          overlap = c.offsets[d] < list[j].offsets[d] + list[j].sizes[d] && list[j].offsets[d] < c.offsets[d] + c.sizes[d];
-        if (overlap) throw Error("dcp.overlap", dir_, where, "overlaps chunk " + std::to_string(j));
-      }
-      covered += vol;
-      list.push_back(std::move(c));
-    }
-    if (covered != numel)
-      throw Error("dcp.missing_chunk", dir_, fqn,
-                  "the chunks cover " + std::to_string(covered) + " of the tensor's " + std::to_string(numel) + " elements");
+    std::vector<ChunkSpec> list;
+    for (auto item : items)
+      list.push_back({ints(field(item, "offsets", Kind::tuple), fqn + " chunk offsets"),
+                      ints(field(item, "sizes", Kind::tuple), fqn + " chunk sizes"),
+                      {}});
+    check_chunks(dir_, fqn, size, list);
     // Every chunk's record is parsed and checked against the metadata here; its bytes stay in the
-    // file's mapping. A tensor of several chunks is assembled only when it is used, and a slice of it
-    // (a tensor-parallel rank's part) touches only the chunks it overlaps.
-    auto pieces = std::make_shared<Pieces>();
-    pieces->dtype = dt;
-    pieces->size = size;
-    pieces->key = fqn;
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      const Chunk& c = list[i];
-      auto cd = read_record(fqn, c.offsets);
-      const Node& t = cd->tree.nodes[cd->root];
-      const std::string where = fqn + " chunk " + std::to_string(i);
-      const Dtype got = t.kind != Kind::tensor ? nullptr : t.raw() != nullptr ? t.raw() : find_dtype(t.tensor.scalar_type());
-      if (got != dt) throw Error("dcp.chunk", dir_, where, "stored data is not a " + std::string(dt->torch) + " tensor");
-      std::vector<std::int64_t> shape = t.tensor.sizes().vec();
-      if (t.raw() != nullptr) shape.pop_back();
-      if (shape != c.sizes)
-        throw Error("dcp.chunk", dir_, where, "stored tensor has shape " + shape_str(shape) + ", the metadata says " + shape_str(c.sizes));
-      pieces->parts.push_back({c.offsets, c.sizes, t.tensor});
-    }
-    Node n;
-    n.kind = Kind::tensor;
-    if (!native(dt)) n.raw() = dt;
-    if (pieces->parts.size() == 1) {
-      n.tensor = pieces->parts[0].data;  // one chunk is the whole tensor: kept as read
-    } else if (pieces->parts.empty()) {
-      n.tensor = empty_of(dt, size);  // no chunks: an empty tensor
-    } else {
-      n.tensor = placeholder(dt, size);
-      n.pieces() = std::move(pieces);
-    }
-    return out_->add(std::move(n));
+    // file (or, decoded, in memory) until the tensor is used.
+    for (std::size_t i = 0; i < list.size(); ++i) list[i].data = read_chunk(fqn, fqn + " chunk " + std::to_string(i), list[i], dt);
+    return out_->add(chunked_tensor(dt, fqn, size, std::move(list)));
   }
 
   /// Copies a value tree read from a bytes item into the checkpoint's tree.
@@ -337,6 +380,7 @@ private:
   PickleState meta_;
   std::map<std::string, Location> storage_;
   std::map<std::string, std::shared_ptr<MappedFile>> files_;
+  std::map<std::string, SafetensorsPart> parts_;
   Tree* out_ = nullptr;
   std::vector<std::string>* reasons_ = nullptr;
 };

@@ -87,29 +87,32 @@ struct SafetensorsHeader {
   std::uint64_t data_offset = 0;
 };
 
-inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const ReadOptions& opts) {
+/// The safetensors file that starts at byte `base` of `f` and runs to its end: a DCP `.distcp` of
+/// the safetensors format holds one after its non-tensor items.
+inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const ReadOptions& opts, std::uint64_t base = 0) {
   const std::string& path = f.path();
-  const std::uint64_t size = f.size();
+  if (base > f.size()) throw Error("safetensors.truncated", path, "offset " + std::to_string(base), "starts past the end of the file");
+  const std::uint64_t size = f.size() - base;
+  const std::string at0 = "offset " + std::to_string(base);
   if (size < 8)
-    throw Error("safetensors.truncated", path, "offset 0",
-                "file of " + std::to_string(size) + " bytes is shorter than the 8-byte header length");
+    throw Error("safetensors.truncated", path, at0, "file of " + std::to_string(size) + " bytes is shorter than the 8-byte header length");
   // The header is read with pread, not through the mapping: a file that shrinks meanwhile gives an
   // error here, never SIGBUS.
   std::uint8_t len[8];
-  read_or_throw(f, len, 8, 0, "header length");
+  read_or_throw(f, len, 8, base, "header length");
   const std::uint64_t n = rd64(len);
   if (n > safetensors_max_header)
-    throw Error("safetensors.header_size", path, "offset 0", "header length " + std::to_string(n) + " exceeds the 100,000,000-byte limit");
+    throw Error("safetensors.header_size", path, at0, "header length " + std::to_string(n) + " exceeds the 100,000,000-byte limit");
   if (n > size - 8)
-    throw Error("safetensors.header_size", path, "offset 0",
+    throw Error("safetensors.header_size", path, at0,
                 "header length " + std::to_string(n) + " runs past the end of the " + std::to_string(size) + "-byte file");
   std::string text(static_cast<std::size_t>(n), '\0');
-  if (n > 0) read_or_throw(f, text.data(), text.size(), 8, "header");
+  if (n > 0) read_or_throw(f, text.data(), text.size(), base + 8, "header");
   nlohmann::json j = parse_json_header(text.data(), text.size(), path, "header", opts.max_depth());
   if (!j.is_object()) throw Error("safetensors.header", path, "header", "header is not a JSON object");
   SafetensorsHeader h;
-  h.data_offset = 8 + n;
-  const std::uint64_t buffer = size - h.data_offset;
+  h.data_offset = base + 8 + n;
+  const std::uint64_t buffer = size - 8 - n;
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& name = it.key();
     const auto& v = it.value();
@@ -187,8 +190,11 @@ inline SafetensorsHeader parse_safetensors_header(const MappedFile& f, const Rea
   return h;
 }
 
-inline std::shared_ptr<CheckpointData> read_safetensors(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts) {
-  SafetensorsHeader h = parse_safetensors_header(*f, opts);
+/// `describe`: tensors on a pread-only file are described, made when asked for (see FileTensors);
+/// false makes them now (still reading no bytes), as a reader that takes them apart needs.
+inline std::shared_ptr<CheckpointData> read_safetensors(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts,
+                                                        std::uint64_t base = 0, bool describe_tensors = true) {
+  SafetensorsHeader h = parse_safetensors_header(*f, opts, base);
   auto cd = std::make_shared<CheckpointData>();
   cd->format = Format::safetensors;
   cd->path = f->path();
@@ -198,7 +204,7 @@ inline std::shared_ptr<CheckpointData> read_safetensors(const std::shared_ptr<Ma
   root.kind = Kind::dict;
   FileTensors& files = cd->handed.files;
   files.views = std::make_unique<FileViews>(f);
-  const bool describe = f->pread_only();  // tensors made when asked for (see FileTensors)
+  const bool describe = describe_tensors && f->pread_only();  // tensors made when asked for (see FileTensors)
   if (describe) {
     files.storages.reserve(h.entries.size());
     files.tensors.reserve(h.entries.size());

@@ -36,6 +36,56 @@ public:
       ::close(fd);
       throw Error("io.not_a_file", path, "", S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file");
     }
+    return adopt(fd, st, path, pread_only);
+  }
+
+  /// A file in memory (memfd) that `fill` writes, read like any other: a DCP chunk stored compressed
+  /// is decompressed into one, so the zip and tensor readers take it as they take a file on disk.
+  /// `fill(p)` may write up to `size` bytes at p and returns how many it wrote; only the pages it
+  /// wrote take memory (the file is sparse until then). `label` names it in errors; `pread_only` as
+  /// for open().
+  template <class Fill>
+  static std::shared_ptr<MappedFile> in_memory(const std::string& label, std::size_t size, bool pread_only, Fill&& fill) {
+    const int fd = ::memfd_create("statedict", MFD_CLOEXEC);
+    if (fd < 0) throw Error("io.open", label, "", std::string("cannot create an in-memory file: ") + std::strerror(errno));
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+      const int e = errno;
+      ::close(fd);
+      throw Error("io.write", label, "", std::string("cannot size an in-memory file: ") + std::strerror(e));
+    }
+    if (size > 0) {
+      void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (p == MAP_FAILED) {
+        const int e = errno;
+        ::close(fd);
+        throw Error("io.mmap", label, "", std::string("cannot map an in-memory file: ") + std::strerror(e));
+      }
+      std::size_t used = 0;
+      try {
+        used = fill(static_cast<std::uint8_t*>(p));
+      } catch (...) {
+        ::munmap(p, size);
+        ::close(fd);
+        throw;
+      }
+      ::munmap(p, size);
+      if (used < size && ::ftruncate(fd, static_cast<off_t>(used)) != 0) {
+        const int e = errno;
+        ::close(fd);
+        throw Error("io.write", label, "", std::string("cannot size an in-memory file: ") + std::strerror(e));
+      }
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int e = errno;
+      ::close(fd);
+      throw Error("io.open", label, "", std::string("cannot stat an in-memory file: ") + std::strerror(e));
+    }
+    return adopt(fd, st, label, pread_only);
+  }
+
+private:
+  static std::shared_ptr<MappedFile> adopt(int fd, const struct stat& st, const std::string& path, bool pread_only) {
     auto f = std::shared_ptr<MappedFile>(new MappedFile());
     f->path_ = path;
     f->size_ = static_cast<std::size_t>(st.st_size);
@@ -55,6 +105,7 @@ public:
     return f;
   }
 
+public:
   /// The file of a checkpoint read with `opts`: pread-only unless map_tensors, protected if asked.
   static std::shared_ptr<MappedFile> open(const std::string& path, const ReadOptions& opts) {
     auto f = open(path, !opts.map_tensors());

@@ -19,14 +19,23 @@ declare -A seeds=(
   [safetensors]="$fx/resnet.safetensors"
   [index]="$fx/sharded_st/model.safetensors.index.json"
   [dcp]=""
+  [pt2]=""
 )
 failed=0
 passed=0
-for t in torch_zip pickle legacy safetensors index dcp; do
+for t in torch_zip pickle legacy safetensors index dcp pt2; do
   work=build-fuzz/corpus-$t
   mkdir -p "$work" "fuzz/corpus/$t"
   for s in ${seeds[$t]}; do cp -f "$s" "$work/"; done
   if [ "$t" = dcp ]; then for r in 1 2 4; do cp -f "$fx/torch2/dcp_${r}ranks/.metadata" "$work/dcp_${r}ranks.metadata"; done; fi
+  if [ "$t" = pt2 ]; then  # each config of the base archives, behind the byte that picks it
+    i=0
+    for pair in "export_mlp:data/weights/model_weights_config.json" "export_mlp:data/constants/model_constants_config.json" \
+                "aoti_pickle:data/aotinductor/model/weights_config.json"; do
+      { printf "\\x$(printf %02x $i)"; unzip -p "$fx/torch214/${pair%%:*}.pt2" "*/${pair#*:}" 2>/dev/null || true; } >"$work/seed$i.json"
+      i=$((i + 1))
+    done
+  fi
   if [ "$t" = pickle ]; then unzip -p "$fx/training.pt" 'training/data.pkl' >"$work/training.pkl" 2>/dev/null || true; fi
   echo "== fuzz_$t: replay fuzz/corpus/$t, then ${seconds}s"
   if ./build-fuzz/fuzz/fuzz_$t -runs=0 "fuzz/corpus/$t" "$work" >/dev/null 2>"build-fuzz/replay-$t.log" &&

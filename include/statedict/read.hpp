@@ -11,7 +11,8 @@ namespace statedict {
 /// Reads a checkpoint: a torch.save file (zip or legacy, state dicts, training checkpoints, whole
 /// pickled modules), a safetensors file, a sharded checkpoint (its *.index.json or folder), a
 /// TorchScript archive, a torch.export archive (.pt2: the exported program's state dict) or an
-/// AOTInductor package whose constants are stored beside its .so. Throws statedict::Error naming the file and the place for anything unreadable.
+/// AOTInductor package whose constants are stored beside its .so. Throws statedict::Error naming
+/// the file and the place for anything unreadable.
 STATEDICT_FUNC Checkpoint read(const std::string& path, const ReadOptions& options = {});
 
 }  // namespace statedict

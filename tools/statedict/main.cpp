@@ -182,15 +182,7 @@ int run_inspect(const std::string& file, const std::string& select, bool json, b
   // A .pt2 whose weights are compiled into its .so is no checkpoint, but inspect says what it holds.
   const auto pkg = pt2cli::package_of(file);
   if (pkg && pt2cli::weights_unreadable(*pkg)) {
-    if (!json) {
-      std::cout << "file:    " << file << "\nformat:  " << statedict::format_name(statedict::Format::aoti_package) << "\ntensors: 0\n";
-      pt2cli::print_human(*pkg);
-    } else {
-      nlohmann::ordered_json out = {{"file", file}, {"format", statedict::format_name(statedict::Format::aoti_package)}};
-      out["tensors"] = nlohmann::ordered_json::array();
-      out.update(pt2cli::to_json(*pkg));
-      std::cout << out.dump(1) << "\n";
-    }
+    pt2cli::print_package_only(file, *pkg, json);
     return exit_ok;
   }
   const statedict::Checkpoint ck = statedict::read(file);
@@ -520,7 +512,7 @@ int main(int argc, char** argv) {
   bool json = false, hash = false;
   auto* inspect =
       app.add_subcommand("inspect", "Show what a checkpoint holds: the top of its tree, then key, dtype and shape of every tensor");
-  inspect->add_option("FILE", file, "Checkpoint file (torch.save zip or legacy, safetensors, TorchScript, sharded index or its folder, DCP folder, .pt2)")
+  inspect->add_option("FILE", file, "Checkpoint file (torch.save, safetensors, TorchScript, sharded index or its folder, DCP folder, .pt2)")
       ->required();
   inspect->add_option("--select", select, "Only the sub-tree at this dotted path, e.g. model or state_dict");
   inspect->add_flag("--json", json, "Machine-readable output: {file, format, tensors: [{key, dtype, shape, sha256}]}");

@@ -68,8 +68,8 @@ inline void print_human(const statedict::detail::Pt2Package& pkg) {
     else if (m.weights == statedict::detail::AotiModel::Weights::blob)
       std::cout << "  the blob " << m.blob << " has no header: its constants are found through the wrapper source's list\n";
     if (!m.constants.empty()) {
-      std::cout << "  constants (" << m.constants.size() << (m.weights == statedict::detail::AotiModel::Weights::files ? "" : ", as the wrapper source lists them")
-                << "):\n";
+      std::cout << "  constants (" << m.constants.size()
+                << (m.weights == statedict::detail::AotiModel::Weights::files ? "" : ", as the wrapper source lists them") << "):\n";
       print_constants(m.constants, "    ");
     }
   }
@@ -93,7 +93,9 @@ inline nlohmann::ordered_json to_json(const statedict::detail::Pt2Package& pkg) 
       cs.push_back({{"key", c.fqn}, {"name", c.name}, {"dtype", dtype_text(c.dtype)}, {"shape", c.sizes}, {"from_folded", c.from_folded}});
     nlohmann::ordered_json e = {{"name", m.name},
                                 {"libraries", m.libraries},
-                                {"weights", m.weights == W::files ? "files" : m.weights == W::blob ? "blob" : "in_library"},
+                                {"weights", m.weights == W::files  ? "files"
+                                            : m.weights == W::blob ? "blob"
+                                                                   : "in_library"},
                                 {"constants", std::move(cs)}};
     if (m.weights == W::in_library) e["message"] = statedict::detail::aoti_compiled_in_text(pkg, m);
     aoti.push_back(std::move(e));
@@ -101,6 +103,20 @@ inline nlohmann::ordered_json to_json(const statedict::detail::Pt2Package& pkg) 
   if (!programs.empty()) out["programs"] = std::move(programs);
   if (!aoti.empty()) out["aoti"] = std::move(aoti);
   return out;
+}
+
+/// inspect of a package statedict::read refuses (its weights are compiled into its .so).
+inline void print_package_only(const std::string& file, const statedict::detail::Pt2Package& pkg, bool json) {
+  const char* format = statedict::format_name(statedict::Format::aoti_package);
+  if (!json) {
+    std::cout << "file:    " << file << "\nformat:  " << format << "\ntensors: 0\n";
+    print_human(pkg);
+    return;
+  }
+  nlohmann::ordered_json out = {{"file", file}, {"format", format}};
+  out["tensors"] = nlohmann::ordered_json::array();
+  out.update(to_json(pkg));
+  std::cout << out.dump(1) << "\n";
 }
 
 }  // namespace pt2cli

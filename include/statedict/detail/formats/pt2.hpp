@@ -27,12 +27,27 @@ namespace statedict::detail {
 /// torch._export.serde.schema.ScalarType: the dtype codes of a tensor_meta (PyTorch 2.14, schema
 /// 8.20), as PyTorch's dtype names; nullptr for a code it does not define.
 inline const char* pt2_dtype_name(std::int64_t code) {
-  static constexpr std::pair<int, const char*> codes[] = {
-      {1, "uint8"},          {2, "int8"},           {3, "int16"},          {4, "int32"},           {5, "int64"},
-      {6, "float16"},        {7, "float32"},        {8, "float64"},        {9, "complex32"},       {10, "complex64"},
-      {11, "complex128"},    {12, "bool"},          {13, "bfloat16"},      {28, "uint16"},         {29, "float8_e4m3fn"},
-      {30, "float8_e5m2"},   {31, "float8_e4m3fnuz"}, {32, "float8_e5m2fnuz"}, {33, "float8_e8m0fnu"}, {34, "uint32"},
-      {35, "uint64"}};
+  static constexpr std::pair<int, const char*> codes[] = {{1, "uint8"},
+                                                          {2, "int8"},
+                                                          {3, "int16"},
+                                                          {4, "int32"},
+                                                          {5, "int64"},
+                                                          {6, "float16"},
+                                                          {7, "float32"},
+                                                          {8, "float64"},
+                                                          {9, "complex32"},
+                                                          {10, "complex64"},
+                                                          {11, "complex128"},
+                                                          {12, "bool"},
+                                                          {13, "bfloat16"},
+                                                          {28, "uint16"},
+                                                          {29, "float8_e4m3fn"},
+                                                          {30, "float8_e5m2"},
+                                                          {31, "float8_e4m3fnuz"},
+                                                          {32, "float8_e5m2fnuz"},
+                                                          {33, "float8_e8m0fnu"},
+                                                          {34, "uint32"},
+                                                          {35, "uint64"}};
   for (const auto& [c, name] : codes)
     if (c == code) return name;
   return nullptr;
@@ -58,13 +73,13 @@ struct Pt2Program {
 
 /// One constant of an AOTInductor model, as the package's files describe it.
 struct AotiConstant {
-  std::string fqn;     // the state-dict name (original_fqn), e.g. "fc.weight"
-  std::string name;    // the name inside the compiled model, e.g. "fc_weight" (empty if unknown)
+  std::string fqn;        // the state-dict name (original_fqn), e.g. "fc.weight"
+  std::string name;       // the name inside the compiled model, e.g. "fc_weight" (empty if unknown)
   Dtype dtype = nullptr;  // nullptr where the files do not say
   std::vector<std::int64_t> sizes, strides;
   std::int64_t storage_offset = 0;
-  std::string record;  // pickle_weights: the data/weights/ record holding its bytes
-  bool from_folded = false;  // computed at export from other constants (not a state-dict tensor)
+  std::string record;           // pickle_weights: the data/weights/ record holding its bytes
+  bool from_folded = false;     // computed at export from other constants (not a state-dict tensor)
   std::uint64_t data_size = 0;  // bytes of its storage in the compiled constants (the wrapper source says)
 };
 
@@ -90,7 +105,7 @@ inline std::vector<AotiConstant> aoti_constants_from_source(const ZipArchive& z,
 /// One AOTInductor model of a package (data/aotinductor/<name>/).
 struct AotiModel {
   enum class Weights { in_library, files, blob };
-  std::string name;  // "model"
+  std::string name;                    // "model"
   std::vector<std::string> libraries;  // the .so records
   std::string wrapper_source;          // the generated wrapper .cpp record ("" if absent)
   std::string weights_config;          // weights_config.json record (pickle_weights)
@@ -114,8 +129,7 @@ inline bool is_pt2_archive(const ZipArchive& z) {
   const ZipEntry* e = z.find("archive_format");
   if (e == nullptr) return false;
   const std::string v = record_text(z, *e, 64);
-  if (v != "pt2")
-    throw Error("pt2.archive", z.path(), e->name, "archive_format is '" + v.substr(0, 20) + "', not 'pt2'");
+  if (v != "pt2") throw Error("pt2.archive", z.path(), e->name, "archive_format is '" + v.substr(0, 20) + "', not 'pt2'");
   return true;
 }
 
@@ -199,7 +213,8 @@ inline void check_view_fits(const std::string& path, const std::string& where, D
   if (numel == 0) {
     if (reach > capacity)
       throw Error("pt2.bounds", path, where,
-                  "empty tensor at storage offset " + std::to_string(reach) + ", past the record's " + std::to_string(capacity) + " elements");
+                  "empty tensor at storage offset " + std::to_string(reach) + ", past the record's " + std::to_string(capacity) +
+                      " elements");
     return;
   }
   for (std::size_t k = 0; k < sizes.size(); ++k)
@@ -405,10 +420,12 @@ public:
       return cd_;
     }
     cd_->format = Format::aoti_package;
-    if (pkg.aoti.empty()) throw Error("pt2.archive", path_, "", "the PT2 archive holds neither an exported program nor an AOTInductor model");
+    if (pkg.aoti.empty())
+      throw Error("pt2.archive", path_, "", "the PT2 archive holds neither an exported program nor an AOTInductor model");
     const bool nest = pkg.aoti.size() > 1;
     for (const AotiModel& m : pkg.aoti) {
-      if (m.weights == AotiModel::Weights::in_library) throw Error("pt2.compiled_in", path_, z_.top() + "/data/aotinductor/" + m.name, aoti_compiled_in_text(pkg, m));
+      if (m.weights == AotiModel::Weights::in_library)
+        throw Error("pt2.compiled_in", path_, z_.top() + "/data/aotinductor/" + m.name, aoti_compiled_in_text(pkg, m));
       std::uint32_t at = cd_->root;
       if (nest) {
         at = cd_->tree.add(Kind::dict);
@@ -475,22 +492,22 @@ private:
       if (n.raw() != nullptr) shape.pop_back();
       if (got != p.dtype || shape != p.sizes)
         throw Error("pt2.pickle", path_, z_.top() + "/" + p.record,
-                    "record of '" + p.fqn + "' holds a " + (got ? got->torch : "?") + " " + shape_str(shape) + " tensor; its tensor_meta says " +
-                        p.dtype->torch + " " + shape_str(p.sizes));
+                    "record of '" + p.fqn + "' holds a " + (got ? got->torch : "?") + " " + shape_str(shape) +
+                        " tensor; its tensor_meta says " + p.dtype->torch + " " + shape_str(p.sizes));
       return cd_->tree.add(std::move(n));
     }
     if (e.size % p.dtype->size != 0)
       throw Error("pt2.bounds", path_, e.name,
-                  "record of '" + p.fqn + "' has " + std::to_string(e.size) + " bytes, not a multiple of the " + std::to_string(p.dtype->size) +
-                      "-byte " + p.dtype->torch + " elements");
+                  "record of '" + p.fqn + "' has " + std::to_string(e.size) + " bytes, not a multiple of the " +
+                      std::to_string(p.dtype->size) + "-byte " + p.dtype->torch + " elements");
     check_view_fits(path_, z_.top() + "/" + where, p.dtype, p.sizes, p.strides, p.storage_offset, e.size);
     return tensor_node(e.offset, e.size, p.dtype, p.storage_offset, p.sizes, p.strides);
   }
 
   /// A tensor over bytes [at, at+nbytes) of the file (a raw record, a constant of a blob); the
   /// views of one span share its storage (as torch's views of one record do).
-  std::uint32_t tensor_node(std::uint64_t at, std::uint64_t nbytes, Dtype dtype, std::int64_t offset, const std::vector<std::int64_t>& sizes,
-                            const std::vector<std::int64_t>& strides) {
+  std::uint32_t tensor_node(std::uint64_t at, std::uint64_t nbytes, Dtype dtype, std::int64_t offset,
+                            const std::vector<std::int64_t>& sizes, const std::vector<std::int64_t>& strides) {
     Node t;
     t.kind = Kind::tensor;
     if (!native(dtype)) t.raw() = dtype;
@@ -530,7 +547,8 @@ private:
                     "bytes [" + std::to_string(at) + ", +" + std::to_string(c.data_size) + ") run past the " + std::to_string(e.size) +
                         "-byte blob: the blob and the wrapper source " + m.wrapper_source + " disagree");
       if (c.data_size % c.dtype->size != 0)
-        throw Error("pt2.blob", path_, cw, "data_size " + std::to_string(c.data_size) + " is not a whole number of " + c.dtype->torch + " elements");
+        throw Error("pt2.blob", path_, cw,
+                    "data_size " + std::to_string(c.data_size) + " is not a whole number of " + c.dtype->torch + " elements");
       check_view_fits(path_, cw, c.dtype, c.sizes, c.strides, c.storage_offset, c.data_size);
       add_item(dict, c.fqn, tensor_node(e.offset + at, c.data_size, c.dtype, c.storage_offset, c.sizes, c.strides));
       at = end + (64 - end % 64) % 64;
@@ -547,7 +565,8 @@ private:
     if (it == pickled_.end()) it = pickled_.emplace(c.record, pickled_tensor(record(c.record, c.fqn), c.fqn)).first;
     const Node& whole = it->second;
     const Dtype dt = whole.raw() != nullptr ? whole.raw() : find_dtype(whole.tensor.scalar_type());
-    if (dt == nullptr) throw Error("pt2.pickle", path_, z_.top() + "/" + c.record, "record of '" + c.fqn + "' has a dtype statedict does not read");
+    if (dt == nullptr)
+      throw Error("pt2.pickle", path_, z_.top() + "/" + c.record, "record of '" + c.fqn + "' has a dtype statedict does not read");
     const at::Storage& s = whole.tensor.storage();
     check_view_fits(path_, z_.top() + "/" + c.record + " ('" + c.fqn + "')", dt, c.sizes, c.strides, c.storage_offset, s.nbytes());
     Node t;
@@ -562,8 +581,8 @@ private:
   std::string path_;
   std::shared_ptr<CheckpointData> cd_;
   std::map<std::uint64_t, std::uint32_t> described_;  // span's file offset -> FileTensors storage
-  std::map<std::uint64_t, at::Storage> made_;        // span's file offset -> storage
-  std::map<std::string, Node> pickled_;            // record -> its tensor (AOTI pickle_weights)
+  std::map<std::uint64_t, at::Storage> made_;         // span's file offset -> storage
+  std::map<std::string, Node> pickled_;               // record -> its tensor (AOTI pickle_weights)
   std::uint64_t count_ = 0;
 };
 

@@ -22,10 +22,11 @@ declare -A seeds=(
   [dcp_st]="$fx/torch214/dcp_st_ranks/__1_0.distcp $fx/torch214/dcp_st_single/__0_0.distcp $fx/torch214/dcp_zstd_st/__1_0.distcp"
   [zstd]="$fx/torch214/dcp_zstd_ranks/__1_0.distcp $fx/torch214/dcp_zstd_twice/__1_0.distcp"
   [hf_shards]="$fx/torch214/hf_consolidated/sharded/shard-00002-model-00001-of-00002.safetensors"
+  [pt2]=""
 )
 failed=0
 passed=0
-for t in torch_zip pickle legacy safetensors index dcp dcp_st zstd hf_shards; do
+for t in torch_zip pickle legacy safetensors index dcp dcp_st zstd hf_shards pt2; do
   work=build-fuzz/corpus-$t
   mkdir -p "$work" "fuzz/corpus/$t"
   for s in ${seeds[$t]}; do cp -f "$s" "$work/"; done
@@ -35,6 +36,14 @@ for t in torch_zip pickle legacy safetensors index dcp dcp_st zstd hf_shards; do
     # torch 2.14's new dtypes (_rebuild_tensor_v3) and an _extra_state io.BytesIO
     unzip -p "$fx/torch214/dtypes_torch.pt" 'dtypes_torch/data.pkl' >"$work/dtypes_torch.pkl" 2>/dev/null || true
     unzip -p "$fx/torch214/extra_state_bytesio.pt" 'extra_state_bytesio/data.pkl' >"$work/extra_state.pkl" 2>/dev/null || true
+  fi
+  if [ "$t" = pt2 ]; then  # each config of the base archives, behind the byte that picks it
+    i=0
+    for pair in "export_mlp:data/weights/model_weights_config.json" "export_mlp:data/constants/model_constants_config.json" \
+                "aoti_pickle:data/aotinductor/model/weights_config.json"; do
+      { printf "\\x$(printf %02x $i)"; unzip -p "$fx/torch214/${pair%%:*}.pt2" "*/${pair#*:}" 2>/dev/null || true; } >"$work/seed$i.json"
+      i=$((i + 1))
+    done
   fi
   echo "== fuzz_$t: replay fuzz/corpus/$t, then ${seconds}s"
   if ./build-fuzz/fuzz/fuzz_$t -runs=0 "fuzz/corpus/$t" "$work" >/dev/null 2>"build-fuzz/replay-$t.log" &&

@@ -97,6 +97,27 @@ check convert-shard-rows 0 '^embed\.weight +float32 +\[3, 6\]' -- "$bin" inspect
 check convert-shard-cols 0 '^proj\.weight +float32 +\[5, 4\]' -- "$bin" inspect "$tmp/rank1.pt"
 check convert-shard-bad 2 'options\.bad_shard' -- "$bin" convert "$fx/torch2/dcp_2ranks" "$tmp/x.pt" --shard 'embed.*:0:4:4'
 check diff-shard 0 'Would load' -- "$bin" diff "$tmp/rank1.pt" "$fx/torch2/dcp_4ranks" --shard 'embed.*:0:1:4' --shard 'proj.weight:1:1:2'
+# PyTorch 2.14's .pt2: torch.export archives read as their state dict; AOTInductor packages say where their weights are.
+p2="$fx/torch214"
+check inspect-pt2 0 '^format: +pt2$' -- "$bin" inspect "$p2/export_mlp.pt2"
+check inspect-pt2-table 0 '^fc\.weight +float32 +\[3, 4\]' -- "$bin" inspect "$p2/export_pickle.pt2"
+check inspect-pt2-constants 0 "^constants of program 'model' \(2, not in its state dict" -- "$bin" inspect "$p2/export_mlp.pt2"
+check inspect-pt2-constant-row 0 '^  mask +float32 +\[3\]$' -- "$bin" inspect "$p2/export_mlp.pt2"
+"$bin" inspect "$p2/export_mlp.pt2" --json --hash | python3 -c '
+import json, sys
+got = json.load(sys.stdin)
+want = json.load(open(sys.argv[1]))
+assert got["format"] == "pt2" and got["tensors"] == want["tensors"], got
+assert [c["key"] for c in got["programs"][0]["constants"]] == [c["key"] for c in want["constants"]]
+' "$p2/expected/export_mlp.pt2.json" && passed=$((passed + 1)) || { echo "FAIL inspect-pt2-json"; failed=$((failed + 1)); }
+check inspect-aoti-so 0 "the package's 3 constants are compiled into data/aotinductor/model/[a-z0-9]+\.wrapper\.so; it holds no weight files" -- "$bin" inspect "$p2/aoti_so.pt2"
+check inspect-aoti-so-rows 0 '^    out\.weight +float32 +\[4, 16\]$' -- "$bin" inspect "$p2/aoti_so.pt2"
+check inspect-aoti-so-json 0 '"weights": "in_library"' -- "$bin" inspect "$p2/aoti_so.pt2" --json
+check inspect-aoti-pickle 0 '^fc\.weight +float32 +\[16, 8\]' -- "$bin" inspect "$p2/aoti_pickle.pt2"
+check inspect-aoti-blob 0 '^out\.weight +float32 +\[4, 16\]' -- "$bin" inspect "$p2/aoti_blob.pt2"
+check convert-pt2 0 'wrote 6 tensors' -- "$bin" convert "$p2/export_mlp.pt2" "$tmp/pt2.safetensors"
+check diff-pt2 0 'Would load 6 of 6' -- "$bin" diff "$tmp/pt2.safetensors" "$p2/export_pickle.pt2"
+check convert-aoti-so 2 'aoti_so\.pt2: aoti_so/data/aotinductor/model: the package.s 3 constants are compiled into .*pt2\.compiled_in' -- "$bin" convert "$p2/aoti_so.pt2" "$tmp/aoti.pt"
 # Bad arguments are exit 2 with one line; a mistyped command names the right one.
 check diff-bad-rename 2 'options\.bad_rename' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_dataparallel.pt" --rename '['
 check diff-bad-regex 2 '^statedict: error: --rename \[=x: not a valid regular expression.*options\.bad_regex' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/resnet_dataparallel.pt" --rename '[=x'

@@ -34,10 +34,12 @@ enum class Format {
   sharded_safetensors,  ///< *.safetensors.index.json
   sharded_torch,        ///< pytorch_model.bin.index.json
   dcp,                  ///< a torch.distributed.checkpoint folder (.metadata + *.distcp)
+  pt2,                  ///< a torch.export.save archive (.pt2): the exported program's state dict
+  aoti_package,         ///< an AOTInductor package (.pt2) whose constants are files beside the .so
 };
 
 /// Short stable name of a format: "torch_zip", "torch_legacy", "torchscript", "safetensors",
-/// "sharded_safetensors", "sharded_torch".
+/// "sharded_safetensors", "sharded_torch", "dcp", "pt2", "aoti_package".
 inline const char* format_name(Format f) {
   switch (f) {
   case Format::torch_zip:
@@ -54,6 +56,10 @@ inline const char* format_name(Format f) {
     return "sharded_torch";
   case Format::dcp:
     return "dcp";
+  case Format::pt2:
+    return "pt2";
+  case Format::aoti_package:
+    return "aoti_package";
   }
   return "unknown";
 }
@@ -949,7 +955,8 @@ public:
   std::vector<NamedTensor> tensors() const { return root().tensors(); }
   /// Every tensor-like value that could not be read as a tensor, with the reason.
   std::vector<UnreadableValue> unreadable() const { return root().unreadable(); }
-  /// safetensors' __metadata__ (empty for other formats).
+  /// safetensors' __metadata__; for a torch.export archive, "pt2.constants": its constants' FQNs
+  /// (comma-separated), which are not part of the state dict (see ReadOptions::pt2_constants).
   const std::map<std::string, std::string>& metadata() const { return data_->metadata; }
   /// For a whole pickled nn.Module (torch.save(model)): its Python class; otherwise empty.
   const std::string& module_class() const { return data_->module_class; }

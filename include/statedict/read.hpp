@@ -9,8 +9,10 @@
 namespace statedict {
 
 /// Reads a checkpoint: a torch.save file (zip or legacy, state dicts, training checkpoints, whole
-/// pickled modules), a safetensors file, a sharded checkpoint (its *.index.json or folder), or a
-/// TorchScript archive. Throws statedict::Error naming the file and the place for anything unreadable.
+/// pickled modules), a safetensors file, a sharded checkpoint (its *.index.json or folder), a
+/// TorchScript archive, a torch.export archive (.pt2: the exported program's state dict) or an
+/// AOTInductor package whose constants are stored beside its .so. Throws statedict::Error naming
+/// the file and the place for anything unreadable.
 STATEDICT_FUNC Checkpoint read(const std::string& path, const ReadOptions& options = {});
 
 }  // namespace statedict
@@ -18,6 +20,7 @@ STATEDICT_FUNC Checkpoint read(const std::string& path, const ReadOptions& optio
 #if STATEDICT_DEFINITIONS
 #include <statedict/detail/formats/dcp.hpp>
 #include <statedict/detail/formats/hf_sharded.hpp>
+#include <statedict/detail/formats/pt2.hpp>
 #include <statedict/detail/formats/safetensors.hpp>
 #include <statedict/detail/formats/torch_file.hpp>
 #include <statedict/detail/formats/zip.hpp>
@@ -225,6 +228,7 @@ inline std::shared_ptr<CheckpointData> read_opened(const std::shared_ptr<MappedF
                     "<statedict/jit.hpp> or <statedict/statedict.hpp>, which bring in LibTorch's TorchScript reader");
       return script_reader()(path, opts);
     }
+    if (is_pt2_archive(z)) return read_pt2(z, opts);
     return read_torch_zip(z, opts);
   }
   if (looks_like_legacy(*f)) return read_legacy(f, opts);

@@ -53,12 +53,22 @@ struct ReadOptions {
     return *this;
   }
 
+  /// A torch.export archive (.pt2): also read the exported program's constants (non-persistent
+  /// buffers, lifted tensor constants) into the checkpoint, after its state dict, under their own
+  /// FQNs. Off by default, so that the checkpoint is the state dict torch.export.load gives and
+  /// loads into the module as one; the metadata's "pt2.constants" names them either way.
+  ReadOptions& pt2_constants(bool v) {
+    pt2_constants_ = v;
+    return *this;
+  }
+
   std::uint64_t max_pickle_bytes() const { return max_pickle_bytes_; }
   std::size_t max_depth() const { return max_depth_; }
   std::uint64_t max_tensors() const { return max_tensors_; }
   bool map_tensors() const { return map_tensors_; }
   bool protect_mapping() const { return protect_mapping_; }
   bool alias_misaligned() const { return alias_misaligned_; }
+  bool pt2_constants() const { return pt2_constants_; }
 
 private:
   std::uint64_t max_pickle_bytes_ = std::uint64_t{1} << 30;
@@ -67,6 +77,7 @@ private:
   bool map_tensors_ = false;
   bool protect_mapping_ = false;
   bool alias_misaligned_ = false;
+  bool pt2_constants_ = false;
 };
 
 }  // namespace statedict

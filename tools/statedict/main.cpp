@@ -2,6 +2,8 @@
 #include <statedict/statedict.hpp>
 #include <statedict/detail/match/plan.hpp>  // the key rules, shard ranges and suggestions the commands print
 
+#include "pt2_inspect.hpp"
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -178,10 +180,17 @@ void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, 
 }
 
 int run_inspect(const std::string& file, const std::string& select, bool json, bool hash) {
+  // A .pt2 whose weights are compiled into its .so is no checkpoint, but inspect says what it holds.
+  const auto pkg = pt2cli::package_of(file);
+  if (pkg && pt2cli::weights_unreadable(*pkg)) {
+    pt2cli::print_package_only(file, *pkg, json);
+    return exit_ok;
+  }
   const statedict::Checkpoint ck = statedict::read(file);
   const statedict::Value root = select.empty() ? ck.root() : ck.at(select);
   if (!json) {
     print_human(ck, root, select);
+    if (pkg) pt2cli::print_human(*pkg);
     return exit_ok;
   }
   nlohmann::ordered_json out;
@@ -189,6 +198,7 @@ int run_inspect(const std::string& file, const std::string& select, bool json, b
   out["format"] = statedict::format_name(ck.format());
   if (!select.empty()) out["select"] = select;
   if (!ck.metadata().empty()) out["metadata"] = ck.metadata();
+  if (pkg) out.update(pt2cli::to_json(*pkg));
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const auto& t : statedict::detail::lazy_tensors(root)) {
     nlohmann::ordered_json e;
@@ -505,7 +515,7 @@ int main(int argc, char** argv) {
   bool json = false, hash = false;
   auto* inspect =
       app.add_subcommand("inspect", "Show what a checkpoint holds: the top of its tree, then key, dtype and shape of every tensor");
-  inspect->add_option("FILE", file, "Checkpoint file (torch.save zip or legacy, safetensors, TorchScript, sharded index or its folder)")
+  inspect->add_option("FILE", file, "Checkpoint file (torch.save, safetensors, TorchScript, sharded index or its folder, DCP folder, .pt2)")
       ->required();
   inspect->add_option("--select", select, "Only the sub-tree at this dotted path, e.g. model or state_dict");
   inspect->add_flag("--json", json, "Machine-readable output: {file, format, tensors: [{key, dtype, shape, sha256}]}");

@@ -348,14 +348,20 @@ private:
 
   // What a fix changes, read from its options (not its text): a new sub-tree, a new submodule, or
   // key rules appended to the user's.
+  std::size_t first_added(const Suggestion& x) const {
+    const std::size_t mine = x.options->select() == opts_.select() ? opts_.rules().size() : 0;  // a new select keeps the user's rules
+    return std::min(mine, x.options->rules().size());
+  }
   std::vector<KeyRule> added_rules(const Suggestion& x) const {
     const auto& all = x.options->rules();
-    const std::size_t mine = x.options->select() == opts_.select() ? opts_.rules().size() : 0;  // a new select keeps the user's rules
-    return std::vector<KeyRule>(all.begin() + static_cast<std::ptrdiff_t>(std::min(mine, all.size())), all.end());
+    return std::vector<KeyRule>(all.begin() + static_cast<std::ptrdiff_t>(first_added(x)), all.end());
   }
+  // Without a copy of the rules: g++ 16 at -O3 took the copy's deallocation here for a free of a
+  // non-heap pointer (-Wfree-nonheap-object, a false positive that -Werror turns into a build stop).
   bool strips_only(const Suggestion& x, const std::string& prefix) const {
-    const auto added = added_rules(x);
-    return added.size() == 1 && added[0].kind == KeyRule::Kind::strip_prefix && added[0].pattern == prefix;
+    const auto& all = x.options->rules();
+    const std::size_t first = first_added(x);
+    return all.size() == first + 1 && all[first].kind == KeyRule::Kind::strip_prefix && all[first].pattern == prefix;
   }
   /// Ties: the usual idiom first (select a sub-tree, strip a wrapper's prefix), submodule last.
   int idiom(const Suggestion& x) const {

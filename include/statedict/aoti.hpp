@@ -67,9 +67,13 @@ inline std::vector<Target> aoti_targets(torch::inductor::AOTIModelPackageLoader&
 /// loop over get_constant_fqns() would leave the fine-tuned value out without a word, the report
 /// names it, beside PyTorch's "Unexpected key(s)" line.
 inline void explain_unexpected(LoadReport& r, const std::vector<Target>& targets) {
+  const auto untolerated = [&r](const std::string& k) { return std::find(r.tolerated.begin(), r.tolerated.end(), k) == r.tolerated.end(); };
+  // While a constant is missing too, the unexpected keys may be its tensors under other names (a
+  // prefix, a rename): the suggestions say so, and this explanation waits until the names fit.
+  if (std::any_of(r.missing.begin(), r.missing.end(), untolerated)) return;
   std::vector<std::string> keys;
   for (const auto& k : r.unexpected)
-    if (std::find(r.tolerated.begin(), r.tolerated.end(), k) == r.tolerated.end()) keys.push_back(k);
+    if (untolerated(k)) keys.push_back(k);
   if (keys.empty()) return;
   std::vector<std::string> constants;
   for (const auto& t : targets) constants.push_back(t.key);

@@ -10,11 +10,14 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 using statedict::LoadOptions;
 using Loader = torch::inductor::AOTIModelPackageLoader;
@@ -201,6 +204,31 @@ TEST_CASE("a checkpoint tensor of another shape fails the load, and the package 
   CHECK(same(snapshot(*loader), constants));
 }
 
+TEST_CASE("a load that fails after the checks (the file changed under it) swaps nothing in", "[aoti]") {
+  auto loader = open_package();
+  const at::Tensor before = run(*loader);
+  const auto constants = snapshot(*loader);
+  const std::string copy = path("shrunk_dp.pt");
+  std::filesystem::copy_file(path("finetuned_constants_dp.pt"), copy, std::filesystem::copy_options::overwrite_existing);
+  const statedict::Checkpoint ck = statedict::read(copy);
+  REQUIRE(::truncate(copy.c_str(), static_cast<off_t>(std::filesystem::file_size(copy) / 2)) == 0);
+  // The checks pass (they read no bytes); the copies into the inactive buffer then find the file changed.
+  const auto r = statedict::load(*loader, ck, LoadOptions{}.strip_prefix("module."));
+  INFO(printed(r));
+  CHECK_FALSE(r.ok());
+  CHECK_FALSE(r.applied);
+  CHECK(r.error_id == "file.changed");
+  CHECK(r.error.find("the package's constants are unchanged") != std::string::npos);
+  CHECK(r.written.empty());
+  CHECK(run(*loader).equal(before));
+  CHECK(same(snapshot(*loader), constants));
+  // The package takes the next load as if nothing had happened.
+  const auto next = statedict::load(*loader, path("finetuned_constants_dp.pt"), LoadOptions{}.strip_prefix("module."));
+  INFO(printed(next));
+  REQUIRE(next.ok());
+  CHECK(close(run(*loader), "finetuned_output"));
+}
+
 TEST_CASE("diff on a package is the load's report without the load; its suggestions work", "[aoti]") {
   auto loader = open_package();
   const at::Tensor before = run(*loader);
@@ -219,6 +247,17 @@ TEST_CASE("diff on a package is the load's report without the load; its suggesti
   INFO(printed(fixed));
   CHECK(fixed.ok());
   CHECK(close(run(*loader), "finetuned_output"));
+
+  // Keys that miss only a prefix are not called folded: the suggestion fixes them, and then the
+  // one tensor the package cannot take is explained.
+  const auto wrapped = statedict::diff(*loader, path("finetuned_dp.pt"));
+  INFO(printed(wrapped));
+  CHECK(printed(wrapped).find("cannot take") == std::string::npos);
+  REQUIRE_FALSE(wrapped.suggestions.empty());
+  REQUIRE(wrapped.suggestions.front().options);
+  const auto stripped = statedict::diff(*loader, path("finetuned_dp.pt"), *wrapped.suggestions.front().options);
+  INFO(printed(stripped));
+  CHECK(printed(stripped).find("cannot take \"" + folded_key() + "\"") != std::string::npos);
 }
 
 TEST_CASE("an unreadable checkpoint is a report, not an exception, and the package is unchanged", "[aoti]") {

@@ -270,3 +270,17 @@ TEST_CASE("an unreadable checkpoint is a report, not an exception, and the packa
   CHECK(r.module_name == "AOTInductor package");
   CHECK(run(*loader).equal(before));
 }
+
+TEST_CASE("the documentation's example: fine-tuned weights into a package, the report, then a run", "[aoti]") {
+  // As in the docs, with this test's files for "net.pt2" and "finetuned.pt".
+  torch::inductor::AOTIModelPackageLoader package(path("net.pt2"));
+  const statedict::LoadReport report =
+      statedict::load(package, path("finetuned_constants_dp.pt"), statedict::LoadOptions{}.strip_prefix("module."));
+  std::ostringstream printed_report;
+  printed_report << report;  // what was loaded, or why nothing was
+  INFO(printed_report.str());
+  REQUIRE(report.ok());
+  CHECK(printed_report.str().rfind("Loaded 3 of 3 tensors into AOTInductor package", 0) == 0);
+  const std::vector<at::Tensor> out = package.run({tensor_of("input", "input_shape")});
+  CHECK(close(out.at(0), "finetuned_output"));
+}

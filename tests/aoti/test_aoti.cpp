@@ -9,12 +9,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <unistd.h>
@@ -153,6 +155,40 @@ TEST_CASE("after a load the previous constants wait in the inactive buffer: swap
   const auto again = statedict::load(*loader, path("finetuned_constants_dp.pt"), LoadOptions{}.strip_prefix("module."));
   REQUIRE(again.ok());
   CHECK(close(run(*loader), "finetuned_output"));
+}
+
+TEST_CASE("runs on another thread while loads and swaps go on see the old constants or the new, never a mix", "[aoti]") {
+  auto loader = open_package();
+  const at::Tensor input = tensor_of("input", "input_shape");
+  const at::Tensor initial = tensor_of("initial_output", "output_shape"), finetuned = tensor_of("finetuned_output", "output_shape");
+  std::atomic<bool> stop{false};
+  std::atomic<int> runs{0}, old_ones{0}, new_ones{0}, others{0};
+  std::thread runner([&] {
+    while (!stop.load()) {
+      const at::Tensor out = loader->run({input}).at(0);
+      if (at::allclose(out, initial, kRtol, kAtol))
+        ++old_ones;
+      else if (at::allclose(out, finetuned, kRtol, kAtol))
+        ++new_ones;
+      else
+        ++others;
+      ++runs;
+    }
+  });
+  while (runs.load() == 0) std::this_thread::yield();
+  int loads = 0, loads_ok = 0;
+  // At least 50 loads, and until the other thread ran 200 times (at most 2000 loads).
+  for (; loads < 2000 && (loads < 50 || runs.load() < 200); ++loads) {
+    loads_ok += statedict::load(*loader, path("finetuned_constants_dp.pt"), LoadOptions{}.strip_prefix("module.")).ok();
+    loader->get_runner()->swap_constant_buffer();  // back to the initial constants, for the next load to change
+  }
+  stop = true;
+  runner.join();
+  INFO(loads << " loads, " << runs << " runs: " << old_ones << " initial, " << new_ones << " fine-tuned, " << others << " neither");
+  CHECK(loads_ok == loads);
+  CHECK(runs >= 200);
+  CHECK(new_ones > 0);  // the runs did overlap the loads
+  CHECK(others == 0);
 }
 
 TEST_CASE("a tensor folded into the compiled code fails a strict load by name, and the package is unchanged", "[aoti]") {

@@ -8,6 +8,8 @@
 
 namespace statedict::errors {
 
+inline constexpr std::string_view aoti_load_constants = "aoti.load_constants";
+inline constexpr std::string_view aoti_package = "aoti.package";
 inline constexpr std::string_view dcp_bounds = "dcp.bounds";
 inline constexpr std::string_view dcp_chunk = "dcp.chunk";
 inline constexpr std::string_view dcp_file = "dcp.file";

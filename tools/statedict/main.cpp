@@ -19,6 +19,10 @@
 #include <iostream>
 #include <map>
 
+#if STATEDICT_CLI_AOTI
+#include "aoti_commands.hpp"  // inspect and diff of AOTInductor packages through LibTorch's loader
+#endif
+
 namespace {
 
 constexpr int exit_ok = 0, exit_not_ok = 1, exit_error = 2;
@@ -179,7 +183,19 @@ void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, 
   print_unreadable(root);
 }
 
-int run_inspect(const std::string& file, const std::string& select, bool json, bool hash) {
+/// --trust-package and --model: where the CLI is built with AOTInductor, TARGET/FILE is a package
+/// opened with LibTorch's loader.
+struct PackageFlags {
+  bool trust = false;
+  std::string model = "model";
+};
+
+int run_inspect(const std::string& file, const std::string& select, bool json, bool hash, const PackageFlags& package) {
+#if STATEDICT_CLI_AOTI
+  if (package.trust) return statedict_cli_aoti::inspect(file, package.model, json, hash);
+#else
+  (void)package;
+#endif
   // A .pt2 whose weights are compiled into its .so is no checkpoint, but inspect says what it holds.
   const auto pkg = pt2cli::package_of(file);
   if (pkg && pt2cli::weights_unreadable(*pkg)) {
@@ -362,8 +378,15 @@ void fill_cli(statedict::LoadReport& r, const statedict::LoadOptions& given) {
 }
 
 int run_diff(const CLI::App& cmd, const std::string& target_path, const std::string& source_path, const DiffFlags& flags,
-             const KeyFlags& keys) {
-  const statedict::Checkpoint target = statedict::read(target_path);  // unreadable target: exit 2 via the handler
+             const KeyFlags& keys, const PackageFlags& package) {
+#if STATEDICT_CLI_AOTI
+  const auto loader = package.trust ? statedict_cli_aoti::open(target_path, package.model) : nullptr;
+  // unreadable target: exit 2 via the handler
+  const auto target = loader ? std::optional<statedict::Checkpoint>() : std::optional(statedict::read(target_path));
+#else
+  (void)package;
+  const std::optional<statedict::Checkpoint> target = statedict::read(target_path);  // unreadable target: exit 2 via the handler
+#endif
   statedict::LoadOptions o;
   if (!flags.select.empty()) o.select(flags.select);
   if (!flags.submodule.empty()) o.submodule(flags.submodule);
@@ -381,7 +404,12 @@ int run_diff(const CLI::App& cmd, const std::string& target_path, const std::str
   const bool json = flags.json;
   statedict::LoadReport r;
   try {
-    r = statedict::diff(target, statedict::read(source_path, o.read_options()), o);
+#if STATEDICT_CLI_AOTI
+    if (loader)
+      r = statedict::diff(*loader, statedict::read(source_path, o.read_options()), o);
+    else
+#endif
+      r = statedict::diff(*target, statedict::read(source_path, o.read_options()), o);
   } catch (const statedict::Error& e) {
     if (json) std::cout << nlohmann::json{{"ok", false}, {"error", {{"id", e.id()}, {"message", e.what()}}}}.dump(1) << "\n";
     throw;
@@ -520,6 +548,16 @@ int main(int argc, char** argv) {
   inspect->add_option("--select", select, "Only the sub-tree at this dotted path, e.g. model or state_dict");
   inspect->add_flag("--json", json, "Machine-readable output: {file, format, tensors: [{key, dtype, shape, sha256}]}");
   inspect->add_flag("--hash", hash, "Add the SHA-256 of each tensor's contiguous little-endian bytes");
+  PackageFlags package;
+#if STATEDICT_CLI_AOTI
+  const auto add_package_flags = [&package](CLI::App* cmd, const char* what) {
+    cmd->add_flag("--trust-package", package.trust,
+                  std::string(what) + " is an AOTInductor package (.pt2): open it with LibTorch's loader, which loads (runs) its "
+                                      "compiled code. Only for packages you trust");
+    cmd->add_option("--model", package.model, "With --trust-package: the package's model to open (default: model)");
+  };
+  add_package_flags(inspect, "FILE");
+#endif
 
   std::string target, source;
   DiffFlags df;
@@ -550,6 +588,9 @@ int main(int argc, char** argv) {
   diff->add_option("--ignore-unexpected", df.ignore_unexpected, "GLOB of checkpoint keys that may be left unused (repeatable)");
   diff->add_flag("--json", df.json, "Print the report as JSON");
   diff_keys.add_to(diff);
+#if STATEDICT_CLI_AOTI
+  add_package_flags(diff, "TARGET");
+#endif
 
   std::string in, out_path, dtype, format;
   std::uint64_t max_shard = 0;
@@ -582,10 +623,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) { return app.exit(e) == 0 ? exit_ok : exit_error; }
   try {
-    if (*inspect) return run_inspect(file, select, json, hash);
+    if (*inspect) return run_inspect(file, select, json, hash, package);
     if (*diff) {
       file = source;
-      return run_diff(*diff, target, source, df, diff_keys);
+      return run_diff(*diff, target, source, df, diff_keys, package);
     }
     if (*convert) {
       file = in;
@@ -594,6 +635,9 @@ int main(int argc, char** argv) {
     return exit_error;
   } catch (const statedict::Error& e) {
     std::cerr << "statedict: error: " << e.what() << "\n";
+#if STATEDICT_CLI_AOTI
+    if (!package.trust) statedict_cli_aoti::hint(*inspect ? file : target);
+#endif
     return exit_error;
   } catch (const std::exception& e) {
     std::cerr << "statedict: error: " << file << ": " << e.what() << "\n";

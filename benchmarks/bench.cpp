@@ -267,8 +267,8 @@ Sample python_load(const std::string& python, const std::string& mode, const std
 /// (`py_load.py version`): the same binary is PyTorch 1.13 on bookworm and 2.14 in the sid root.
 struct Anchor {
   std::string python;
-  std::string torch;        // "1.13.1", "2.14.1"; empty when it could not be asked
-  std::string safetensors;  // "0.8.0"; empty when that package is missing
+  std::string torch;                                                   // "1.13.1", "2.14.1"; empty when it could not be asked
+  std::string safetensors;                                             // "0.8.0"; empty when that package is missing
   bool has_mmap() const { return !torch.empty() && torch[0] >= '2'; }  // torch.load(mmap=True): 2.1+
   std::string name() const { return "PyTorch " + (torch.empty() ? std::string("?") : torch); }
 };
@@ -500,7 +500,8 @@ int main(int argc, char** argv) {
   // The newest PyTorch of the run: its mmap=True path is the anchor of the zero-copy target.
   const Anchor& newest = !a2.torch.empty() ? a2 : a1;
   std::cout << "anchors: " << a1.name() << (a1.safetensors.empty() ? "" : ", safetensors " + a1.safetensors) << " (/usr/bin/python3)";
-  if (!a2.torch.empty()) std::cout << "; " << a2.name() << (a2.safetensors.empty() ? "" : ", safetensors " + a2.safetensors) << " (" << torch2 << ")";
+  if (!a2.torch.empty())
+    std::cout << "; " << a2.name() << (a2.safetensors.empty() ? "" : ", safetensors " + a2.safetensors) << " (" << torch2 << ")";
   std::cout << "\n";
   std::vector<std::string> targets;  // "target: figure: met/NOT met", printed at the end
   auto target = [&](const std::string& what, double figure, const char* unit, double limit, bool at_most) {
@@ -622,15 +623,16 @@ int main(int argc, char** argv) {
   Sample py2_mmap{0, 0, false};
   for (const Anchor* a : {&a1, &a2}) {
     if (a->torch.empty()) continue;
-    if (a != &a1) row(a->name() + " torch.load + load_state_dict", python_load(a->python, "default", zip, layers, runs), pread.seconds, "pread2");
+    if (a != &a1)
+      row(a->name() + " torch.load + load_state_dict", python_load(a->python, "default", zip, layers, runs), pread.seconds, "pread2");
     if (a->has_mmap()) {
       const Sample m = python_load(a->python, "mmap", zip, layers, runs);
       row(a->name() + " torch.load(mmap=True) + load_state_dict", m, pread.seconds, "pread2");
       if (a == &newest) py2_mmap = m;
     }
     if (!a->safetensors.empty())
-      row("safetensors " + a->safetensors + " load_file + load_state_dict (" + a->name() + ")", python_load(a->python, "st_load", st, layers, runs),
-          pread.seconds, "pread2");
+      row("safetensors " + a->safetensors + " load_file + load_state_dict (" + a->name() + ")",
+          python_load(a->python, "st_load", st, layers, runs), pread.seconds, "pread2");
   }
   const Sample lt = med([&] { return libtorch_load(mlp, dir + "/mlp" + std::to_string(layers) + "_plaindict.pt"); });
   row("LibTorch pickle_load + copy_ (plain dict)", lt, pread.seconds, "pread2");
@@ -694,8 +696,8 @@ int main(int argc, char** argv) {
     for (int r = 0; r < runs; ++r) v.push_back(statedict_load(mlp, zip, true));
     const Sample ours = median(v);
     if (py2_assign.ok)
-      target("statedict zero-copy load (one call, torch zip) / " + newest.name() + " mmap=True, assign=True:", ours.seconds / py2_assign.seconds, "x",
-             1.0, true);
+      target("statedict zero-copy load (one call, torch zip) / " + newest.name() + " mmap=True, assign=True:",
+             ours.seconds / py2_assign.seconds, "x", 1.0, true);
   }
 
   // Values: what statedict loaded equals what Python's load_state_dict loads, bit for bit.

@@ -10,6 +10,7 @@
 #include <statedict/detail/match/suggest/renames.hpp>
 #include <statedict/detail/match/suggest/shapes.hpp>
 #include <statedict/detail/match/suggest/subtrees.hpp>
+#include <statedict/detail/match/suggest/ties.hpp>
 
 #include <string_view>
 #include <vector>
@@ -30,13 +31,17 @@ public:
   /// and fixes that tie in the ranking keep it.
   void run(std::size_t pairable) {
     advise_prefix(s_);
+    advise_segments(s_);
     advise_subtree(s_);
     advise_extra_groups(s_);
+    advise_legacy_names(s_);
+    advise_ties(s_);
     advise_near_misses(s_);
     advise_renamed_layer(s_);
     advise_shapes(s_);
     advise_stats_in_checkpoint_only(s_);
     advise_stats_in_module_only(s_);
+    advise_leftovers(s_);
     Ranker(s_).run(pairable);
   }
 

@@ -2,9 +2,12 @@
 // The last step of advising: keep the fixes that survive their dry run (Advised::verify) and order
 // them: those that pass first, then by tensors loaded, then the usual idiom; hints follow.
 #include <statedict/detail/match/suggest/advice.hpp>
+#include <statedict/detail/match/suggest/ignores.hpp>
+#include <statedict/detail/match/suggest/text.hpp>
 
 #include <algorithm>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -33,11 +36,53 @@ public:
       if (x.loads != y.loads) return x.loads > y.loads;
       return idiom(x) < idiom(y);
     });
+    const bool failing = !s_.r.ok();
+    if (failing && !kept.empty() && !kept.front().passes) complete(kept);
+    if (failing && (kept.empty() || !kept.front().passes) && !s_.r.errors.empty())
+      s_.hints.insert(s_.hints.begin(),
+                      Suggestion{"no options statedict tried (prefixes, sub-trees, segments, renames, ties, ignores) make "
+                                 "this load pass; the first reason it fails: " +
+                                     s_.r.errors.front(),
+                                 ""});
     for (auto& k : kept) s_.r.suggestions.push_back(std::move(k));
     for (auto& h : s_.hints) s_.r.suggestions.push_back(std::move(h));
   }
 
 private:
+  /// Two problems at once (a tie and a stale buffer, a prefix and a new buffer): the best fix that
+  /// does not pass, followed by ignores of exactly the few keys its load still fails on, offered
+  /// first when that passes.
+  void complete(std::vector<Suggestion>& kept) {
+    const Suggestion& top = kept.front();
+    if (!top.options) return;
+    LoadReport dry;
+    s_.a.dry_run(s_.a.targets, s_.a.ck, *top.options, dry);
+    if (!dry.shape_mismatch.empty() || !dry.error.empty()) return;
+    const std::unordered_set<std::string> tolerated(dry.tolerated.begin(), dry.tolerated.end());
+    std::vector<std::string> miss, extra, used;
+    if (top.options->missing() == Policy::error)
+      for (const auto& m : dry.missing)
+        if (!tolerated.count(m)) miss.push_back(m);
+    if (top.options->unexpected() == Policy::error)
+      for (const auto& u : dry.unexpected)
+        if (!tolerated.count(u)) extra.push_back(u);
+    if (miss.size() + extra.size() == 0 || miss.size() + extra.size() > 16) return;
+    for (const auto& m : dry.matched) used.push_back(m.source);
+    const std::vector<std::string> mg = narrow_globs(miss, module_keys_but(s_.a, dry.missing)), ug = narrow_globs(extra, used);
+    std::string opt = top.option, words;
+    if (!mg.empty()) opt += "." + calls("ignore_missing", mg);
+    if (!ug.empty()) opt += "." + calls("ignore_unexpected", ug);
+    if (!miss.empty()) words = s_.left_as_they_are(miss);
+    if (!extra.empty()) words += (words.empty() ? "" : "; ") + quoted_list(extra, true) + " of the checkpoint left unused";
+    Suggestion both{top.text + "; that leaves " + std::to_string(miss.size() + extra.size()) +
+                        " key(s) the checkpoint and the model do not share (" + words + "): together, use " + opt,
+                    opt};
+    both.options = *top.options;
+    for (const auto& g : mg) both.options->ignore_missing(g);
+    for (const auto& g : ug) both.options->ignore_unexpected(g);
+    if (s_.a.verify(both, 0) && both.passes) kept.insert(kept.begin(), std::move(both));
+  }
+
   // What a fix changes, read from its options (not its text): a new sub-tree, a new submodule, or
   // key rules appended to the user's.
   std::size_t first_added(const Suggestion& x) const {

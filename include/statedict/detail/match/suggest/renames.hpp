@@ -7,9 +7,42 @@
 
 #include <algorithm>
 #include <string>
+#include <string_view>
+#include <vector>
 #include <utility>
 
 namespace statedict::detail {
+
+/// Legacy parameter names (LayerNorm gamma/beta, weight_norm's weight_g/weight_v): where the
+/// built-in rename families make unexpected keys match missing ones, offer legacy_names(), which
+/// renames a parent's keys together and never one that already matches (a LayerScale `gamma`).
+inline void advise_legacy_names(Advice& s) {
+  if (s.r.missing.empty() || s.unexpected_keys.empty()) return;
+  const std::vector<RenameFamily> families = RenameFamily::legacy();
+  const KeyIndex all(s.keys);
+  const auto has = [&](const std::string& k) { return all.count(k) > 0; };
+  const KeyIndex missing_set(std::vector<std::string_view>(s.r.missing.begin(), s.r.missing.end()));
+  std::vector<std::string> from, names;
+  for (const auto& u : s.unexpected_keys) {
+    const auto r = family_rename(families, u, has, &s.a.target_set);
+    if (r.first.empty() || !missing_set.count(r.first)) continue;
+    from.push_back(u);
+    s.explained.insert(r.first);
+    if (std::find(names.begin(), names.end(), r.second) == names.end()) names.push_back(r.second);
+  }
+  if (from.empty()) return;
+  std::string which;
+  for (const auto& n : names)
+    which += (which.empty() ? "" : " and ") + std::string(n == "layer_norm" ? "LayerNorm's gamma/beta for weight/bias"
+                                                          : n == "weight_norm"
+                                                              ? "weight_norm's weight_g/weight_v for parametrizations.weight.original0/1"
+                                                              : "parametrizations.weight.original0/1 for weight_norm's weight_g/weight_v");
+  Suggestion sug{std::to_string(from.size()) + " checkpoint key(s) (" + quoted_list(from, true) + ") use legacy names (" + which +
+                     "); renamed together on each parent, only where the module has the new name and not the old: use legacy_names()",
+                 "legacy_names()"};
+  sug.options = s.a.with([](LoadOptions& o) { o.legacy_names(); });
+  s.fixes.push_back(std::move(sug));
+}
 
 /// Near misses: a missing key and an unused checkpoint key that differ a little.
 inline void advise_near_misses(Advice& s) {
@@ -21,15 +54,18 @@ inline void advise_near_misses(Advice& s) {
     const std::size_t ti = s.a.target_set.find(m);
     std::string best_key;
     // Closest name first; among equally close ones, a tensor of the module's shape.
-    std::size_t best_d = 2 * (cap + 1);
+    std::size_t best_d = 2 * (cap + 1), best_spell = 0;
     for (std::size_t j = 0; j < s.unexpected_keys.size(); ++j) {
       const std::string& u = s.unexpected_keys[j];
       const bool suffix = u.size() > m.size() && u.compare(u.size() - m.size(), m.size(), m) == 0 && u[u.size() - m.size() - 1] == '.';
       const std::size_t d = suffix ? 1 : one_component_apart(m, u) ? 2 : edit_distance(m, u, cap);
       if (d > cap) continue;
       const bool fits = ti != KeyIndex::none && s.sources[s.unexpected_at[j]].shape() == s.a.targets[ti].tensor.sizes().vec();
-      if (2 * d + (fits ? 0 : 1) < best_d) {
+      // Equally close by components ("norm.gamma" and "norm.beta" for "norm.bias"): the closer spelling.
+      const std::size_t spell = edit_distance(m, u, m.size() + u.size());
+      if (2 * d + (fits ? 0 : 1) < best_d || (2 * d + (fits ? 0 : 1) == best_d && spell < best_spell)) {
         best_d = 2 * d + (fits ? 0 : 1);
+        best_spell = spell;
         best_key = u;
       }
     }

@@ -5,7 +5,9 @@
 #include <statedict/detail/match/suggest/advice.hpp>
 #include <statedict/detail/match/suggest/text.hpp>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 #include <utility>
 
 namespace statedict::detail {
@@ -31,8 +33,34 @@ inline void advise_select(const Advised& a, LoadReport& r) {
 inline void advise_subtree(Advice& s) {
   const auto& targets = s.a.targets;
   if (targets.empty() || !(s.r.matched.size() * 2 < targets.size() || s.only_extra)) return;
-  const Candidate best = best_subtree(s.a.ck.root(), s.a.target_set, true);
-  if (best.score <= s.r.matched.size() || best.path == s.r.selected) return;
+  const std::vector<Candidate> all = subtree_alternatives(s.a.ck.root(), s.a.target_set, true);
+  if (all.empty()) return;
+  const Candidate& best = all.front();
+  if (best.score <= s.r.matched.size()) return;
+  if (all.size() > 1) {
+    // Copies of the model side by side (timm's state_dict and state_dict_ema): each, with the option
+    // that loads it; no claim that one fits better.
+    std::string where;
+    for (const auto& c : all)
+      where += (where.empty() ? "'" : ", '") + (c.path.empty() ? std::string("(top level)") : c.path) +
+               (c.fix.identity() ? "" : " with " + c.fix.option()) + "'";
+    for (const auto& c : all) {
+      if (c.path == s.r.selected && c.fix.identity()) continue;
+      const std::string opt = take_text(c);
+      Suggestion sug{std::to_string(all.size()) + " sub-trees fit the model equally (" + where + ", " + std::to_string(c.score) + " of " +
+                         std::to_string(targets.size()) +
+                         " keys each): copies of the model whose values may differ, and the copy loaded decides the model's "
+                         "accuracy. For '" +
+                         c.path + (c.fix.identity() ? "" : "' under '" + c.fix.strip) + "'" +
+                         (names_an_average(c.path + "." + c.fix.strip) ? " (by its name, an average of the weights, such as EMA)" : "") +
+                         ", use " + opt,
+                     opt};
+      sug.options = s.a.with([&](LoadOptions& o) { take(o, c); });
+      s.fixes.push_back(std::move(sug));
+    }
+    return;
+  }
+  if (best.path == s.r.selected) return;
   std::string opt = best.path.empty() ? "" : "select(\"" + best.path + "\")";
   if (!best.fix.identity()) opt += (opt.empty() ? "" : ".") + best.fix.option();
   const std::string where = best.path.empty() ? "at the top level of the checkpoint" : "under '" + best.path + "'";

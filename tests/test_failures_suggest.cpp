@@ -113,7 +113,8 @@ std::string path(const std::string& name) { return sdtest::fixture("failures/" +
 /// sha256 of each tensor PyTorch saved in fixture `name`, by key.
 std::map<std::string, std::string> source_hashes(const std::string& name) {
   std::map<std::string, std::string> out;
-  for (const auto& t : sdtest::expected_listing("failures/" + name)["tensors"]) out[t["key"]] = t["sha256"];
+  const nlohmann::json listed = sdtest::expected_listing("failures/" + name);  // kept: the loop walks into it
+  for (const auto& t : listed["tensors"]) out[t["key"].get<std::string>()] = t["sha256"].get<std::string>();
   return out;
 }
 

@@ -161,5 +161,34 @@ for case in "renamed.pt" "renamed.pt --lenient" "training.pt --select modle" "tr
   eval "check 'follow-$case' 0 '^Would load' -- \"\$bin\" diff \"\$fx/resnet_plain.pt\" \"\$path\" $* $flags"
 done
 
+# Issue #40's failure classes (fixtures/failures, generate_failures.py): tied weights get --tie, on
+# diff and convert; wrapper segments --strip-segment; legacy LayerNorm names --legacy-names. Each
+# first suggestion's flags, followed, make the diff pass.
+ff="$fx/failures"
+check tie-suggested 1 'CLI: --tie lm_head\.weight=transformer\.wte\.weight\)' -- "$bin" diff "$ff/gpt_port_target.pt" "$ff/gpt_tied.pt"
+check tie-diff 0 '^Would load 13 of 13' -- "$bin" diff "$ff/gpt_port_target.pt" "$ff/gpt_tied.pt" --tie lm_head.weight=transformer.wte.weight
+"$bin" diff "$ff/gpt_port_target.pt" "$ff/gpt_tied.pt" --tie lm_head.weight=transformer.wte.weight --json | python3 -c '
+import json, sys
+m = {e["target"]: e for e in json.load(sys.stdin)["matched"]}
+assert m["lm_head.weight"]["source"] == "transformer.wte.weight", m["lm_head.weight"]
+assert m["lm_head.weight"]["rule"] == "tie(\"lm_head.weight\", \"transformer.wte.weight\")", m["lm_head.weight"]
+' && passed=$((passed + 1)) || { echo "FAIL tie-diff-rule"; failed=$((failed + 1)); }
+check tie-bad 2 'options\.bad_tie' -- "$bin" diff "$ff/gpt_port_target.pt" "$ff/gpt_tied.pt" --tie lm_head.weight
+check tie-convert 0 '^wrote 13 tensors' -- "$bin" convert "$ff/gpt_tied.pt" "$tmp/gpt_untied.safetensors" --tie lm_head.weight=transformer.wte.weight
+check tie-converted 0 '^Would load 13 of 13' -- "$bin" diff "$ff/gpt_port_target.pt" "$tmp/gpt_untied.safetensors"
+check tie-convert-missing 2 'options\.bad_tie' -- "$bin" convert "$ff/gpt_tied.pt" "$tmp/x.pt" --tie lm_head.weight=nowhere.weight
+check segment-suggested 1 'CLI: --strip-segment _checkpoint_wrapped_module\.\)' -- "$bin" diff "$ff/layers_target.pt" "$ff/checkpoint_wrapped.pt"
+check legacy-suggested 1 'CLI: --legacy-names\)' -- "$bin" diff "$ff/scaled_target.pt" "$ff/layernorm_gamma.pt"
+check legacy-convert 0 '^wrote 12 tensors' -- "$bin" convert "$ff/layernorm_gamma.pt" "$tmp/ln.pt" --legacy-names
+check legacy-converted 0 '^Would load 12 of 12' -- "$bin" diff "$ff/scaled_target.pt" "$tmp/ln.pt"
+for case in "gpt_port_target.pt gpt_tied.pt" "layers_target.pt checkpoint_wrapped.pt" "layers_target.pt fsdp_wrapped.pt" \
+            "scaled_target.pt layernorm_gamma.pt"; do
+  set -- $case
+  flags=$("$bin" diff "$ff/$1" "$ff/$2" --json |
+          python3 -c 'import json, sys; s = json.load(sys.stdin)["suggestions"]; print(s[0]["cli"] if s and s[0].get("passes") else "")')
+  [ -n "$flags" ] || { echo "FAIL follow-$2: no passing first suggestion with flags"; failed=$((failed + 1)); continue; }
+  eval "check 'follow-$2' 0 '^Would load' -- \"\$bin\" diff \"\$ff/$1\" \"\$ff/$2\" $flags"
+done
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

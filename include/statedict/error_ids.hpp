@@ -64,6 +64,7 @@ inline constexpr std::string_view options_bad_output = "options.bad_output";
 inline constexpr std::string_view options_bad_regex = "options.bad_regex";
 inline constexpr std::string_view options_bad_rename = "options.bad_rename";
 inline constexpr std::string_view options_bad_shard = "options.bad_shard";
+inline constexpr std::string_view options_bad_tie = "options.bad_tie";
 inline constexpr std::string_view options_bad_threads = "options.bad_threads";
 inline constexpr std::string_view path_not_found = "path.not_found";
 inline constexpr std::string_view pickle_bad_global = "pickle.bad_global";

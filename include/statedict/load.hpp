@@ -43,7 +43,7 @@ inline std::vector<Target> module_targets(torch::nn::Module& m) {
     for (const auto& p : params)
       if (p.value().defined()) out.push_back({prefix + p.key(), p.value()});
     for (const auto& b : mod.named_buffers(/*recurse=*/false))
-      if (b.value().defined()) out.push_back({prefix + b.key(), b.value()});
+      if (b.value().defined()) out.push_back({prefix + b.key(), b.value(), true});
   };
   own(m, "");
   // include_self=false: a module on the stack is not in a shared_ptr, and LibTorch refuses it.

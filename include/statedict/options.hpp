@@ -23,8 +23,8 @@ enum class Policy {
 
 /// One key transformation, applied to checkpoint keys in the order the options were given.
 struct KeyRule {
-  enum class Kind { strip_prefix, add_prefix, rename } kind;
-  std::string pattern;      // the prefix, or the regular expression (ECMAScript)
+  enum class Kind { strip_prefix, add_prefix, rename, strip_segment } kind;
+  std::string pattern;      // the prefix, the segment, or the regular expression (ECMAScript)
   std::string replacement;  // rename only
   /// rename only: what compiles `pattern` (std::regex, set by LoadOptions::rename). Unset in the
   /// literal renames statedict's suggestions make ("^" + an escaped key, optionally "$"), which are
@@ -39,8 +39,27 @@ struct KeyRule {
       return "add_prefix(\"" + pattern + "\")";
     case Kind::rename:
       return "rename(\"" + pattern + "\", \"" + replacement + "\")";
+    case Kind::strip_segment:
+      return "strip_segment(\"" + pattern + "\")";
     }
     return {};
+  }
+};
+
+/// Renames of the last component(s) of a key that go together on one parent (LayerNorm's legacy
+/// gamma/beta for weight/bias). A family renames the keys of a parent only where the checkpoint
+/// has every old name of the family under it and none of the new ones, and (in a load) only keys
+/// that match no module key into keys the module has: a LayerScale parameter really named `gamma`
+/// stays `gamma`.
+struct RenameFamily {
+  std::string name;                                          ///< for the report: "layer_norm"
+  std::vector<std::pair<std::string, std::string>> renames;  ///< checkpoint's last component(s) -> the module's
+  /// The built-in families legacy_names() adds: LayerNorm gamma/beta -> weight/bias; weight_norm's
+  /// weight_g/weight_v -> parametrizations.weight.original0/original1 (torch 2.x), and back.
+  static std::vector<RenameFamily> legacy() {
+    return {{"layer_norm", {{"gamma", "weight"}, {"beta", "bias"}}},
+            {"weight_norm", {{"weight_g", "parametrizations.weight.original0"}, {"weight_v", "parametrizations.weight.original1"}}},
+            {"weight_norm_old", {{"parametrizations.weight.original0", "weight_g"}, {"parametrizations.weight.original1", "weight_v"}}}};
   }
 };
 
@@ -89,6 +108,34 @@ public:
   /// std::regex_replace on checkpoint keys (ECMAScript syntax), in order with the prefix rules.
   LoadOptions& rename(std::string regex, std::string replacement) {
     rules_.push_back({KeyRule::Kind::rename, std::move(regex), std::move(replacement), &detail::compile_regex});
+    return *this;
+  }
+  /// Remove a path segment wherever it stands in checkpoint keys, at the start or after a dot
+  /// ("_checkpoint_wrapped_module.", "_fsdp_wrapped_module.", "_orig_mod." of a compiled
+  /// submodule). In order with the other key rules. Repeatable.
+  LoadOptions& strip_segment(std::string segment) {
+    if (!segment.empty() && segment.back() != '.') segment += '.';
+    rules_.push_back({KeyRule::Kind::strip_segment, std::move(segment), {}, nullptr});
+    return *this;
+  }
+  /// Renames that go together on one parent (see RenameFamily), applied after the key rules.
+  LoadOptions& rename_family(RenameFamily family) {
+    families_.push_back(std::move(family));
+    return *this;
+  }
+  /// The well-known legacy parameter names as ready renames (RenameFamily::legacy()): LayerNorm
+  /// gamma/beta, weight_norm's weight_g/weight_v <-> parametrizations.weight.original0/1.
+  LoadOptions& legacy_names() {
+    for (auto& f : RenameFamily::legacy()) families_.push_back(std::move(f));
+    return *this;
+  }
+  /// Fill module key `module_key` from checkpoint tensor `checkpoint_key` (tied weights: a file that
+  /// keeps one name of a shared tensor, such as `lm_head.weight` saved only as the input embedding
+  /// `transformer.wte.weight`). `checkpoint_key` is the key after the key rules, or as it stands in
+  /// the checkpoint (relative to select and submodule). The module key gets a copy of its own; the
+  /// checkpoint tensor still fills the key it matches. The report's `rule` says tie(...). Repeatable.
+  LoadOptions& tie(std::string module_key, std::string checkpoint_key) {
+    ties_.push_back({std::move(module_key), std::move(checkpoint_key)});
     return *this;
   }
   /// Detect and reconcile a consistent prefix difference in either direction (strip, add or both).
@@ -230,6 +277,11 @@ public:
     std::int64_t dim, rank, world;
   };
   const std::vector<Shard>& shards() const { return shards_; }
+  struct Tie {
+    std::string module_key, checkpoint_key;
+  };
+  const std::vector<Tie>& ties() const { return ties_; }
+  const std::vector<RenameFamily>& rename_families() const { return families_; }
 
 private:
   friend void detail::add_rule(LoadOptions& o, KeyRule rule);
@@ -249,6 +301,8 @@ private:
   std::function<void(std::uint64_t, std::uint64_t)> progress_;
   ReadOptions read_;
   std::vector<Shard> shards_;
+  std::vector<Tie> ties_;
+  std::vector<RenameFamily> families_;
 };
 
 namespace detail {

@@ -244,13 +244,22 @@ struct DiffFlags {
 
 /// Key-rule flags shared by diff and convert, kept in the order they were given.
 struct KeyFlags {
-  std::vector<std::string> strip, add, rename, shard;
-  CLI::Option *strip_opt = nullptr, *add_opt = nullptr, *rename_opt = nullptr;
+  std::vector<std::string> strip, add, rename, shard, segment, tie;
+  bool legacy = false;
+  CLI::Option *strip_opt = nullptr, *add_opt = nullptr, *rename_opt = nullptr, *segment_opt = nullptr;
 
   void add_to(CLI::App* cmd) {
     strip_opt = cmd->add_option("--strip-prefix", strip, "Remove this prefix from checkpoint keys that have it (repeatable)");
     add_opt = cmd->add_option("--add-prefix", add, "Put this prefix in front of every checkpoint key (repeatable)");
     rename_opt = cmd->add_option("--rename", rename, "REGEX=REPLACEMENT applied to checkpoint keys (ECMAScript regex, repeatable)");
+    segment_opt = cmd->add_option("--strip-segment", segment,
+                                  "Remove this path segment wherever it stands in checkpoint keys, e.g. _checkpoint_wrapped_module. "
+                                  "(repeatable)");
+    cmd->add_flag("--legacy-names", legacy,
+                  "Rename legacy parameter names on each parent together: LayerNorm gamma/beta, weight_norm's weight_g/weight_v");
+    cmd->add_option("--tie", tie,
+                    "MODULE_KEY=CKPT_KEY: fill MODULE_KEY from checkpoint tensor CKPT_KEY (tied weights, e.g. "
+                    "lm_head.weight=transformer.wte.weight; repeatable)");
     cmd->add_option(
         "--shard", shard,
         "GLOB:DIM:RANK:WORLD: keys matching GLOB keep rank RANK's torch.chunk slice along DIM (tensor parallelism, repeatable)");
@@ -271,10 +280,12 @@ struct KeyFlags {
       }
       o.shard(sh.substr(0, end), v[0], v[1], v[2]);
     }
-    std::size_t is = 0, ia = 0, ir = 0;
+    std::size_t is = 0, ia = 0, ir = 0, ig = 0;
     for (const CLI::Option* opt : app.parse_order()) {
       if (opt == strip_opt)
         o.strip_prefix(strip.at(is++));
+      else if (opt == segment_opt)
+        o.strip_segment(segment.at(ig++));
       else if (opt == add_opt)
         o.add_prefix(add.at(ia++));
       else if (opt == rename_opt) {
@@ -283,6 +294,14 @@ struct KeyFlags {
         if (eq == std::string::npos) throw statedict::Error("options.bad_rename", "", "--rename " + r, "expected REGEX=REPLACEMENT");
         o.rename(r.substr(0, eq), r.substr(eq + 1));
       }
+    }
+    if (legacy) o.legacy_names();
+    for (const std::string& t : tie) {
+      const auto eq = t.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == t.size())
+        throw statedict::Error("options.bad_tie", "", "--tie " + t,
+                               "expected MODULE_KEY=CKPT_KEY, e.g. lm_head.weight=transformer.wte.weight");
+      o.tie(t.substr(0, eq), t.substr(eq + 1));
     }
     // A rename that is not a regex is a bad argument (exit 2, one line), not a failed load.
     for (const statedict::KeyRule& rule : o.rules()) {
@@ -332,7 +351,19 @@ std::optional<std::vector<std::string>> diff_flags(const statedict::LoadOptions&
     case statedict::KeyRule::Kind::rename:
       f.push_back("--rename " + shell_word(rule.pattern + "=" + rule.replacement));
       break;
+    case statedict::KeyRule::Kind::strip_segment:
+      f.push_back("--strip-segment " + shell_word(rule.pattern));
+      break;
     }
+  if (!o.rename_families().empty()) {
+    // Only the built-in families have a flag.
+    const auto legacy = statedict::RenameFamily::legacy();
+    if (o.rename_families().size() % legacy.size() != 0) return std::nullopt;
+    for (std::size_t i = 0; i < o.rename_families().size(); ++i)
+      if (o.rename_families()[i].renames != legacy[i % legacy.size()].renames) return std::nullopt;
+    f.push_back("--legacy-names");
+  }
+  for (const auto& t : o.ties()) f.push_back("--tie " + shell_word(t.module_key + "=" + t.checkpoint_key));
   for (const auto& sh : o.shards())
     f.push_back("--shard " +
                 shell_word(sh.glob + ":" + std::to_string(sh.dim) + ":" + std::to_string(sh.rank) + ":" + std::to_string(sh.world)));
@@ -503,6 +534,32 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
                          std::make_shared<const statedict::detail::LazyTensor>(std::move(make))});
     }
     total += statedict::detail::tensor_bytes(tensors.back().tensor);
+  }
+  // Rename families: no module here, so a parent's keys are renamed where the checkpoint has every
+  // old name of a family under it and none of the new ones.
+  if (!o.rename_families().empty()) {
+    std::vector<std::string_view> names;
+    for (const auto& t : tensors) names.emplace_back(t.key);
+    const statedict::detail::KeyIndex present(names);
+    const auto has = [&](const std::string& k) { return present.count(k) > 0; };
+    std::vector<std::string> renamed(tensors.size());
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      renamed[i] = statedict::detail::family_rename(o.rename_families(), tensors[i].key, has, nullptr).first;
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      if (!renamed[i].empty()) tensors[i].key = std::move(renamed[i]);
+  }
+  // Ties: the tensor again under the module's name.
+  for (const auto& tie : o.ties()) {
+    const auto it =
+        std::find_if(tensors.begin(), tensors.end(), [&](const statedict::NamedTensor& t) { return t.key == tie.checkpoint_key; });
+    if (it == tensors.end())
+      throw statedict::Error("options.bad_tie", in, tie.checkpoint_key, "--tie names a key the converted checkpoint does not have");
+    if (std::any_of(tensors.begin(), tensors.end(), [&](const statedict::NamedTensor& t) { return t.key == tie.module_key; }))
+      throw statedict::Error("options.bad_tie", in, tie.module_key, "--tie names a key the converted checkpoint already has");
+    statedict::NamedTensor copy = *it;
+    copy.key = tie.module_key;
+    total += statedict::detail::tensor_bytes(copy.tensor);
+    tensors.push_back(std::move(copy));
   }
   statedict::SaveOptions so;
   so.format(fmt);

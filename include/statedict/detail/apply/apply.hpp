@@ -191,12 +191,12 @@ public:
       if (dst.defined() && dst.has_storage() && !destinations.insert(dst.storage().unsafeGetStorageImpl()).second) aliased_ = true;
       if (c.lazy) {  // counted by what run_whole will do: hand over the one piece that holds it, or copy
         const at::Tensor view = c.lazy->view();
-        if (!view.defined() || !shares(view, dst, pread_file_of(view, owns_))) copied_ += tensor_bytes(dst);
+        if (!view.defined() || c.own || !shares(view, dst, pread_file_of(view, owns_))) copied_ += tensor_bytes(dst);
         jobs_.push_back({i});
         continue;
       }
       const MappedFile* file = pread_file_of(c.source, owns_);
-      if (!shares(c.source, dst, file)) copied_ += tensor_bytes(dst);
+      if (c.own || !shares(c.source, dst, file)) copied_ += tensor_bytes(dst);
       if (file != nullptr && c.slice &&
           std::none_of(exact_.begin(), exact_.end(), [&](const NoReadahead& n) { return n.fd == file->fd(); }))
         exact_.emplace_back(file->fd());
@@ -396,7 +396,7 @@ private:
     at::Tensor source = c.lazy ? c.lazy->view() : c.source;
     if (!source.defined()) source = c.get();
     const MappedFile* file = pread_file_of(source, owns_);
-    if (shares(source, dst, file)) {
+    if (!c.own && shares(source, dst, file)) {
       begin(i);
       dst.set_data(source);
       return;

@@ -148,24 +148,115 @@ template <class Keys> std::vector<std::string> common_prefixes(const Keys& keys)
   return out;
 }
 
-/// The prefix fix that pairs the most checkpoint keys with module keys (ties: the simplest).
-template <class Keys> PrefixFix best_prefix_fix(const Keys& source, const KeyIndex& targets) {
-  PrefixFix best;
-  for (std::string_view k : source) best.matches += targets.count(k);
+/// Whether a path or prefix names an average of the weights (an EMA or SWA copy) by one of its
+/// words: "state_dict_ema", "model_ema.module.", "swa_model", "shadow".
+inline bool names_an_average(std::string_view path) {
+  std::size_t i = 0;
+  while (i <= path.size()) {
+    std::size_t j = path.find_first_of("._", i);
+    if (j == std::string_view::npos) j = path.size();
+    const std::string_view w = path.substr(i, j - i);
+    for (std::string_view avg : {"ema", "swa", "avg", "average", "averaged", "shadow"})
+      if (w == avg) return true;
+    i = j + 1;
+  }
+  return false;
+}
+
+/// The prefix fixes that pair the most checkpoint keys with module keys, one per distinct set of
+/// checkpoint keys paired (two copies of a model under "model." and "model_ema.module." are two
+/// entries; strip "a." and rename "a." to "" are one, the simplest). Ordered by the rule a tie
+/// follows: a prefix that does not name an average first, then the simplest, then the first in
+/// sorted order. The first entry may pair nothing (the identity).
+template <class Keys> std::vector<PrefixFix> best_prefix_fixes(const Keys& source, const KeyIndex& targets) {
+  struct Found {
+    PrefixFix fix;
+    std::vector<std::size_t> paired;
+  };
+  const auto cost = [](const PrefixFix& x) { return (x.strip.empty() ? 0 : 1) + (x.add.empty() ? 0 : 1); };
+  const auto evaluate = [&](PrefixFix f) {
+    Found out{std::move(f), {}};
+    std::size_t i = 0;
+    for (std::string_view k : source) {
+      if (targets.count(out.fix.apply(k))) out.paired.push_back(i);
+      ++i;
+    }
+    out.fix.matches = out.paired.size();
+    return out;
+  };
+  std::vector<Found> best{evaluate(PrefixFix{})};
   const std::vector<std::string> adds = common_prefixes(targets.keys());
   for (const auto& strip : common_prefixes(source))
     for (const auto& add : adds) {
-      if (strip.empty() && add.empty()) continue;
-      if (strip == add) continue;
-      PrefixFix f{strip, add, 0};
-      for (std::string_view k : source) f.matches += targets.count(f.apply(k));
-      const auto cost = [](const PrefixFix& x) { return (x.strip.empty() ? 0 : 1) + (x.add.empty() ? 0 : 1); };
-      if (f.matches > best.matches || (f.matches == best.matches && f.matches > 0 && cost(f) < cost(best))) best = f;
+      if ((strip.empty() && add.empty()) || strip == add) continue;
+      Found f = evaluate(PrefixFix{strip, add, 0});
+      if (f.fix.matches < best.front().fix.matches || f.fix.matches == 0) continue;
+      if (f.fix.matches > best.front().fix.matches) best.clear();
+      const auto same = std::find_if(best.begin(), best.end(), [&](const Found& b) { return b.paired == f.paired; });
+      if (same == best.end())
+        best.push_back(std::move(f));
+      else if (cost(f.fix) < cost(same->fix))
+        *same = std::move(f);
     }
-  return best;
+  std::vector<PrefixFix> out;
+  for (auto& b : best) out.push_back(std::move(b.fix));
+  std::stable_sort(out.begin(), out.end(), [&](const PrefixFix& x, const PrefixFix& y) {
+    const bool ax = names_an_average(x.strip + x.add), ay = names_an_average(y.strip + y.add);
+    if (ax != ay) return ay;
+    return cost(x) < cost(y);
+  });
+  return out;
 }
 
-/// Applies LoadOptions' key rules (strip_prefix, add_prefix, rename) in order.
+/// The prefix fix that pairs the most checkpoint keys (ties: as best_prefix_fixes orders them).
+template <class Keys> PrefixFix best_prefix_fix(const Keys& source, const KeyIndex& targets) {
+  return best_prefix_fixes(source, targets).front();
+}
+
+/// The renames of `families` that apply to checkpoint key `key` (after the key rules): a rename of
+/// the family of a parent whose old names are all in `keys` and whose new names none are; with
+/// `module` given, only a key no module key is into one the module has. Returns the new key and
+/// the family's name, or an empty key.
+template <class Has>
+std::pair<std::string, std::string> family_rename(const std::vector<RenameFamily>& families, const std::string& key, const Has& has,
+                                                  const KeyIndex* module) {
+  if (module != nullptr && module->count(key)) return {};
+  for (const RenameFamily& fam : families)
+    for (const auto& [from, to] : fam.renames) {
+      if (!(key == from || (key.size() > from.size() && key.compare(key.size() - from.size(), from.size(), from) == 0 &&
+                            key[key.size() - from.size() - 1] == '.')))
+        continue;
+      const std::string parent = key.substr(0, key.size() - from.size());
+      const bool whole = std::all_of(fam.renames.begin(), fam.renames.end(), [&](const auto& r) { return has(parent + r.first); });
+      const bool clear = std::none_of(fam.renames.begin(), fam.renames.end(), [&](const auto& r) { return has(parent + r.second); });
+      if (!whole || !clear) continue;
+      std::string renamed = parent + to;
+      if (module != nullptr && !module->count(renamed)) continue;
+      return {std::move(renamed), fam.name};
+    }
+  return {};
+}
+
+/// `key` with every occurrence of the path segment `seg` ("_orig_mod.") removed: at the start, or
+/// right after a dot.
+inline std::string without_segment(const std::string& key, const std::string& seg) {
+  if (seg.empty()) return key;
+  std::string out;
+  std::size_t i = 0;
+  while (i < key.size()) {
+    if ((i == 0 || key[i - 1] == '.') && key.compare(i, seg.size(), seg) == 0) {
+      i += seg.size();
+      continue;
+    }
+    const std::size_t dot = key.find('.', i);
+    const std::size_t end = dot == std::string::npos ? key.size() : dot + 1;
+    out.append(key, i, end - i);
+    i = end;
+  }
+  return out;
+}
+
+/// Applies LoadOptions' key rules (strip_prefix, add_prefix, rename, strip_segment) in order.
 class KeyRewriter {
 public:
   explicit KeyRewriter(const std::vector<KeyRule>& rules) : rules_(rules), renames_(rules.size()) {
@@ -189,6 +280,8 @@ public:
         k = rule.pattern + k;
       else if (rule.kind == KeyRule::Kind::rename)
         k = renames_[j](k);
+      else if (rule.kind == KeyRule::Kind::strip_segment)
+        k = without_segment(k, rule.pattern);
       if (k == before) continue;
       if (used != nullptr) *used += (used->empty() ? "" : ".") + rule.text();
       if (fired != nullptr) (*fired)[j] = 1;
@@ -208,9 +301,10 @@ inline std::vector<std::string> unused_rules(const std::vector<KeyRule>& rules, 
   for (std::size_t j = 0; j < rules.size(); ++j) {
     if (j < fired.size() && fired[j]) continue;
     const KeyRule& rule = rules[j];
-    const std::string why = rule.kind == KeyRule::Kind::strip_prefix ? "no checkpoint key starts with \"" + rule.pattern + "\""
-                            : rule.kind == KeyRule::Kind::rename     ? "its pattern matches no checkpoint key"
-                                                                     : "it adds nothing";
+    const std::string why = rule.kind == KeyRule::Kind::strip_prefix    ? "no checkpoint key starts with \"" + rule.pattern + "\""
+                            : rule.kind == KeyRule::Kind::rename        ? "its pattern matches no checkpoint key"
+                            : rule.kind == KeyRule::Kind::strip_segment ? "no checkpoint key has the segment \"" + rule.pattern + "\""
+                                                                        : "it adds nothing";
     out.push_back(rule.text() + " changed no key: " + why);
   }
   return out;
@@ -244,37 +338,72 @@ inline void list_subtrees(const Value& v, const std::string& path, int depth, st
   }
 }
 
-/// The sub-tree whose keys best fit the targets (with prefix reconciliation when `with_prefix`).
-inline Candidate best_subtree(const Value& root, const KeyIndex& targets, bool with_prefix) {
+/// The sub-trees whose keys fit the targets best (with prefix reconciliation when `with_prefix`):
+/// the best first, then any other that pairs as many module keys with other checkpoint tensors (a
+/// raw and an EMA copy of the model). Among those, and among sub-trees that pair the same tensors,
+/// the order is the rule auto_select follows on a tie: a sub-tree (and prefix) whose name does not
+/// mark an average (names_an_average) first, then the narrower sub-tree (fewer keys left unused),
+/// then the one that needs no prefix rule, then the deeper path, then the first in the file.
+inline std::vector<Candidate> subtree_alternatives(const Value& root, const KeyIndex& targets, bool with_prefix) {
   std::vector<std::pair<std::string, Value>> subs;
   list_subtrees(root, "", 0, subs);
   if (subs.empty()) subs.emplace_back("", root);
-  Candidate best;
-  bool first = true;
+  struct Found {
+    Candidate c;
+    std::vector<std::string> paired;  // the full paths of the checkpoint tensors it pairs, sorted
+  };
+  std::vector<Found> found;
   for (const auto& [path, v] : subs) {
     std::vector<std::string> keys;
     for (const auto& t : lazy_tensors(v)) keys.push_back(t.key);
     if (keys.empty()) continue;
-    Candidate c{path, 0, keys.size(), {}};
-    if (with_prefix) {
-      c.fix = best_prefix_fix(keys, targets);
-      c.score = c.fix.matches;
-    } else {
-      for (const auto& k : keys) c.score += targets.count(k);
-    }
-    // Ties go to the narrower sub-tree (fewer keys left unused), then to the one that needs no prefix
-    // rule, then to the deeper path.
-    auto rank = [](const Candidate& x) {
-      const int cost = (x.fix.strip.empty() ? 0 : 1) + (x.fix.add.empty() ? 0 : 1);
-      return std::make_tuple(x.score, -static_cast<long long>(x.keys), -cost,
-                             std::count(x.path.begin(), x.path.end(), '.') + (x.path.empty() ? 0 : 1));
-    };
-    if (first || rank(c) > rank(best)) {
-      best = c;
-      first = false;
+    const std::vector<PrefixFix> fixes = with_prefix ? best_prefix_fixes(keys, targets) : std::vector<PrefixFix>{PrefixFix{}};
+    for (const PrefixFix& fix : fixes) {
+      Found f{{path, 0, keys.size(), fix}, {}};
+      for (const auto& k : keys)
+        if (targets.count(fix.apply(k))) f.paired.push_back(path.empty() ? k : path + "." + k);
+      f.c.score = f.paired.size();
+      if (!found.empty() && f.c.score < found.front().c.score) continue;
+      if (!found.empty() && f.c.score > found.front().c.score) found.clear();
+      std::sort(f.paired.begin(), f.paired.end());
+      found.push_back(std::move(f));
     }
   }
-  return best;
+  const auto rank = [](const Candidate& x) {
+    const int cost = (x.fix.strip.empty() ? 0 : 1) + (x.fix.add.empty() ? 0 : 1);
+    return std::make_tuple(!names_an_average(x.path + "." + x.fix.strip + x.fix.add), -static_cast<long long>(x.keys), -cost,
+                           std::count(x.path.begin(), x.path.end(), '.') + (x.path.empty() ? 0 : 1));
+  };
+  std::stable_sort(found.begin(), found.end(), [&](const Found& x, const Found& y) { return rank(x.c) > rank(y.c); });
+  std::vector<Candidate> out;
+  std::vector<const std::vector<std::string>*> seen;
+  for (const Found& f : found) {
+    if (std::any_of(seen.begin(), seen.end(), [&](const auto* p) { return *p == f.paired; })) continue;
+    seen.push_back(&f.paired);
+    out.push_back(f.c);
+  }
+  return out;
+}
+
+/// The options that load candidate `c` alone: its sub-tree, and of it only the keys under its
+/// prefix (submodule, so another copy beside them is left aside) or its prefix fix.
+inline std::string take_text(const Candidate& c) {
+  std::string opt = c.path.empty() ? "" : "select(\"" + c.path + "\")";
+  if (!c.fix.identity()) opt += (opt.empty() ? "" : ".") + (c.fix.add.empty() ? "submodule(\"" + c.fix.strip + "\")" : c.fix.option());
+  return opt;
+}
+inline void take(LoadOptions& o, const Candidate& c) {
+  o.select(c.path);
+  if (!c.fix.identity() && c.fix.add.empty())
+    o.submodule(c.fix.strip);
+  else
+    c.fix.add_to(o);
+}
+
+/// The sub-tree whose keys best fit the targets (see subtree_alternatives for the order of ties).
+inline Candidate best_subtree(const Value& root, const KeyIndex& targets, bool with_prefix) {
+  auto all = subtree_alternatives(root, targets, with_prefix);
+  return all.empty() ? Candidate{} : all.front();
 }
 
 }  // namespace statedict::detail

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,6 +32,7 @@ struct Copy {
   at::Tensor source;                       // or, when lazy is set, a placeholder of its shape and dtype
   std::shared_ptr<const LazyTensor> lazy;  // made when applied (a DCP tensor, or the chunks of it a shard overlaps)
   bool slice = false;                      // a tensor-parallel rank's part of the checkpoint tensor
+  bool own = false;                        // a tie: bytes of its own, never the file's memory (zero_copy would tie the tensors)
   at::Tensor get() const { return lazy ? lazy->get() : source; }
 };
 
@@ -97,6 +99,7 @@ public:
     keep_submodule();
     if (!recorded(r_, [&] { rewrite_keys(); })) return {};
     reconcile_prefixes();
+    rename_families();
     pair();
     apply_policies();
     const std::size_t pairable = copies_.size();
@@ -132,14 +135,17 @@ private:
     } else if (opts_.auto_select()) {
       // A sub-tree is taken only when at least half of the module's keys match there (after prefix
       // reconciliation with auto_prefix); an optimizer's state is never a candidate.
-      const Candidate best = best_subtree(ck_.root(), target_set_, opts_.auto_prefix());
+      const std::vector<Candidate> all = subtree_alternatives(ck_.root(), target_set_, opts_.auto_prefix());
+      const Candidate best = all.empty() ? Candidate{} : all.front();
       const std::string fit = std::to_string(best.score) + " of " + std::to_string(targets_.size()) + " module keys match";
       if (best.score * 2 >= targets_.size() && best.score > 0) {
+        const std::string tie = tie_note(all);
+        if (!tie.empty() && best.path.empty()) r_.warnings.push_back("auto_select: " + tie);  // else selected_why says it
         if (!best.path.empty()) {
           root_ = ck_.at(best.path);
           r_.selected = best.path;
           r_.selected_by = "auto_select";
-          r_.selected_why = fit + " there, the most of any sub-tree";
+          r_.selected_why = fit + " there" + (tie.empty() ? ", the most of any sub-tree" : "; " + tie);
         }
       } else {
         r_.warnings.push_back("auto_select found no sub-tree that fits the module (the best, " +
@@ -157,6 +163,22 @@ private:
     return true;
   }
 
+  /// Where several sub-trees (or prefixes) fit equally: which auto_select took, by which rule, and
+  /// the option that takes each other one. Empty when one fits best.
+  std::string tie_note(const std::vector<Candidate>& all) const {
+    if (all.size() < 2) return {};
+    const auto where = [](const Candidate& c) {
+      std::string w = c.path.empty() ? "the top level" : "'" + c.path + "'";
+      if (!c.fix.identity()) w += " with " + c.fix.option();
+      return w;
+    };
+    std::string note = std::to_string(all.size()) + " sub-trees fit equally (" + std::to_string(all.front().score) +
+                       " module keys each), copies of the model whose values may differ; took " + where(all.front()) +
+                       " by the rule for a tie (a name that does not mark an average such as ema or swa first, then the narrower "
+                       "sub-tree, then the first in the file)";
+    for (std::size_t i = 1; i < all.size(); ++i) note += "; for " + where(all[i]) + " use " + take_text(all[i]);
+    return note;
+  }
   /// 1, continued. With submodule(): only the sub-module's keys, relative to it; the rest of the
   /// checkpoint is not this load's.
   void keep_submodule() {
@@ -196,7 +218,18 @@ private:
   /// 3. With auto_prefix(): the prefix fix that pairs the most keys, applied after the rules.
   void reconcile_prefixes() {
     if (!opts_.auto_prefix()) return;
-    const PrefixFix fix = best_prefix_fix(keys_, target_set_);
+    const std::vector<PrefixFix> fixes = best_prefix_fixes(keys_, target_set_);
+    const PrefixFix& fix = fixes.front();
+    if (fixes.size() > 1) {
+      std::string note = "auto_prefix: " + std::to_string(fixes.size()) + " prefixes fit equally (" + std::to_string(fix.matches) +
+                         " module keys each), copies of the model whose values may differ; took " + fix.option() +
+                         " by the rule for a tie (a prefix that does not mark an average such as ema or swa first, then the simplest)";
+      for (std::size_t i = 1; i < fixes.size(); ++i)
+        note += "; for the keys under '" + fixes[i].strip + "' use " +
+                (fixes[i].add.empty() ? "submodule(\"" + fixes[i].strip + "\")" : fixes[i].option());
+      if (fix.add.empty()) note += "; to load only the copy taken, use submodule(\"" + fix.strip + "\")";
+      r_.warnings.push_back(note);
+    }
     if (fix.identity()) return;
     if (rewritten_.empty()) rewritten_.assign(keys_.begin(), keys_.end());
     for (std::size_t i = 0; i < keys_.size(); ++i) {
@@ -207,8 +240,29 @@ private:
     view_keys();
   }
 
-  /// 4. Pairing: each module key with the checkpoint key that became it; then the checkpoint keys
-  /// left over.
+  /// 3b. The rename families (legacy_names): a key no module key is, renamed where its parent has
+  /// the family's old names and the result is a module key.
+  void rename_families() {
+    if (opts_.rename_families().empty()) return;
+    const KeyIndex now(keys_);
+    const auto has = [&](const std::string& k) { return now.count(k) > 0; };
+    std::vector<std::pair<std::size_t, std::pair<std::string, std::string>>> renamed;
+    for (std::size_t i = 0; i < keys_.size(); ++i) {
+      auto r = family_rename(opts_.rename_families(), std::string(keys_[i]), has, &target_set_);
+      if (!r.first.empty()) renamed.emplace_back(i, std::move(r));
+    }
+    if (renamed.empty()) return;
+    if (rewritten_.empty()) rewritten_.assign(keys_.begin(), keys_.end());
+    for (auto& [i, r] : renamed) {
+      rules_used_[i] += (rules_used_[i].empty() ? "" : ".") + std::string("rename_family(") + r.second + ")";
+      rewritten_[i] = std::move(r.first);
+    }
+    view_keys();
+  }
+
+  /// 4. Pairing: each module key with the checkpoint key that became it (or the one its tie names);
+  /// then a module key that is the same tensor as a paired one (tied in the module) counts as
+  /// filled; then the checkpoint keys left over.
   void pair() {
     const KeyIndex by_key(keys_);
     r_.matched.reserve(targets_.size());
@@ -217,12 +271,34 @@ private:
     for (const auto& [first, later] : by_key.duplicates())
       r_.errors.push_back("checkpoint keys \"" + sources_[first].key + "\" and \"" + sources_[later].key + "\" both map to \"" +
                           std::string(keys_[later]) + "\" after the key rules");
+    const std::vector<std::size_t> tied = tie_sources(by_key);
+    std::vector<char> paired(targets_.size(), 0);
     for (std::size_t t = 0; t < targets_.size(); ++t) {
-      const std::size_t s = by_key.find(targets_[t].key);
-      if (s == KeyIndex::none)
+      const std::size_t s = tied[t] != KeyIndex::none ? tied[t] : by_key.find(targets_[t].key);
+      if (s == KeyIndex::none) continue;
+      paired[t] = 1;
+      pair_one(t, s);
+      if (tied[t] != KeyIndex::none) {
+        const auto& tie =
+            *std::find_if(opts_.ties().begin(), opts_.ties().end(), [&](const auto& x) { return x.module_key == targets_[t].key; });
+        r_.matched.back().rule = "tie(\"" + tie.module_key + "\", \"" + tie.checkpoint_key + "\")";
+        if (!copies_.empty() && copies_.back().target == t) copies_.back().own = true;
+      }
+    }
+    std::unordered_multimap<const void*, std::size_t> by_storage;  // paired module tensors, by their storage
+    for (std::size_t t = 0; t < targets_.size(); ++t)
+      if (paired[t] && has_bytes(targets_[t].tensor)) by_storage.emplace(targets_[t].tensor.storage().unsafeGetStorageImpl(), t);
+    for (std::size_t t = 0; t < targets_.size(); ++t) {
+      if (paired[t]) continue;
+      const std::size_t twin = tied_in_module(t, by_storage);
+      if (twin == KeyIndex::none) {
         add_missing(targets_[t].key);
-      else
-        pair_one(t, s);
+        continue;
+      }
+      const MatchedKey& other =
+          *std::find_if(r_.matched.begin(), r_.matched.end(), [&](const MatchedKey& m) { return m.target == targets_[twin].key; });
+      r_.matched.push_back(
+          {targets_[t].key, other.source, "the module's own tensor of \"" + targets_[twin].key + "\" (tied in the module)"});
     }
     for (std::size_t i = 0; i < sources_.size(); ++i) {
       if (used_[i]) continue;
@@ -233,6 +309,41 @@ private:
     }
     for (const auto& k : missing_soft_) r_.tolerated.push_back(k);
   }
+
+  /// Per module key, the checkpoint tensor its tie names (KeyIndex::none if none); a tie whose keys
+  /// are not there is a warning (the module key is then missing, if nothing else fills it).
+  std::vector<std::size_t> tie_sources(const KeyIndex& by_key) {
+    std::vector<std::size_t> tied(targets_.size(), KeyIndex::none);
+    for (const auto& tie : opts_.ties()) {
+      const std::size_t t = target_set_.find(tie.module_key);
+      std::size_t s = by_key.find(tie.checkpoint_key);
+      for (std::size_t i = 0; s == KeyIndex::none && i < sources_.size(); ++i)
+        if (sources_[i].key == tie.checkpoint_key) s = i;
+      const std::string text = "tie(\"" + tie.module_key + "\", \"" + tie.checkpoint_key + "\")";
+      if (t == KeyIndex::none)
+        r_.warnings.push_back(text + " changed nothing: the module has no key \"" + tie.module_key + "\"");
+      else if (s == KeyIndex::none)
+        r_.warnings.push_back(text + " changed nothing: the checkpoint has no key \"" + tie.checkpoint_key + "\"");
+      else
+        tied[t] = s;
+    }
+    return tied;
+  }
+  /// A paired module key whose tensor is module key `t`'s (LibTorch's register_parameter of one
+  /// tensor under two names): loading it fills `t` too. KeyIndex::none if none.
+  std::size_t tied_in_module(std::size_t t, const std::unordered_multimap<const void*, std::size_t>& by_storage) const {
+    const at::Tensor& a = targets_[t].tensor;
+    if (!has_bytes(a)) return KeyIndex::none;
+    const auto range = by_storage.equal_range(a.storage().unsafeGetStorageImpl());
+    for (auto it = range.first; it != range.second; ++it) {
+      const at::Tensor& b = targets_[it->second].tensor;
+      if (a.is_same(b) || (a.storage_offset() == b.storage_offset() && a.sizes().equals(b.sizes()) && a.strides().equals(b.strides()) &&
+                           a.scalar_type() == b.scalar_type()))
+        return it->second;
+    }
+    return KeyIndex::none;
+  }
+  static bool has_bytes(const at::Tensor& x) { return x.defined() && x.has_storage() && x.numel() > 0; }
 
   /// A module key no checkpoint key became: tolerated (num_batches_tracked, ignore_missing) or not.
   void add_missing(const std::string& key) {

@@ -10,6 +10,7 @@ namespace statedict::detail {
 struct Target {
   std::string key;
   at::Tensor tensor;
+  bool buffer = false;  // a module buffer (running statistics, inv_freq), not a parameter that training sets
 };
 
 /// A module class for reports: "Net" for "NetImpl" or "ns::Net".

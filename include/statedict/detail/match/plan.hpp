@@ -93,6 +93,7 @@ public:
     r_.module_tensors = targets_.size();
     r_.file = ck_.path();
     r_.format = format_name(ck_.format());
+    r_.notes = ck_.notes();
     if (!choose_subtree(suggest)) return {};
     keep_submodule();
     if (!recorded(r_, [&] { rewrite_keys(); })) return {};
@@ -104,6 +105,10 @@ public:
     // A failed load loads nothing, and its report says so (not "loaded 40 of 40").
     if (!r_.ok()) copies_.clear();
     r_.loaded = copies_.size();
+    if (!r_.ok() && is_optimizer_state(root_)) {  // no key rule makes an optimizer's buffers weights: no suggestions
+      refuse_optimizer_state();
+      return {};
+    }
     if (suggest) Advisor(advised_, sources_, keys_, used_, r_).run(pairable);
     return std::move(copies_);
   }
@@ -155,6 +160,16 @@ private:
     }
     sources_ = lazy_tensors(root_);
     return true;
+  }
+
+  /// A failed load from an optimizer's state_dict: its own error, not hundreds of key lines.
+  void refuse_optimizer_state() {
+    const bool sub = !r_.selected.empty();
+    record(r_, "load.optimizer_state",
+           ck_.path() + ": " + (sub ? "'" + r_.selected + "'" : std::string("the checkpoint")) + " is " + optimizer_state_words() +
+               "; load the model's weights instead: the file saved from model.state_dict(), or " +
+               (sub ? "the entry of this checkpoint that holds them (statedict inspect lists its top level)"
+                    : "the 'model' or 'state_dict' entry of a training checkpoint"));
   }
 
   /// 1, continued. With submodule(): only the sub-module's keys, relative to it; the rest of the

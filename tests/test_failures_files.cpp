@@ -91,7 +91,8 @@ torch::nn::ModuleList layers96(torch::nn::Module& root) {
   for (int i = 0; i < 96; ++i) {
     auto block = std::make_shared<torch::nn::Module>();
     auto attn = block->register_module("attn", std::make_shared<torch::nn::Module>());
-    for (const char* p : {"q", "k", "v"}) attn->register_module(p, std::make_shared<torch::nn::Module>())->register_parameter("weight", torch::zeros({2}));
+    for (const char* p : {"q", "k", "v"})
+      attn->register_module(p, std::make_shared<torch::nn::Module>())->register_parameter("weight", torch::zeros({2}));
     block->register_module("norm", std::make_shared<torch::nn::Module>())->register_parameter("weight", torch::zeros({2}));
     layers->push_back(block);
   }
@@ -164,7 +165,7 @@ TEST_CASE("quoted_list prints short lists as PyTorch does and long ones folded, 
   std::vector<std::string> keys;
   for (int i = 0; i < 10; ++i) keys.push_back("layers." + std::to_string(i) + ".w");
   keys.push_back("head.w");
-  CHECK(quoted_list(keys, true) == "\"layers.{0..9}.w\" (10), \"head.w\" (11 keys in all)");
+  CHECK(quoted_list(keys, true) == "\"layers.{0..9}.w\" (10), \"head.w\"; 11 keys in all");
   CHECK(quoted_list(keys, false).rfind("\"layers.0.w\", \"layers.1.w\"", 0) == 0);
   for (int i = 0; i < 40; ++i) keys.push_back("x" + std::to_string(i) + ".w" + std::to_string(i));
   CHECK(quoted_list(keys, true).find(", ... (51 keys in all)") != std::string::npos);
@@ -181,7 +182,7 @@ TEST_CASE("a report of a 96-layer model fits a screen; the structured report kee
   const std::string text = text_of(r);
   INFO(text);
   CHECK(text.find("Missing key(s) in state_dict: \"layers.{0..95}.attn.{q,k,v}.weight\" (288), \"layers.{0..95}.norm.weight\" (96), "
-                  "\"head.weight\" (385 keys in all).") != std::string::npos);
+                  "\"head.weight\"; 385 keys in all.") != std::string::npos);
   CHECK(text.find("\"{layer1,layer2,layer3,layer4}.{0,1}.{conv1,conv2}.weight\" (16)") != std::string::npos);
   std::size_t lines = 0;
   for (char c : text) lines += c == '\n';
@@ -275,7 +276,8 @@ TEST_CASE("an optimizer's state_dict given as the weights fails with its own err
   const auto r = statedict::load(net, files("optimizer_adam.pt"));
   CHECK_FALSE(r.ok());
   CHECK(r.error_id == "load.optimizer_state");
-  CHECK(r.error.find("the checkpoint is an optimizer's state_dict() (keys 'state' and 'param_groups'), not a model's") != std::string::npos);
+  CHECK(r.error.find("the checkpoint is an optimizer's state_dict() (keys 'state' and 'param_groups'), not a model's") !=
+        std::string::npos);
   CHECK(r.suggestions.empty());
   CHECK(r.missing.size() == 4);  // the structured report still lists what did not pair
   CHECK(fingerprint(*net) == before);
@@ -395,9 +397,10 @@ TEST_CASE("a plain pickle is refused cleanly where it is malformed or hostile", 
   CHECK(error_of(sdtest::write_temp("evil.pkl", evil)).rfind("pickle.forbidden_global ", 0) == 0);
   // A numpy array as _reconstruct + BUILD, by hand: 3 float32 need 12 bytes of data.
   auto array = [&](const std::string& data) {
-    const std::string dtype = glob("numpy", "dtype") + "(" + uni("f4") + "\x89\x88tR(K\x03" + uni("<") + "NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb";
-    return proto + "}" + uni("a") + glob("numpy.core.multiarray", "_reconstruct") + "(" + glob("numpy", "ndarray") + "K\x00\x85" +
-           "C\x01" + "b" + "tR" + "(K\x01K\x03\x85" + dtype + "\x89" + "C" + std::string(1, static_cast<char>(data.size())) + data + "tbs.";
+    const std::string dtype =
+        glob("numpy", "dtype") + "(" + uni("f4") + "\x89\x88tR(K\x03" + uni("<") + "NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb";
+    return proto + "}" + uni("a") + glob("numpy.core.multiarray", "_reconstruct") + "(" + glob("numpy", "ndarray") + "K\x00\x85" + "C\x01" +
+           "b" + "tR" + "(K\x01K\x03\x85" + dtype + "\x89" + "C" + std::string(1, static_cast<char>(data.size())) + data + "tbs.";
   };
   const float three[3] = {1.5f, -2.0f, 4.25f};
   const std::string ok_path = sdtest::write_temp("hand.pkl", array(std::string(reinterpret_cast<const char*>(three), 12)));
@@ -405,7 +408,8 @@ TEST_CASE("a plain pickle is refused cleanly where it is malformed or hostile", 
   CHECK(statedict::read(ok_path)["a"].tensor().equal(torch::tensor({1.5f, -2.0f, 4.25f})));
   CHECK(error_of(sdtest::write_temp("short.pkl", array(std::string(8, '\0')))).rfind("pickle.bad_numpy ", 0) == 0);
   // numpy's protocol-5 reduction with an order numpy never writes: not a tensor, and said so.
-  const std::string dt = glob("numpy", "dtype") + "(" + uni("f4") + "\x89\x88tR(K\x03" + uni("<") + "NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb";
+  const std::string dt =
+      glob("numpy", "dtype") + "(" + uni("f4") + "\x89\x88tR(K\x03" + uni("<") + "NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb";
   const std::string bad_order = proto + "}" + uni("a") + glob("numpy.core.numeric", "_frombuffer") + "(C\x04" + std::string(4, '\0') + dt +
                                 "K\x01\x85" + uni("X") + "tRs.";
   const auto odd = statedict::read(sdtest::write_temp("order.pkl", bad_order));

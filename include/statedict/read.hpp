@@ -229,16 +229,21 @@ inline std::string name_note(const std::string& path, Format got) {
   const std::vector<F> torch_save{F::torch_zip, F::torch_legacy, F::torchscript};
   // torch.save to a .pkl name is common: only another format than a pickle or torch.save is news there.
   const std::vector<F> pickled{F::pickle, F::torch_zip, F::torch_legacy};
-  const std::vector<std::pair<const char*, std::vector<F>>> expected{
-      {".safetensors", {F::safetensors}}, {".pt2", {F::pt2, F::aoti_package}}, {".pt", torch_save},   {".pth", torch_save},
-      {".bin", torch_save},               {".ckpt", torch_save},               {".tar", torch_save}, {".pkl", pickled},
-      {".pickle", pickled}};
+  const std::vector<std::pair<const char*, std::vector<F>>> expected{{".safetensors", {F::safetensors}},
+                                                                     {".pt2", {F::pt2, F::aoti_package}},
+                                                                     {".pt", torch_save},
+                                                                     {".pth", torch_save},
+                                                                     {".bin", torch_save},
+                                                                     {".ckpt", torch_save},
+                                                                     {".tar", torch_save},
+                                                                     {".pkl", pickled},
+                                                                     {".pickle", pickled}};
   const std::string name = std::filesystem::path(path).filename().string();
   for (const auto& [ext, fits] : expected)
     if (ends_with(name, ext))
-      return std::find(fits.begin(), fits.end(), got) != fits.end() ? ""
-                                                                     : "named '" + std::string(ext) + "', but it is " + format_words(got) +
-                                                                           ": read as that";
+      return std::find(fits.begin(), fits.end(), got) != fits.end()
+                 ? ""
+                 : "named '" + std::string(ext) + "', but it is " + format_words(got) + ": read as that";
   return "";
 }
 

@@ -122,7 +122,7 @@ namespace detail {
 
 /// A key list as printed in a report's lines: PyTorch's quoted keys, and for more than 8 keys the
 /// folded entries of fold_keys ("layers.{0..95}.attn.{q,k,v}.weight" (288)), each entry that stands
-/// for several keys followed by their number, and the list by the number of keys in all. At most 24
+/// for several keys followed by their number, and the list by "; N keys in all". At most 24
 /// entries are shown. With `fold` false, the keys themselves (cut at 24 the same way).
 inline std::string quoted_list(const std::vector<std::string>& keys, bool fold) {
   constexpr std::size_t max_shown = 24;  // the report keeps every key; the printout stays readable
@@ -142,7 +142,7 @@ inline std::string quoted_list(const std::vector<std::string>& keys, bool fold) 
   if (shown.size() > max_shown)
     s += ", ... (" + std::to_string(keys.size()) + " keys in all)";
   else if (folded && shown.size() > 1)
-    s += " (" + std::to_string(keys.size()) + " keys in all)";
+    s += "; " + std::to_string(keys.size()) + " keys in all";
   return s;
 }
 

@@ -62,9 +62,9 @@ inline std::vector<FoldedKeys> fold_keys(const std::vector<std::string>& keys) {
   std::unordered_map<std::string_view, std::uint32_t> ids;
   using Alts = std::vector<std::uint32_t>;  // one component's alternatives, sorted by id
   struct Entry {
-    std::size_t first;         // index of the first key it covers
-    std::vector<Alts> parts;   // one per component
-    bool dead = false;         // merged into another
+    std::size_t first;        // index of the first key it covers
+    std::vector<Alts> parts;  // one per component
+    bool dead = false;        // merged into another
   };
   std::vector<Entry> entries;
   entries.reserve(keys.size());

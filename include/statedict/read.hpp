@@ -310,10 +310,13 @@ inline std::shared_ptr<CheckpointData> read_opened(const std::shared_ptr<MappedF
   if (f->head_size() > 262 && std::memcmp(f->head() + 257, "ustar", 5) == 0)
     throw Error("format.unsupported", path, "offset 257", "tar-based torch.save format (PyTorch < 0.4) is not supported");
   if (looks_like_safetensors(*f)) return read_safetensors(f, opts);
-  if (looks_like_pickle(*f)) return read_plain_pickle(f, opts);
+  // A damaged safetensors file (its header runs past the end) starts with a plausible header length
+  // and a '{', which no pickle has there; its length may start with a PROTO byte (0x0280 = 640).
+  const bool damaged_safetensors = f->head_size() > 8 && f->head()[8] == '{' && rd64(f->head()) <= safetensors_max_header;
+  if (looks_like_pickle(*f) && !damaged_safetensors) return read_plain_pickle(f, opts);
   // Nothing known starts so. A file named .safetensors is most likely a damaged one: its reader
   // says what is wrong with the header.
-  if (ends_with(path, ".safetensors")) return read_safetensors(f, opts);
+  if (damaged_safetensors || ends_with(path, ".safetensors")) return read_safetensors(f, opts);
   throw Error("format.unknown", path, "offset 0",
               "not a recognised checkpoint format (torch.save zip or legacy, safetensors, TorchScript, torch.export, a pickle of "
               "protocol 2 or later); " +

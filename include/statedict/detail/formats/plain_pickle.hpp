@@ -29,6 +29,9 @@ inline std::shared_ptr<CheckpointData> read_plain_pickle(const std::shared_ptr<M
   Unpickler up(st, opts, path, "", reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), 0, false);
   up.plain(true);
   const std::uint32_t root = up.run();
+  if (up.consumed() != bytes.size() && st.tree.nodes[root].kind == Kind::integer)  // a legacy file's first pickle, its number wrong
+    throw Error("legacy.magic", path, "offset 0",
+                "the file starts with a pickled number that is not the legacy magic number, then more: a damaged legacy torch.save file?");
   if (up.consumed() != bytes.size())
     throw Error("pickle.trailing", path, "offset " + std::to_string(up.consumed()),
                 std::to_string(bytes.size() - up.consumed()) +

@@ -6,7 +6,7 @@
 
 #include <statedict/detail/fold.hpp>
 
-#include <chrono>
+#include <ctime>
 #include <fstream>
 #include <random>
 #include <set>
@@ -163,11 +163,11 @@ TEST_CASE("fold_keys handles 200k keys quickly", "[fold]") {
   for (int i = 0; i < 20000; ++i)
     for (const char* p : {"q", "k", "v", "o", "norm", "up", "down", "gate", "ln1", "ln2"})
       keys.push_back("model.layers." + std::to_string(i) + "." + p + ".weight");
-  const auto t0 = std::chrono::steady_clock::now();
+  const std::clock_t t0 = std::clock();  // CPU time: the machine may be busy with other builds
   const auto folded = statedict::detail::fold_keys(keys);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double s = static_cast<double>(std::clock() - t0) / CLOCKS_PER_SEC;
   CHECK(texts(folded) == std::vector<std::string>{"model.layers.{0..19999}.{q,k,v,o,norm,up,down,gate,ln1,ln2}.weight 200000"});
-  CHECK(s < 5.0);
+  CHECK(s < 3.0);  // 0.25 s here; merging two entries at a time (a 20k-index range copied 20k times) took 10
 }
 
 TEST_CASE("quoted_list prints short lists as PyTorch does and long ones folded, with counts", "[fold]") {

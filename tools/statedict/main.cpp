@@ -560,11 +560,15 @@ int main(int argc, char** argv) {
   bool json = false, hash = false;
   auto* inspect =
       app.add_subcommand("inspect", "Show what a checkpoint holds: the top of its tree, then key, dtype and shape of every tensor");
-  inspect->add_option("FILE", file, "Checkpoint file (torch.save, safetensors, TorchScript, sharded index or its folder, DCP folder, .pt2, a pickle of numpy arrays)")
+  inspect
+      ->add_option(
+          "FILE", file,
+          "Checkpoint file (torch.save, safetensors, TorchScript, sharded index or its folder, DCP folder, .pt2, a pickle of numpy arrays)")
       ->required();
   inspect->add_option("--select", select, "Only the sub-tree at this dotted path, e.g. model or state_dict");
   inspect->add_flag("--json", json, "Machine-readable output: {file, format, tensors: [{key, dtype, shape, sha256}]}");
-  inspect->add_flag("--hash", hash, "Add the SHA-256 of each tensor's contiguous little-endian bytes (a column of the table, or sha256 in --json)");
+  inspect->add_flag("--hash", hash,
+                    "Add the SHA-256 of each tensor's contiguous little-endian bytes (a column of the table, or sha256 in --json)");
   PackageFlags package;
 #if STATEDICT_CLI_AOTI
   const auto add_package_flags = [&package](CLI::App* cmd, const char* what) {

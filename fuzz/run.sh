@@ -15,6 +15,7 @@ fx=tests/fixtures
 declare -A seeds=(
   [torch_zip]="$fx/resnet_plain.pt $fx/training.pt $fx/dtypes.pt $fx/resnet_module.pt $fx/resnet_bigendian.pt $fx/torch214/dtypes_torch.pt $fx/torch214/extra_state_bytesio.pt"
   [pickle]=""
+  [plain_pickle]="$(ls $fx/files/*.pkl $fx/files/numpy2/*.pkl 2>/dev/null | tr '\n' ' ')"
   [legacy]="$fx/resnet_legacy.pt $fx/dtypes_legacy.pt"
   [safetensors]="$fx/resnet.safetensors $fx/torch214/dtypes_st.safetensors"
   [index]="$fx/sharded_st/model.safetensors.index.json"
@@ -26,7 +27,7 @@ declare -A seeds=(
 )
 failed=0
 passed=0
-for t in torch_zip pickle legacy safetensors index dcp dcp_st zstd hf_shards pt2; do
+for t in torch_zip pickle plain_pickle legacy safetensors index dcp dcp_st zstd hf_shards pt2; do
   work=build-fuzz/corpus-$t
   mkdir -p "$work" "fuzz/corpus/$t"
   for s in ${seeds[$t]}; do cp -f "$s" "$work/"; done

@@ -189,6 +189,42 @@ for case in "gpt_port_target.pt gpt_tied.pt" "layers_target.pt checkpoint_wrappe
   [ -n "$flags" ] || { echo "FAIL follow-$2: no passing first suggestion with flags"; failed=$((failed + 1)); continue; }
   eval "check 'follow-$2' 0 '^Would load' -- \"\$bin\" diff \"\$ff/$1\" \"\$ff/$2\" $flags"
 done
+# Issue #40: files that are not what their user thinks (fixtures/generate_files.py), folded reports, --hash.
+fl="$fx/files"
+check inspect-hash-text 0 '^conv1\.weight +float32 +\[4, 3, 7, 7\] +6ca4188a074c8c97fcd24e354d0dbd4e2f0e038ba3e2e0a9b7ea696c5cc2022f$' -- "$bin" inspect "$fx/resnet_plain.pt" --hash
+check inspect-no-hash 0 '^conv1\.weight +float32 +\[4, 3, 7, 7\]$' -- "$bin" inspect "$fx/resnet_plain.pt"
+check inspect-pkl 0 '^format: +pickle$' -- "$bin" inspect "$fl/detectron2_zoo.pkl"
+check inspect-pkl-top 0 '^  model +dict of 122: 122 tensors' -- "$bin" inspect "$fl/detectron2_zoo.pkl"
+check inspect-pkl-author 0 "^  __author__ +str: 'Detectron2 Model Zoo'" -- "$bin" inspect "$fl/detectron2_zoo.pkl"
+check inspect-pkl-py2 0 '^blobs\.conv1_w +float32 +\[4, 3, 3, 3\]' -- "$bin" inspect "$fl/detectron1_blobs_py2.pkl"
+check inspect-pkl-object 0 '^  names +numpy\.ndarray: numpy array of Python objects' -- "$bin" inspect "$fl/numpy_arrays_p5.pkl"
+"$bin" inspect "$fl/numpy_arrays_p5.pkl" --json --hash | python3 -c '
+import json, sys
+got = json.load(sys.stdin)
+want = json.load(open(sys.argv[1]))
+assert got["format"] == "pickle" and got["tensors"] == want["tensors"], got["tensors"]
+assert [u["key"] for u in got["unreadable"]] == want["unreadable"]
+' "$fl/expected/numpy_arrays_p5.pkl.json" && passed=$((passed + 1)) || { echo "FAIL inspect-pkl-json"; failed=$((failed + 1)); }
+check diff-pkl-select 0 '^Would load 122 of 122' -- "$bin" diff "$fx/resnet_plain.pt" "$fl/detectron2_zoo.pkl" --select model
+check diff-pkl-auto 0 "^Would load 122 of 122 .*auto_select 'model'" -- "$bin" diff "$fx/resnet_plain.pt" "$fl/detectron2_zoo.pkl" --auto
+check convert-pkl 0 'wrote 122 tensors' -- "$bin" convert "$fl/detectron2_zoo.pkl" "$tmp/d2.safetensors" --select model
+check convert-pkl-read 0 '^Would load 122 of 122' -- "$bin" diff "$fx/resnet_plain.pt" "$tmp/d2.safetensors"
+cp "$fx/resnet_plain.pt" "$tmp/zip_named.safetensors"
+check inspect-misnamed 0 "^note: +named '\.safetensors', but it is a torch\.save zip \(PyTorch 1\.6 or later\): read as that$" -- "$bin" inspect "$tmp/zip_named.safetensors"
+check inspect-misnamed-format 0 '^format: +torch_zip$' -- "$bin" inspect "$tmp/zip_named.safetensors"
+check inspect-misnamed-json 0 '"notes": \[$' -- "$bin" inspect "$tmp/zip_named.safetensors" --json
+check diff-misnamed 0 "note: named '\.safetensors', but it is a torch\.save zip" -- "$bin" diff "$fx/resnet_plain.pt" "$tmp/zip_named.safetensors"
+cp "$fl/detectron2_zoo.pkl" "$tmp/pickle_named.bin"
+check inspect-pickle-named-bin 0 "^note: +named '\.bin', but it is a plain pickle" -- "$bin" inspect "$tmp/pickle_named.bin"
+printf '<html><head><title>Sign in</title></head></html>' >"$tmp/page.pt"
+check inspect-html 2 'page\.pt: offset 0: not a recognised checkpoint format.*it is an HTML page' -- "$bin" inspect "$tmp/page.pt"
+check inspect-optimizer 0 "^note: +this file is an optimizer's state_dict\(\) \(keys 'state' and 'param_groups'\), not a model's" -- "$bin" inspect "$fl/optimizer_adam.pt"
+check inspect-optimizer-select 0 "^note: +'optimizer' is an optimizer's state_dict\(\)" -- "$bin" inspect "$fx/training.pt" --select optimizer
+check diff-optimizer 1 "optimizer_adam\.pt: the checkpoint is an optimizer's state_dict\(\)" -- "$bin" diff "$fx/resnet_plain.pt" "$fl/optimizer_adam.pt"
+check diff-optimizer-json 1 '"id": "load\.optimizer_state"' -- "$bin" diff "$fx/resnet_plain.pt" "$fl/optimizer_adam.pt" --json
+check diff-folded 1 'Missing key\(s\) in state_dict: "layers\.\{0\.\.95\}\.attn\.\{q,k,v\}\.weight" \(288\), "layers\.\{0\.\.95\}\.norm\.weight" \(96\), "head\.weight"; 385 keys in all\.' -- "$bin" diff "$fl/layers96.pt" "$fx/resnet_plain.pt"
+check diff-folded-gap 1 '"layers\.\{0\.\.4,6\.\.95\}\.attn\.k\.weight" \(95\)' -- "$bin" diff "$fl/layers96.pt" "$fx/resnet_plain.pt" --ignore-missing layers.5.attn.k.weight
+check diff-folded-json 1 '"layers\.95\.attn\.v\.weight",$' -- "$bin" diff "$fl/layers96.pt" "$fx/resnet_plain.pt" --json
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -36,10 +36,11 @@ enum class Format {
   dcp,                  ///< a torch.distributed.checkpoint folder (.metadata + *.distcp)
   pt2,                  ///< a torch.export.save archive (.pt2): the exported program's state dict
   aoti_package,         ///< an AOTInductor package (.pt2) whose constants are files beside the .so
+  pickle,               ///< a plain pickle.dump of numpy arrays (a detectron2 model-zoo .pkl), no torch.save container
 };
 
 /// Short stable name of a format: "torch_zip", "torch_legacy", "torchscript", "safetensors",
-/// "sharded_safetensors", "sharded_torch", "dcp", "pt2", "aoti_package".
+/// "sharded_safetensors", "sharded_torch", "dcp", "pt2", "aoti_package", "pickle".
 inline const char* format_name(Format f) {
   switch (f) {
   case Format::torch_zip:
@@ -60,6 +61,8 @@ inline const char* format_name(Format f) {
     return "pt2";
   case Format::aoti_package:
     return "aoti_package";
+  case Format::pickle:
+    return "pickle";
   }
   return "unknown";
 }
@@ -413,6 +416,7 @@ struct CheckpointData {
   std::string path;
   std::string module_class;  // set when the file is a whole pickled nn.Module
   std::map<std::string, std::string> metadata;
+  std::vector<std::string> notes;    // Checkpoint::notes()
   std::vector<std::string> reasons;  // Internal::unreadable nodes point here
   std::size_t max_depth = 1000;
   ReadTensors handed;  // tensors handed to the caller, read on first use
@@ -960,6 +964,10 @@ public:
   const std::map<std::string, std::string>& metadata() const { return data_->metadata; }
   /// For a whole pickled nn.Module (torch.save(model)): its Python class; otherwise empty.
   const std::string& module_class() const { return data_->module_class; }
+  /// What statedict noticed about the file that needs no action, one sentence each: a name that
+  /// says another format than the content it was read by ("named '.safetensors', but it is a
+  /// torch.save zip (PyTorch 1.6 or later): read as that").
+  const std::vector<std::string>& notes() const { return data_->notes; }
 
 private:
   friend Checkpoint detail::make_checkpoint(std::shared_ptr<const detail::CheckpointData>);
@@ -978,6 +986,18 @@ inline std::vector<NamedTensor> lazy_tensors(const Value& v) {
   std::vector<at::Storage> views;  // a described storage's view, shared by its tensors in this list
   v.flatten(v.id_, path, out, nullptr, on_path, 0, &views);
   return out;
+}
+/// Whether `v` is an optimizer's state_dict(): a dict of `state` (a dict: per-parameter buffers
+/// such as momentum_buffer or exp_avg, keyed by parameter number) and `param_groups` (a list).
+inline bool is_optimizer_state(const Value& v) {
+  if (!v.is_dict() || v.size() > 4) return false;  // torch's has these two keys alone; a model's state dict is not looked through
+  const std::optional<Value> state = v.find("state"), groups = v.find("param_groups");
+  return state && groups && state->is_dict() && groups->is_sequence();
+}
+/// What an optimizer's state is, in words, for errors and notes.
+inline const char* optimizer_state_words() {
+  return "an optimizer's state_dict() (keys 'state' and 'param_groups'), not a model's: it holds the optimizer's per-parameter "
+         "buffers (momentum_buffer, exp_avg, ...) keyed by parameter number, not the weights";
 }
 /// The bytes of an entry of such a list.
 inline at::Tensor resolve(const NamedTensor& t) { return t.lazy ? t.lazy->get() : readable(t.tensor, t.key); }

@@ -20,11 +20,15 @@ STATEDICT_FUNC Checkpoint read(const std::string& path, const ReadOptions& optio
 #if STATEDICT_DEFINITIONS
 #include <statedict/detail/formats/dcp.hpp>
 #include <statedict/detail/formats/hf_sharded.hpp>
+#include <statedict/detail/formats/plain_pickle.hpp>
 #include <statedict/detail/formats/pt2.hpp>
 #include <statedict/detail/formats/safetensors.hpp>
 #include <statedict/detail/formats/torch_file.hpp>
 #include <statedict/detail/formats/zip.hpp>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <utility>
@@ -197,6 +201,74 @@ inline std::shared_ptr<CheckpointData> read_folder(const std::string& dir, const
   return read_sharded(index.empty() ? find_index_in(dir) : index, opts);
 }
 
+/// What a format is, in words, for notes and errors.
+inline const char* format_words(Format f) {
+  switch (f) {
+  case Format::torch_zip:
+    return "a torch.save zip (PyTorch 1.6 or later)";
+  case Format::torch_legacy:
+    return "a legacy torch.save file (before PyTorch 1.6)";
+  case Format::torchscript:
+    return "a TorchScript archive (torch.jit.save)";
+  case Format::safetensors:
+    return "a safetensors file";
+  case Format::pt2:
+  case Format::aoti_package:
+    return "a torch.export archive (.pt2)";
+  case Format::pickle:
+    return "a plain pickle (pickle.dump, no torch.save container)";
+  default:
+    return "a checkpoint of another format";
+  }
+}
+
+/// A note when the file's name says another format than its content: statedict reads by content,
+/// and a user who named the file (or a tool that renamed it) should know what it really is.
+inline std::string name_note(const std::string& path, Format got) {
+  using F = Format;
+  const std::vector<F> torch_save{F::torch_zip, F::torch_legacy, F::torchscript};
+  // torch.save to a .pkl name is common: only another format than a pickle or torch.save is news there.
+  const std::vector<F> pickled{F::pickle, F::torch_zip, F::torch_legacy};
+  const std::vector<std::pair<const char*, std::vector<F>>> expected{{".safetensors", {F::safetensors}},
+                                                                     {".pt2", {F::pt2, F::aoti_package}},
+                                                                     {".pt", torch_save},
+                                                                     {".pth", torch_save},
+                                                                     {".bin", torch_save},
+                                                                     {".ckpt", torch_save},
+                                                                     {".tar", torch_save},
+                                                                     {".pkl", pickled},
+                                                                     {".pickle", pickled}};
+  const std::string name = std::filesystem::path(path).filename().string();
+  for (const auto& [ext, fits] : expected)
+    if (ends_with(name, ext))
+      return std::find(fits.begin(), fits.end(), got) != fits.end()
+                 ? ""
+                 : "named '" + std::string(ext) + "', but it is " + format_words(got) + ": read as that";
+  return "";
+}
+
+/// The first bytes of a file no reader recognised, shown so that a user sees what it is instead.
+inline std::string start_of(const MappedFile& f) {
+  const std::size_t n = std::min<std::size_t>(f.head_size(), 16);
+  const auto* h = f.head();
+  std::string lower;
+  for (std::size_t i = 0; i < n; ++i) lower += static_cast<char>(std::tolower(h[i]));
+  if (lower.rfind("<!doctype html", 0) == 0 || lower.rfind("<html", 0) == 0)
+    return "it is an HTML page (a download that received a web page, such as a login or error page, instead of the file)";
+  const bool text = std::all_of(h, h + n, [](std::uint8_t c) { return c >= 0x20 && c < 0x7f; });
+  std::string shown;
+  if (text) {
+    shown = "'" + std::string(reinterpret_cast<const char*>(h), n) + "'";
+  } else {
+    char b[4];
+    for (std::size_t i = 0; i < n; ++i) {
+      std::snprintf(b, sizeof b, "%02x", h[i]);
+      shown += (i ? " " : "") + std::string(b);
+    }
+  }
+  return "it starts with " + shown;
+}
+
 inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const ReadOptions& opts) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return read_folder(path, opts);
@@ -206,9 +278,13 @@ inline std::shared_ptr<CheckpointData> read_file(const std::string& path, const 
   // A protected file whose lease broke during the read: its headers may be the new file's, its
   // tensors the old one's.
   if (f->protected_copy()) throw Error("file.changed", path, "", "it was opened for writing while it was read; read it again");
+  const std::string note = name_note(path, cd->format);
+  if (!note.empty()) cd->notes.insert(cd->notes.begin(), note);
   return cd;
 }
 
+/// Reads an opened file by what its bytes are, whatever its name: a torch.save zip named
+/// .safetensors is read as a torch.save zip (read_file notes the name).
 inline std::shared_ptr<CheckpointData> read_opened(const std::shared_ptr<MappedFile>& f, const ReadOptions& opts) {
   const std::string& path = f->path();
   if (f->size() == 0) throw Error("format.empty", path, "", "file is empty");
@@ -216,7 +292,6 @@ inline std::shared_ptr<CheckpointData> read_opened(const std::shared_ptr<MappedF
   if (f->head_size() >= sizeof lfs - 1 && std::memcmp(f->head(), lfs, sizeof lfs - 1) == 0)
     throw Error("format.lfs_pointer", path, "offset 0",
                 "this is a Git LFS pointer, not the checkpoint: fetch the real file (git lfs pull) and read that");
-  if (ends_with(path, ".safetensors")) return read_safetensors(f, opts);
   if (f->head_size() >= 8 && std::memcmp(f->head(), "PYTORCH1", 8) == 0)
     throw Error("format.unsupported", path, "offset 0", "PYTORCH1 preview format (PyTorch 1.0 TorchScript) is not supported");
   if (ZipArchive::looks_like_zip(*f)) {
@@ -235,10 +310,17 @@ inline std::shared_ptr<CheckpointData> read_opened(const std::shared_ptr<MappedF
   if (f->head_size() > 262 && std::memcmp(f->head() + 257, "ustar", 5) == 0)
     throw Error("format.unsupported", path, "offset 257", "tar-based torch.save format (PyTorch < 0.4) is not supported");
   if (looks_like_safetensors(*f)) return read_safetensors(f, opts);
-  if (f->head_size() >= 2 && f->head()[0] == 0x80)
-    throw Error("format.unknown", path, "offset 0", "a bare pickle, not a torch.save file (no zip container, no legacy magic number)");
+  // A damaged safetensors file (its header runs past the end) starts with a plausible header length
+  // and a '{', which no pickle has there; its length may start with a PROTO byte (0x0280 = 640).
+  const bool damaged_safetensors = f->head_size() > 8 && f->head()[8] == '{' && rd64(f->head()) <= safetensors_max_header;
+  if (looks_like_pickle(*f) && !damaged_safetensors) return read_plain_pickle(f, opts);
+  // Nothing known starts so. A file named .safetensors is most likely a damaged one: its reader
+  // says what is wrong with the header.
+  if (damaged_safetensors || ends_with(path, ".safetensors")) return read_safetensors(f, opts);
   throw Error("format.unknown", path, "offset 0",
-              "not a recognised checkpoint format (torch.save zip or legacy, safetensors, TorchScript)");
+              "not a recognised checkpoint format (torch.save zip or legacy, safetensors, TorchScript, torch.export, a pickle of "
+              "protocol 2 or later); " +
+                  start_of(*f));
 }
 
 }  // namespace detail

@@ -1,6 +1,7 @@
 #pragma once
 // statedict::LoadReport: everything a load (or dry run) found, printable the way PyTorch prints.
 #include <statedict/detail/config.hpp>
+#include <statedict/detail/fold.hpp>
 #include <statedict/error.hpp>
 #include <statedict/options.hpp>
 
@@ -88,6 +89,9 @@ public:
   std::vector<Suggestion> suggestions;
   std::vector<std::string> errors;  ///< why the load failed under the policies, PyTorch-style lines
   std::vector<std::string> warnings;
+  /// What statedict noticed about the file that needs no action: a file whose name says another
+  /// format than its content ("named .safetensors, but it is a torch.save zip: read as that").
+  std::vector<std::string> notes;
   std::string error;     ///< the file could not be read or the selection failed
   std::string error_id;  ///< statedict error id of `error`
 
@@ -111,77 +115,34 @@ private:
 
 /// Prints the report. A failed load starts like PyTorch's message ("Error(s) in loading state_dict
 /// for Net:", "Missing key(s) in state_dict: ...", "size mismatch for ..."); long key lists are
-/// grouped; suggestions come last.
+/// folded (see detail::quoted_list); suggestions come last.
 STATEDICT_FUNC std::ostream& operator<<(std::ostream& os, const LoadReport& r);
 
 namespace detail {
 
-/// Compacts a key list for printing: keys that differ in one dotted component become
-/// "layer1.0.{conv1,bn1}.weight".
-inline std::vector<std::string> group_keys(const std::vector<std::string>& keys) {
-  struct Group {
-    std::vector<std::string> parts;
-    int varying = -1;
-    std::vector<std::string> alts;
-  };
-  auto split = [](const std::string& k) {
-    std::vector<std::string> p;
-    std::size_t s = 0;
-    while (true) {
-      auto e = k.find('.', s);
-      p.push_back(k.substr(s, e == std::string::npos ? std::string::npos : e - s));
-      if (e == std::string::npos) break;
-      s = e + 1;
-    }
-    return p;
-  };
-  std::vector<Group> groups;
-  for (const auto& k : keys) {
-    auto parts = split(k);
-    bool merged = false;
-    for (auto it = groups.rbegin(); it != groups.rend() && it - groups.rbegin() < 4 && !merged; ++it) {
-      Group& g = *it;
-      if (g.parts.size() != parts.size()) continue;
-      int diff = -1, count = 0;
-      for (std::size_t i = 0; i < parts.size(); ++i)
-        if (parts[i] != g.parts[i]) {
-          diff = static_cast<int>(i);
-          ++count;
-        }
-      if (count == 1 && (g.varying == -1 || g.varying == diff)) {
-        if (g.varying == -1) {
-          g.varying = diff;
-          g.alts.push_back(g.parts[static_cast<std::size_t>(diff)]);
-        }
-        g.alts.push_back(parts[static_cast<std::size_t>(diff)]);
-        merged = true;
-      }
-    }
-    if (!merged) groups.push_back({parts, -1, {}});
-  }
-  std::vector<std::string> out;
-  for (const auto& g : groups) {
-    std::string s;
-    for (std::size_t i = 0; i < g.parts.size(); ++i) {
-      if (i) s += ".";
-      if (static_cast<int>(i) == g.varying) {
-        s += "{";
-        for (std::size_t a = 0; a < g.alts.size(); ++a) s += (a ? "," : "") + g.alts[a];
-        s += "}";
-      } else
-        s += g.parts[i];
-    }
-    out.push_back(s);
-  }
-  return out;
-}
-
-inline std::string quoted_list(const std::vector<std::string>& keys, bool group) {
-  const auto shown = group && keys.size() > 8 ? group_keys(keys) : keys;
+/// A key list as printed in a report's lines: PyTorch's quoted keys, and for more than 8 keys the
+/// folded entries of fold_keys ("layers.{0..95}.attn.{q,k,v}.weight" (288)), each entry that stands
+/// for several keys followed by their number, and the list by "; N keys in all". At most 24
+/// entries are shown. With `fold` false, the keys themselves (cut at 24 the same way).
+inline std::string quoted_list(const std::vector<std::string>& keys, bool fold) {
   constexpr std::size_t max_shown = 24;  // the report keeps every key; the printout stays readable
+  std::vector<FoldedKeys> shown;
+  if (fold && keys.size() > 8) {
+    shown = fold_keys(keys);
+  } else {
+    for (std::size_t i = 0; i < keys.size() && i < max_shown + 1; ++i) shown.push_back({keys[i], 1});
+  }
   std::string s;
-  for (std::size_t i = 0; i < shown.size() && i < max_shown; ++i) s += (i ? ", \"" : "\"") + shown[i] + "\"";
-  if (shown.size() > max_shown) s += ", ... (" + std::to_string(keys.size()) + " keys in all)";
+  bool folded = false;
+  for (std::size_t i = 0; i < shown.size() && i < max_shown; ++i) {
+    s += (i ? ", \"" : "\"") + shown[i].text + "\"";
+    if (shown[i].count > 1) s += " (" + std::to_string(shown[i].count) + ")";
+    folded = folded || shown[i].count > 1;
+  }
+  if (shown.size() > max_shown)
+    s += ", ... (" + std::to_string(keys.size()) + " keys in all)";
+  else if (folded && shown.size() > 1)
+    s += "; " + std::to_string(keys.size()) + " keys in all";
   return s;
 }
 
@@ -196,6 +157,7 @@ STATEDICT_FUNC std::ostream& operator<<(std::ostream& os, const LoadReport& r) {
     if (!r.written.empty())
       os << "\tthe module was partly written: " << r.written.size() << " of " << r.module_tensors << " tensors hold new values ("
          << detail::quoted_list(r.written, true) << "); the others are unchanged\n";
+    for (const auto& n : r.notes) os << "\tnote: " << n << "\n";
   } else if (!r.ok()) {
     os << "Error(s) in loading state_dict for " << name << ":\n";
     for (const auto& e : r.errors) os << "\t" << e << "\n";
@@ -203,6 +165,7 @@ STATEDICT_FUNC std::ostream& operator<<(std::ostream& os, const LoadReport& r) {
       os << "\tfrom the sub-tree '" << r.selected << "' (" << r.selected_by << (r.selected_why.empty() ? "" : ": " + r.selected_why)
          << ")\n";
     for (const auto& w : r.warnings) os << "\twarning: " << w << "\n";
+    for (const auto& n : r.notes) os << "\tnote: " << n << "\n";
   } else {
     os << (r.dry_run ? "Would load " : "Loaded ") << r.loaded << " of " << r.module_tensors << " tensors into " << name;
     if (!r.file.empty()) os << " from " << r.file;
@@ -210,6 +173,7 @@ STATEDICT_FUNC std::ostream& operator<<(std::ostream& os, const LoadReport& r) {
       os << " (" << r.selected_by << " '" << r.selected << "'" << (r.selected_why.empty() ? "" : ": " + r.selected_why) << ")";
     os << "\n";
     for (const auto& w : r.warnings) os << "\twarning: " << w << "\n";
+    for (const auto& n : r.notes) os << "\tnote: " << n << "\n";
   }
   if (!r.suggestions.empty()) {
     os << "Suggestions:\n";
@@ -275,6 +239,7 @@ STATEDICT_FUNC nlohmann::json LoadReport::to_json() const {
   }
   j["errors"] = errors;
   j["warnings"] = warnings;
+  j["notes"] = notes;
   if (!error.empty()) j["error"] = {{"id", error_id}, {"message", error}};
   return j;
 }

@@ -122,7 +122,16 @@ void print_unreadable(const statedict::Value& root) {
   for (const auto& u : bad) std::cout << "  " << u.key << "  " << u.type << ": " << u.reason << "\n";
 }
 
-void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, const std::string& select) {
+/// What statedict noticed about the file (a name that says another format; an optimizer's state
+/// given where weights are expected), one sentence each.
+std::vector<std::string> notes(const statedict::Checkpoint& ck, const statedict::Value& root, const std::string& select) {
+  std::vector<std::string> out = ck.notes();
+  if (statedict::detail::is_optimizer_state(root))
+    out.push_back((select.empty() ? std::string("this file") : "'" + select + "'") + " is " + statedict::detail::optimizer_state_words());
+  return out;
+}
+
+void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, const std::string& select, bool hash) {
   const auto tensors = statedict::detail::lazy_tensors(root);
   std::uint64_t bytes = 0;
   for (const auto& t : tensors) bytes += static_cast<std::uint64_t>(t.tensor.numel()) * t.tensor.element_size();
@@ -130,6 +139,7 @@ void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, 
   std::cout << "format:  " << statedict::format_name(ck.format());
   if (!ck.module_class().empty()) std::cout << " (whole pickled module " << ck.module_class() << ")";
   std::cout << "\n";
+  for (const auto& n : notes(ck, root, select)) std::cout << "note:    " << n << "\n";
   if (!select.empty()) std::cout << "select:  " << select << "\n";
   std::cout << "tensors: " << tensors.size() << " (" << statedict::bytes_text(bytes) << ")\n";
   for (const auto& [k, v] : ck.metadata()) std::cout << "metadata: " << k << " = " << v << "\n";
@@ -173,12 +183,18 @@ void print_human(const statedict::Checkpoint& ck, const statedict::Value& root, 
     wk = std::max(wk, t.key.size());
     wd = std::max(wd, t.dtype().size());
   }
+  // With --hash a last column: the SHA-256 after the shape, the shapes padded to one width.
+  std::size_t ws = 5;
+  if (hash)
+    for (const auto& t : tensors) ws = std::max(ws, statedict::shape_text(t.shape()).size());
   std::cout << "\n"
-            << "key" << std::string(wk - 1, ' ') << "dtype" << std::string(wd - 3, ' ') << "shape\n";
+            << "key" << std::string(wk - 1, ' ') << "dtype" << std::string(wd - 3, ' ') << "shape"
+            << (hash ? std::string(ws - 3, ' ') + "sha256" : std::string()) << "\n";
   for (const auto& t : tensors) {
-    const std::string dt = t.dtype();
-    std::cout << t.key << std::string(wk - t.key.size() + 2, ' ') << dt << std::string(wd - dt.size() + 2, ' ')
-              << statedict::shape_text(t.shape()) << "\n";
+    const std::string dt = t.dtype(), shape = statedict::shape_text(t.shape());
+    std::cout << t.key << std::string(wk - t.key.size() + 2, ' ') << dt << std::string(wd - dt.size() + 2, ' ') << shape;
+    if (hash) std::cout << std::string(ws - shape.size() + 2, ' ') << statedict::tensor_sha256(statedict::detail::resolve(t));
+    std::cout << "\n";
   }
   print_unreadable(root);
 }
@@ -205,7 +221,7 @@ int run_inspect(const std::string& file, const std::string& select, bool json, b
   const statedict::Checkpoint ck = statedict::read(file);
   const statedict::Value root = select.empty() ? ck.root() : ck.at(select);
   if (!json) {
-    print_human(ck, root, select);
+    print_human(ck, root, select, hash);
     if (pkg) pt2cli::print_human(*pkg);
     return exit_ok;
   }
@@ -213,6 +229,7 @@ int run_inspect(const std::string& file, const std::string& select, bool json, b
   out["file"] = file;
   out["format"] = statedict::format_name(ck.format());
   if (!select.empty()) out["select"] = select;
+  out["notes"] = notes(ck, root, select);
   if (!ck.metadata().empty()) out["metadata"] = ck.metadata();
   if (pkg) out.update(pt2cli::to_json(*pkg));
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
@@ -600,11 +617,15 @@ int main(int argc, char** argv) {
   bool json = false, hash = false;
   auto* inspect =
       app.add_subcommand("inspect", "Show what a checkpoint holds: the top of its tree, then key, dtype and shape of every tensor");
-  inspect->add_option("FILE", file, "Checkpoint file (torch.save, safetensors, TorchScript, sharded index or its folder, DCP folder, .pt2)")
+  inspect
+      ->add_option(
+          "FILE", file,
+          "Checkpoint file (torch.save, safetensors, TorchScript, sharded index or its folder, DCP folder, .pt2, a pickle of numpy arrays)")
       ->required();
   inspect->add_option("--select", select, "Only the sub-tree at this dotted path, e.g. model or state_dict");
   inspect->add_flag("--json", json, "Machine-readable output: {file, format, tensors: [{key, dtype, shape, sha256}]}");
-  inspect->add_flag("--hash", hash, "Add the SHA-256 of each tensor's contiguous little-endian bytes");
+  inspect->add_flag("--hash", hash,
+                    "Add the SHA-256 of each tensor's contiguous little-endian bytes (a column of the table, or sha256 in --json)");
   PackageFlags package;
 #if STATEDICT_CLI_AOTI
   const auto add_package_flags = [&package](CLI::App* cmd, const char* what) {

@@ -154,6 +154,8 @@ struct PickleGlobals {
         {"numpy.dtype", &PickleGlobals::make_numpy_dtype},
         {"numpy.core.multiarray._reconstruct", &PickleGlobals::make_numpy_array},
         {"numpy._core.multiarray._reconstruct", &PickleGlobals::make_numpy_array},
+        {"numpy.core.numeric._frombuffer", &PickleGlobals::make_numpy_frombuffer},
+        {"numpy._core.numeric._frombuffer", &PickleGlobals::make_numpy_frombuffer},
         {"numpy.core.multiarray.scalar", &PickleGlobals::make_numpy_scalar},
         {"numpy._core.multiarray.scalar", &PickleGlobals::make_numpy_scalar},
         {"_io.BytesIO", &PickleGlobals::call_bytes_io},
@@ -426,6 +428,16 @@ struct PickleGlobals {
       for (std::uint64_t e = 0; e + unit <= bytes; e += unit) std::reverse(p + e, p + e + unit);
     return t;
   }
+  /// A numpy array's data as raw bytes: bytes, or a Python 2 str (BINSTRING, whose bytes
+  /// op_binstring keeps recoverable; `converted` holds them when they must be made); nullptr for
+  /// anything else (the items of an object array).
+  static const std::string* numpy_data(Unpickler& u, std::uint32_t id, std::string& converted) {
+    const Node& data = u.node(id);
+    if (data.kind == Kind::bytes || (data.kind == Kind::string && data.integer == binstring_verbatim)) return &data.text;
+    if (data.kind != Kind::string || data.integer != binstring_latin1) return nullptr;
+    converted = utf8_to_latin1(u, data.text);
+    return &converted;
+  }
   static void build_numpy_array(Unpickler& u, std::uint32_t target, std::uint32_t state) {
     // state = (version, shape, dtype, is_fortran, data)
     const Node& s = u.node(state);
@@ -433,17 +445,33 @@ struct PickleGlobals {
     if (s.kind != Kind::tuple || s.items.size() != 5)
       return u.mark_unreadable(target, "numpy array state is not (version, shape, dtype, fortran, data)");
     const Node& shape = u.node(s.items[1]);
-    const Node& data = u.node(s.items[4]);
     if (shape.kind != Kind::tuple) return u.mark_unreadable(target, "numpy array shape is not a tuple");
-    if (data.kind != Kind::bytes)
-      return u.mark_unreadable(target, "numpy array of Python objects (dtype 'O'): its items are not tensor data");
-    auto dims = u.want_int_tuple(s.items[1], "numpy shape");
+    std::string converted;
+    const std::string* data = numpy_data(u, s.items[4], converted);
+    if (data == nullptr) return u.mark_unreadable(target, "numpy array of Python objects (dtype 'O'): its items are not tensor data");
     const bool fortran = u.node(s.items[3]).kind == Kind::boolean && u.node(s.items[3]).boolean;
+    numpy_array_into(u, target, s.items[2], u.want_int_tuple(s.items[1], "numpy shape"), fortran, *data);
+  }
+  /// numpy's reduction for pickle protocol 5: _frombuffer(buffer, dtype, shape, order), the buffer
+  /// (bytes or bytearray in band) holding the array's memory in C or Fortran order.
+  static std::uint32_t make_numpy_frombuffer(Unpickler& u, std::uint32_t fn, std::uint32_t args_id, const Args& a, const char*) {
+    const std::uint32_t id = u.inert("numpy.ndarray", args_id);
+    if (a.size() != 4 || u.arg(a, 0).kind != Kind::bytes || u.arg(a, 2).kind != Kind::tuple || u.arg(a, 3).kind != Kind::string ||
+        (u.arg(a, 3).text != "C" && u.arg(a, 3).text != "F")) {
+      u.mark_unreadable(id, u.node(fn).text + " without (buffer, dtype, shape, 'C' or 'F'): an out-of-band buffer or an unknown form");
+      return id;
+    }
+    numpy_array_into(u, id, a[1], u.want_int_tuple(a[2], "numpy shape"), u.arg(a, 3).text == "F", u.arg(a, 0).text);
+    return id;
+  }
+  /// Makes node `target` the tensor of a numpy array (or marks it unreadable, saying why).
+  static void numpy_array_into(Unpickler& u, std::uint32_t target, std::uint32_t dtype_id, const std::vector<std::int64_t>& dims,
+                               bool fortran, const std::string& data) {
     std::vector<std::int64_t> order = dims;
     if (fortran) std::reverse(order.begin(), order.end());
     Dtype dt = nullptr;
     std::string why;
-    at::Tensor t = numpy_tensor(u, s.items[2], order, data.text, &dt, &why);
+    at::Tensor t = numpy_tensor(u, dtype_id, order, data, &dt, &why);
     if (!t.defined()) return u.mark_unreadable(target, why);
     const auto rank = static_cast<std::int64_t>(order.size());
     if (fortran && rank > 1) {

@@ -37,6 +37,12 @@ public:
     protocol_1_ = on;
     return *this;
   }
+  /// A plain pickle (pickle.dump, a detectron2 .pkl): nothing beside it holds storages, so a
+  /// persistent id is refused.
+  Unpickler& plain(bool on) {
+    plain_ = on;
+    return *this;
+  }
 
   /// Runs to STOP; returns the root node. consumed() then tells how many bytes the pickle took.
   std::uint32_t run() {
@@ -608,6 +614,7 @@ private:
   std::size_t p_ = 0, op_at_ = 0;
   bool limited_ = false;
   bool protocol_1_ = false;
+  bool plain_ = false;
   int call_depth_ = 0;
   std::vector<std::uint32_t> stack_;
   std::vector<std::size_t> marks_;

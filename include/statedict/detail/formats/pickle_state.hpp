@@ -17,6 +17,10 @@
 
 namespace statedict::detail {
 
+/// Node::integer of a str read from a Python 2 pickle (BINSTRING): its bytes were valid UTF-8 and
+/// are the text, or they were not and the text is their Latin-1 reading.
+inline constexpr std::int64_t binstring_verbatim = 1, binstring_latin1 = 2;
+
 struct StorageSpec {
   std::string key;
   Dtype dtype = dtype_uint8();

@@ -11,6 +11,10 @@ namespace statedict::detail {
 
 // ---- tensors and storages ----
 inline std::uint32_t Unpickler::persistent(std::uint32_t pid) {
+  if (plain_)
+    fail("pickle.bad_persistent_id", op_at_,
+         "a persistent id in a plain pickle: its tensors' bytes would be records beside it, which a pickle.dump file has none of "
+         "(a torch.save file's data.pkl taken out of its zip?)");
   const Node& t = node(pid);
   if (t.kind != Kind::tuple) fail("pickle.bad_persistent_id", op_at_, "persistent id is a " + kind_name(pid) + ", not a tuple");
   if (t.items.empty() || node(t.items[0]).kind != Kind::string) fail("pickle.bad_persistent_id", op_at_, "persistent id has no tag");

@@ -113,10 +113,15 @@ inline void Unpickler::op_binstring(std::uint32_t len) {
   const std::uint8_t* b = take(len);
   Node nd;
   nd.kind = Kind::string;
-  if (is_valid_utf8(b, len))
+  // A numpy array pickled by Python 2 holds its data in such a str: `integer` says how to get the
+  // bytes back (PickleGlobals::numpy_data).
+  if (is_valid_utf8(b, len)) {
     nd.text.assign(reinterpret_cast<const char*>(b), len);
-  else
+    nd.integer = binstring_verbatim;
+  } else {
     nd.text = latin1_to_utf8(b, len);
+    nd.integer = binstring_latin1;
+  }
   push(tree_.add(std::move(nd)));
 }
 

@@ -322,7 +322,7 @@ struct Candidate {
 /// Sub-trees worth selecting: the root and every dict-like value down to depth 3 holding tensors.
 inline void list_subtrees(const Value& v, const std::string& path, int depth, std::vector<std::pair<std::string, Value>>& out) {
   // An optimizer's state_dict ({"state", "param_groups"}) holds per-parameter buffers, never a model.
-  if (v.is_dict() && v.find("state") && v.find("param_groups")) return;
+  if (is_optimizer_state(v)) return;
   if (v.is_dict()) {
     out.emplace_back(path, v);
     if (depth >= 3) return;

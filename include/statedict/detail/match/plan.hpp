@@ -92,9 +92,11 @@ public:
   /// `suggest` off: no suggestions (a dry run made to check one); `usable` receives how many tensors
   /// would load if the policies allowed it (the copies before a failing report clears them).
   std::vector<Copy> run(bool suggest, std::size_t* usable) {
+    suggest_ = suggest;
     r_.module_tensors = targets_.size();
     r_.file = ck_.path();
     r_.format = format_name(ck_.format());
+    r_.notes = ck_.notes();
     if (!choose_subtree(suggest)) return {};
     keep_submodule();
     if (!recorded(r_, [&] { rewrite_keys(); })) return {};
@@ -107,6 +109,10 @@ public:
     // A failed load loads nothing, and its report says so (not "loaded 40 of 40").
     if (!r_.ok()) copies_.clear();
     r_.loaded = copies_.size();
+    if (!r_.ok() && is_optimizer_state(root_)) {  // no key rule makes an optimizer's buffers weights: no suggestions
+      refuse_optimizer_state();
+      return {};
+    }
     if (suggest) Advisor(advised_, sources_, keys_, used_, r_).run(pairable);
     return std::move(copies_);
   }
@@ -179,6 +185,16 @@ private:
     for (std::size_t i = 1; i < all.size(); ++i) note += "; for " + where(all[i]) + " use " + take_text(all[i]);
     return note;
   }
+  /// A failed load from an optimizer's state_dict: its own error, not hundreds of key lines.
+  void refuse_optimizer_state() {
+    const bool sub = !r_.selected.empty();
+    record(r_, "load.optimizer_state",
+           ck_.path() + ": " + (sub ? "'" + r_.selected + "'" : std::string("the checkpoint")) + " is " + optimizer_state_words() +
+               "; load the model's weights instead: the file saved from model.state_dict(), or " +
+               (sub ? "the entry of this checkpoint that holds them (statedict inspect lists its top level)"
+                    : "the 'model' or 'state_dict' entry of a training checkpoint"));
+  }
+
   /// 1, continued. With submodule(): only the sub-module's keys, relative to it; the rest of the
   /// checkpoint is not this load's.
   void keep_submodule() {
@@ -420,7 +436,9 @@ private:
   void apply_policies() {
     auto apply_policy = [&](Policy p, const std::vector<std::string>& keys, const char* what) {
       if (keys.empty() || p == Policy::ignore) return;
-      const std::string line = std::string(what) + " key(s) in state_dict: " + quoted_list(keys, true) + ".";
+      // A dry run checking a fix is never printed: folding 100k keys for it would be wasted.
+      const std::string list = suggest_ ? quoted_list(keys, true) : std::to_string(keys.size());
+      const std::string line = std::string(what) + " key(s) in state_dict: " + list + ".";
       (p == Policy::error ? r_.errors : r_.warnings).push_back(line);
     };
     // PyTorch lists unexpected before missing; keep its order so messages read the same.
@@ -466,6 +484,7 @@ private:
   std::vector<std::string> missing_soft_;  // missing and tolerated
   std::vector<std::string> unexpected_hard_;
   std::map<std::pair<std::string, std::string>, std::size_t> casts_;  // (from, to) dtype: tensors cast
+  bool suggest_ = true;                                               // a report to print, not a dry run's
 };
 
 /// Plans a load of `ck` into `targets` (see Planner::run); the advice's dry runs are plans too.

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../program.hpp"
+
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -19,20 +21,10 @@
 
 static_assert(STATEDICT_DEFINITIONS == 0, "units other than the one including <statedict/src.hpp> compile declarations only");
 
-namespace {
-int failures = 0;
-void check(bool ok, const std::string& what) {
-  std::printf("%s: %s\n", ok ? "ok" : "FAILED", what.c_str());
-  failures += ok ? 0 : 1;
-}
-}  // namespace
+using sdtest::check;
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
-    return 2;
-  }
-  const std::string dir = argv[1];
+  const std::string dir = sdtest::fixtures_dir(argc, argv);
   sdtest::TinyResNet model;
   const statedict::LoadReport r = statedict::load(model, dir + "/resnet_dataparallel.pt", statedict::LoadOptions().auto_prefix(true));
   std::cout << r;
@@ -59,5 +51,5 @@ int main(int argc, char** argv) {
   const statedict::Checkpoint script = statedict::read(dir + "/resnet_script.pt");
   check(script.format() == statedict::Format::torchscript && !script.tensors().empty(),
         "a TorchScript archive reads: " + std::to_string(script.tensors().size()) + " tensors");
-  return failures == 0 ? 0 : 1;
+  return sdtest::exit_status();
 }

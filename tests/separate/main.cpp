@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
   sdtest::TinyResNet model;
   const statedict::LoadReport r = statedict::load(model, dir + "/resnet_dataparallel.pt", statedict::LoadOptions().auto_prefix(true));
   std::cout << r;
-  check(r.ok() && r.loaded == r.module_tensors && r.loaded > 0, "the DataParallel checkpoint loads: " + std::to_string(r.loaded) + " tensors");
+  check(r.ok() && r.loaded == r.module_tensors && r.loaded > 0,
+        "the DataParallel checkpoint loads: " + std::to_string(r.loaded) + " tensors");
 
   // generate.py's listing of the file (keys as saved, "module." first): the bytes PyTorch saved.
   std::ifstream in(dir + "/expected/resnet_dataparallel.pt.json");
@@ -44,9 +45,9 @@ int main(int argc, char** argv) {
     ++compared;
     same += expected["module." + b.key()] == statedict::tensor_sha256(b.value()) ? 1 : 0;
   }
-  check(compared == expected.size() && same == compared,
-        std::to_string(same) + " of " + std::to_string(compared) + " loaded tensors hold the bytes PyTorch saved (" +
-            std::to_string(expected.size()) + " in the file)");
+  check(compared == expected.size() && same == compared, std::to_string(same) + " of " + std::to_string(compared) +
+                                                             " loaded tensors hold the bytes PyTorch saved (" +
+                                                             std::to_string(expected.size()) + " in the file)");
 
   const statedict::Checkpoint script = statedict::read(dir + "/resnet_script.pt");
   check(script.format() == statedict::Format::torchscript && !script.tensors().empty(),

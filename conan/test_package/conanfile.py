@@ -30,5 +30,7 @@ class StatedictTestConan(ConanFile):
     def test(self):
         if can_run(self):
             self.run(os.path.join(self.cpp.build.bindir, "test_package"), env="conanrun")
-            if self.dependencies["statedict"].options.tools:
-                self.run("statedict --version", env="conanrun")
+            statedict = self.dependencies["statedict"]
+            if statedict.options.tools:
+                # A library package is not a "run" requirement: its bin/ is not on conanrun's PATH.
+                self.run(os.path.join(statedict.package_folder, "bin", "statedict") + " --version", env="conanrun")

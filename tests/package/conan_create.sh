@@ -94,7 +94,7 @@ echo "header-only package: test_package built and ran"
 
 create compiled -o 'statedict/*:compiled=True' -o 'statedict/*:tools=True'
 grep -q "^statedict::compiled$" "$work/compiled.log" || { echo "test_package did not link statedict::compiled" >&2; exit 1; }
-grep -Eq "^statedict [0-9]+\.[0-9]+\.[0-9]+$" <(grep -A1 "statedict --version" "$work/compiled.log") ||
+grep -Eq "^statedict [0-9]+\.[0-9]+\.[0-9]+$" <(grep -A1 "bin/statedict --version" "$work/compiled.log") ||
   { echo "the statedict tool of the package did not run" >&2; exit 1; }
 lib=$(find "$CONAN_HOME/p" -path '*/p/lib/libstatedict.a' | head -n 1)
 obj=$(find "$work/src/conan/test_package/build" -name 'test_package.cpp.o' | head -n 1)

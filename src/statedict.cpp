@@ -1,5 +1,3 @@
-// statedict::compiled: the one translation unit that defines statedict's entry points (read, load's
-// and diff's run, save, checkpoint diff) and the machinery behind them. Users of this library define
-// STATEDICT_COMPILED (the CMake target does it) and compile only declarations.
-#define STATEDICT_COMPILING
-#include <statedict/statedict.hpp>
+// statedict::compiled: the one unit that defines statedict's code, built into a static library. The
+// CMake target defines STATEDICT_SEPARATE_COMPILATION for this unit and for every unit that links it.
+#include <statedict/src.hpp>

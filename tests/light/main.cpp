@@ -6,23 +6,15 @@
 
 #include "../models.hpp"
 
+#include "../program.hpp"
+
 #include <cstdio>
 #include <string>
 
-namespace {
-int failures = 0;
-void check(bool ok, const std::string& what) {
-  std::printf("%s: %s\n", ok ? "ok" : "FAILED", what.c_str());
-  failures += ok ? 0 : 1;
-}
-}  // namespace
+using sdtest::check;
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
-    return 2;
-  }
-  const std::string dir = argv[1];
+  const std::string dir = sdtest::fixtures_dir(argc, argv);
   sdtest::TinyResNet model;
   const statedict::LoadReport r = statedict::load(model, dir + "/resnet_dataparallel.pt", statedict::LoadOptions().auto_prefix(true));
   check(r.ok() && r.loaded == r.module_tensors && r.loaded > 0,
@@ -39,5 +31,5 @@ int main(int argc, char** argv) {
   check(refused, "a TorchScript archive is refused with format.torchscript, naming the header that reads it");
   const statedict::LoadReport rs = statedict::load(model, dir + "/resnet_script.pt");
   check(!rs.ok() && rs.error_id == "format.torchscript" && !rs.applied, "load() reports it the same way and changes nothing");
-  return failures == 0 ? 0 : 1;
+  return sdtest::exit_status();
 }

@@ -5,23 +5,15 @@
 #define STATEDICT_HAVE_ZSTD 0
 #include <statedict/read.hpp>
 
+#include "../program.hpp"
+
 #include <cstdio>
 #include <string>
 
-namespace {
-int failures = 0;
-void check(bool ok, const std::string& what) {
-  std::printf("%s: %s\n", ok ? "ok" : "FAILED", what.c_str());
-  failures += ok ? 0 : 1;
-}
-}  // namespace
+using sdtest::check;
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
-    return 2;
-  }
-  const std::string dir = std::string(argv[1]) + "/torch214/";
+  const std::string dir = sdtest::fixtures_dir(argc, argv) + "/torch214/";
   check(!statedict::detail::have_zstd, "built without zstd");
   try {
     statedict::read(dir + "dcp_zstd_ranks");
@@ -35,5 +27,5 @@ int main(int argc, char** argv) {
     const auto ck = statedict::read(dir + "dcp_st_single");
     check(ck.at("embed.weight").tensor().sizes() == c10::IntArrayRef({10, 6}), "the safetensors format reads without zstd");
   } catch (const statedict::Error& e) { check(false, std::string("the safetensors format reads without zstd: ") + e.what()); }
-  return failures == 0 ? 0 : 1;
+  return sdtest::exit_status();
 }

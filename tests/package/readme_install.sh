@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Follows the README's install steps ("Use it in your build") on a copy of the source tree, with HOME in a
-# scratch folder, then builds and runs a consumer against what they installed. Also checks that
+# scratch folder, then builds and runs a consumer against what they installed, header-only and linking
+# statedict::compiled (whose entry points nm must find in the library, not in the consumer). Also checks that
 # installing before building stops with a message saying what to do, and that a headers-only
-# configure (tools off) installs with nothing to build.
+# configure (tools and compiled library off) installs with nothing to build.
 # Usage: readme_install.sh SOURCE_DIR WORK_DIR CHECKPOINT
 # With README_INSTALL_COPY_ONLY=1 it stops after copying the tree (tests/package/layout_test.sh).
 set -euo pipefail
@@ -76,10 +77,17 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S "$src/tests/package/consumer" -B "$work/consumer" -G Ninja "${launcher[@]}" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/consumer" >/dev/null
 "$work/consumer/consumer" "$ckpt"
+# The same project linking statedict::compiled, which the same install provides (libstatedict.a).
+cmake -S "$src/tests/package/consumer" -B "$work/consumer-compiled" -G Ninja "${launcher[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
+      -DCONSUMER_MODE=compiled >/dev/null
+cmake --build "$work/consumer-compiled" >/dev/null
+"$work/consumer-compiled/consumer" "$ckpt" | grep -q "^statedict::compiled$"
+bash "$src/tests/package/entry_points.sh" "$(find "$prefix" -name libstatedict.a | head -n 1)" \
+     "$work/consumer-compiled/CMakeFiles/consumer.dir/main.cpp.o"
 
-# Headers alone: configure with the tools off, build (nothing to do), install.
-(cd "$work/src" && cmake -S . -B build-headers -G Ninja -DSTATEDICT_BUILD_TOOLS=OFF >/dev/null &&
+# Headers alone: configure with the tools and the compiled library off, build (nothing to do), install.
+(cd "$work/src" && cmake -S . -B build-headers -G Ninja -DSTATEDICT_BUILD_TOOLS=OFF -DSTATEDICT_BUILD_COMPILED=OFF >/dev/null &&
    cmake --build build-headers >/dev/null && cmake --install build-headers --prefix "$work/headers" >/dev/null)
-[ -f "$work/headers/include/statedict/statedict.hpp" ] && [ ! -e "$work/headers/bin" ] ||
+[ -f "$work/headers/include/statedict/statedict.hpp" ] && [ ! -e "$work/headers/bin" ] && [ ! -e "$work/headers/lib" ] ||
   { echo "headers-only install: wrong contents" >&2; find "$work/headers" >&2; exit 1; }
 echo "headers-only install: $(find "$work/headers" -type f | wc -l) files, no binary"

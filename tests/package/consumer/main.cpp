@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   Net net;
   auto report = statedict::load(net, argv[1], statedict::LoadOptions{}.auto_prefix().ignore_unexpected("*"));
   std::cout << report;
-#ifdef STATEDICT_COMPILED
+#ifdef STATEDICT_SEPARATE_COMPILATION
   std::cout << "statedict::compiled\n";
 #endif
   std::cout << "statedict " << statedict::version_string << ", fc.weight sum " << net.fc->weight.sum().item<float>() << "\n";

@@ -3,6 +3,7 @@
 #include <statedict/detail/match/regex.hpp>
 #include <statedict/error.hpp>
 #include <statedict/read_options.hpp>
+#include <statedict/transforms.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -94,6 +95,38 @@ public:
   /// Detect and reconcile a consistent prefix difference in either direction (strip, add or both).
   LoadOptions& auto_prefix(bool on = true) {
     auto_prefix_ = on;
+    return *this;
+  }
+
+  /// Layout transforms (see transforms.hpp and docs/transforms.md), applied in the order given,
+  /// after the key rules, to the keys those give. A 2-D tensor stored [in, out] (GPT-2's Conv1D).
+  LoadOptions& transpose(std::string key_glob) { return transform({Transform::Kind::transpose, std::move(key_glob), {}, 0}); }
+  /// One checkpoint tensor cut along `dim` into module tensors, in equal parts or `sizes`.
+  LoadOptions& split(std::string key, std::vector<std::string> parts, std::int64_t dim, std::vector<std::int64_t> sizes = {}) {
+    return transform({Transform::Kind::split, std::move(key), std::move(parts), dim, std::move(sizes)});
+  }
+  /// Checkpoint tensors joined along `dim` into one module tensor; `sizes` (optional, each part's
+  /// size along dim) is checked, and lets save cut an uneven merge apart again.
+  LoadOptions& merge(std::vector<std::string> parts, std::string key, std::int64_t dim, std::vector<std::int64_t> sizes = {}) {
+    return transform({Transform::Kind::merge, std::move(key), std::move(parts), dim, std::move(sizes)});
+  }
+  /// Numbered checkpoint tensors ("experts.#.w1.weight", # = 0..E-1) stacked along `dim` into one.
+  LoadOptions& stack(std::string parts, std::string key, std::int64_t dim = 0) {
+    return transform({Transform::Kind::stack, std::move(key), {std::move(parts)}, dim});
+  }
+  /// One checkpoint tensor taken apart along `dim` into numbered module tensors.
+  LoadOptions& unstack(std::string key, std::string parts, std::int64_t dim = 0) {
+    return transform({Transform::Kind::unstack, std::move(key), {std::move(parts)}, dim});
+  }
+  /// Shapes that differ only in size-1 dims: `from` the checkpoint's, `to` the module's, -1 for
+  /// each dim carried over: reshape("proj.*.weight", {-1, -1, 1, 1}, {-1, -1}).
+  LoadOptions& reshape(std::string key_glob, std::vector<std::int64_t> from, std::vector<std::int64_t> to) {
+    return transform({Transform::Kind::reshape, std::move(key_glob), {}, 0, {}, std::move(from), std::move(to)});
+  }
+  /// Any transform (checked: options.bad_transform when it cannot mean anything).
+  LoadOptions& transform(Transform t) {
+    t.check();
+    transforms_.push_back(std::move(t));
     return *this;
   }
 
@@ -210,6 +243,7 @@ public:
   bool auto_select() const { return auto_select_; }
   const std::string& submodule() const { return submodule_; }
   const std::vector<KeyRule>& rules() const { return rules_; }
+  const std::vector<Transform>& transforms() const { return transforms_; }
   bool auto_prefix() const { return auto_prefix_; }
   Policy missing() const { return missing_; }
   Policy unexpected() const { return unexpected_; }
@@ -237,6 +271,7 @@ private:
   bool auto_select_ = false;
   std::string submodule_;
   std::vector<KeyRule> rules_;
+  std::vector<Transform> transforms_;
   bool auto_prefix_ = false;
   Policy missing_ = Policy::error, unexpected_ = Policy::error, shape_ = Policy::error, dtype_ = Policy::warn;
   bool lossy_ = false;

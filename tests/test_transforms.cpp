@@ -1,0 +1,198 @@
+// Layout transforms (issue #36): transpose, split, merge, stack, unstack and reshape as load options,
+// checked before anything is written, shown in the report, undone by save and convert --reverse,
+// written to and read from a recipe file. The fixtures are PyTorch's (generate_transforms.py):
+// layouts.pt in the checkpoint's layout, layouts_module.pt what torch makes of it in the module's.
+#include "helpers.hpp"
+
+#include <map>
+
+using sdtest::fixture;
+
+namespace {
+
+/// A module with zero-filled parameters at the given dotted keys, in the given shapes.
+struct Keyed : torch::nn::Module {
+  explicit Keyed(const std::vector<statedict::NamedTensor>& like) {
+    std::map<std::string, std::shared_ptr<torch::nn::Module>> subs;
+    for (const auto& t : like) {
+      torch::nn::Module* parent = this;
+      std::string path;
+      std::size_t from = 0, dot;
+      while ((dot = t.key.find('.', from)) != std::string::npos) {
+        const std::string name = t.key.substr(from, dot - from);
+        path += name + ".";
+        auto& sub = subs[path];
+        if (!sub) sub = parent->register_module(name, std::make_shared<torch::nn::Module>());
+        parent = sub.get();
+        from = dot + 1;
+      }
+      parent->register_parameter(t.key.substr(from), torch::zeros(t.tensor.sizes(), t.tensor.options()));
+    }
+  }
+};
+
+std::vector<statedict::NamedTensor> module_layout() { return statedict::read(fixture("transforms/layouts_module.pt")).tensors(); }
+
+/// Every transform the fixture needs.
+statedict::LoadOptions all_transforms() {
+  return statedict::LoadOptions{}
+      .transpose("conv.*.weight")
+      .split("attn.qkv.weight", {"attn.q.weight", "attn.k.weight", "attn.v.weight"}, 0, {8, 4, 4})
+      .split("mlp.gate_up.weight", {"mlp.gate.weight", "mlp.up.weight"}, 0)
+      .merge({"mha.q_proj.weight", "mha.k_proj.weight", "mha.v_proj.weight"}, "mha.in_proj_weight", 0)
+      .stack("moe.experts.#.w1.weight", "moe.w1")
+      .unstack("moe2.w2", "moe2.experts.#.w2.weight")
+      .reshape("proj.weight", {-1, -1, 1, 1}, {-1, -1});
+}
+
+std::map<std::string, at::Tensor> snapshot(torch::nn::Module& m) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& p : m.named_parameters()) out[p.key()] = p.value().detach().clone();
+  return out;
+}
+
+void require_equal(torch::nn::Module& m, const std::map<std::string, at::Tensor>& want) {
+  for (const auto& p : m.named_parameters()) {
+    INFO(p.key());
+    REQUIRE(want.count(p.key()) == 1);
+    REQUIRE(p.value().detach().equal(want.at(p.key())));
+  }
+}
+
+const statedict::MatchedKey& matched(const statedict::LoadReport& r, const std::string& key) {
+  for (const auto& m : r.matched)
+    if (m.target == key) return m;
+  FAIL("no matched entry for " << key);
+  return r.matched.front();
+}
+
+}  // namespace
+
+TEST_CASE("each transform kind loads what PyTorch makes of the checkpoint, byte for byte", "[transforms]") {
+  const auto want = module_layout();
+  std::map<std::string, at::Tensor> expected;
+  for (const auto& t : want) expected[t.key] = t.tensor;
+  // From the torch zip as PyTorch wrote it, from a safetensors copy, and from a mapped read.
+  const std::string st = sdtest::temp_path("layouts.safetensors");
+  statedict::save(statedict::read(fixture("transforms/layouts.pt")).tensors(), st);
+  for (const std::string& src : {fixture("transforms/layouts.pt"), st}) {
+    INFO(src);
+    Keyed m(want);
+    const statedict::LoadReport r = statedict::load(m, src, all_transforms());
+    INFO(r);
+    REQUIRE(r.ok());
+    REQUIRE(r.loaded == want.size());
+    require_equal(m, expected);
+    // The report says what was done to which checkpoint keys.
+    CHECK(matched(r, "attn.k.weight").source == "attn.qkv.weight");
+    CHECK(matched(r, "attn.k.weight").rule == "split part 2 of 3: [8, 12) along dim 0 of [16, 6]");
+    CHECK(matched(r, "conv.c_sq.weight").rule == "transpose [5, 5] -> [5, 5]");
+    CHECK(matched(r, "mha.in_proj_weight").source == "mha.q_proj.weight + mha.k_proj.weight + mha.v_proj.weight");
+    CHECK(matched(r, "moe.w1").rule == "stack 4 tensors along dim 0 into [4, 5, 3]");
+    CHECK(matched(r, "moe2.experts.2.w2.weight").rule == "unstack 2 of 3 along dim 0 of [3, 2, 5]");
+    CHECK(matched(r, "proj.weight").rule == "reshape [6, 4, 1, 1] -> [6, 4]");
+    // A mapped checkpoint read once, loaded twice: the same bytes.
+    Keyed again(want);
+    const auto ck = statedict::read(src, statedict::ReadOptions{}.map_tensors(true));
+    REQUIRE(statedict::load(again, ck, all_transforms()).ok());
+    require_equal(again, expected);
+  }
+}
+
+TEST_CASE("a square layer stored transposed loads without a shape error unless transposed", "[transforms]") {
+  const auto want = module_layout();
+  std::map<std::string, at::Tensor> expected;
+  for (const auto& t : want) expected[t.key] = t.tensor;
+  Keyed m(want);
+  const auto r = statedict::load(m, fixture("transforms/layouts.pt"), statedict::LoadOptions{}.transpose("conv.c_fc.weight").lenient());
+  INFO(r);
+  REQUIRE(r.ok());
+  // Shapes cannot tell [5, 5] from its transpose: without the option, wrong values and no error.
+  const at::Tensor sq = m.named_parameters()["conv.c_sq.weight"].detach();
+  CHECK(!sq.equal(expected.at("conv.c_sq.weight")));
+  CHECK(sq.equal(expected.at("conv.c_sq.weight").t()));
+  CHECK(m.named_parameters()["conv.c_fc.weight"].detach().equal(expected.at("conv.c_fc.weight")));
+}
+
+TEST_CASE("a transform that does not fit fails the load before anything is written", "[transforms]") {
+  const auto want = module_layout();
+  Keyed m(want);
+  for (auto& p : m.parameters()) p.data().uniform_();
+  const auto before = snapshot(m);
+  const std::string file = fixture("transforms/layouts.pt");
+  struct Case {
+    statedict::LoadOptions opts;
+    std::string says;
+  };
+  const std::vector<Case> cases{
+      {statedict::LoadOptions{}.split("attn.qkv.weight", {"a", "b", "c"}, 0, {8, 4, 5}),
+       "the sizes add up to 17, but dim 0 of [16, 6] has 16"},
+      {statedict::LoadOptions{}.split("mlp.gate_up.weight", {"a", "b", "c"}, 0), "does not split into 3 equal parts"},
+      {statedict::LoadOptions{}.split("attn.qkv.weight", {"a", "b"}, 2), "dim 2 does not exist"},
+      // A part the checkpoint lacks (the rename moves expert 2 away): nothing is stacked.
+      {statedict::LoadOptions{}.rename("^moe\\.experts\\.2\\.", "moe.gone.").stack("moe.experts.#.w1.weight", "moe.w1"),
+       "part moe.experts.2.w1.weight is not in the checkpoint"},
+      {statedict::LoadOptions{}.merge({"mha.q_proj.weight", "mha.x_proj.weight"}, "mha.in_proj_weight", 0),
+       "part mha.x_proj.weight is not in the checkpoint"},
+      {statedict::LoadOptions{}.merge({"mha.q_proj.weight", "attn.qkv.weight"}, "mha.in_proj_weight", 1),
+       "merged parts may differ only along dim 1"},
+      {statedict::LoadOptions{}.merge({"mha.q_proj.weight", "mha.k_proj.weight"}, "mha.in_proj_weight", 0, {6, 5}),
+       "has 6 along dim 0, not 5"},
+      {statedict::LoadOptions{}.transpose("moe2.w2"), "a 3-d tensor [3, 2, 5]; transpose takes 2-d weights"},
+      {statedict::LoadOptions{}.reshape("attn.qkv.weight", {-1, 1}, {-1}), "its shape [16, 6] is not [*, 1]"},
+  };
+  for (const auto& c : cases) {
+    const auto r = statedict::load(m, file, c.opts);
+    INFO(r);
+    CHECK(!r.ok());
+    CHECK(!r.applied);
+    bool said = false;
+    for (const auto& e : r.errors) said = said || e.find(c.says) != std::string::npos;
+    CHECK(said);
+    require_equal(m, before);
+  }
+}
+
+TEST_CASE("transforms that cannot mean anything are refused when given", "[transforms]") {
+  using statedict::LoadOptions;
+  CHECK(sdtest::error_id([] { LoadOptions{}.split("a.*.w", {"a.*.q"}, 0); }) == "options.bad_transform");
+  CHECK(sdtest::error_id([] { LoadOptions{}.split("a.*.w", {"a.*.q", "a.k"}, 0); }) == "options.bad_transform");
+  CHECK(sdtest::error_id([] { LoadOptions{}.split("a", {"b", "c"}, 0, {1}); }) == "options.bad_transform");
+  CHECK(sdtest::error_id([] { LoadOptions{}.stack("experts.w1", "w1"); }) == "options.bad_transform");
+  CHECK(sdtest::error_id([] { LoadOptions{}.reshape("w", {-1, 2}, {-1}); }) == "options.bad_transform");
+  CHECK(sdtest::error_id([] { LoadOptions{}.reshape("w", {-1, -1}, {-1}); }) == "options.bad_transform");
+  CHECK(sdtest::error_id([] { LoadOptions{}.transpose(""); }) == "options.bad_transform");
+}
+
+TEST_CASE("save with the load's options writes the checkpoint's layout back", "[transforms]") {
+  const auto want = module_layout();
+  Keyed m(want);
+  // Keys through rules too: the file's keys carry "model.", the module's do not.
+  const std::string prefixed = sdtest::temp_path("layouts_prefixed.safetensors");
+  std::vector<statedict::NamedTensor> original = statedict::read(fixture("transforms/layouts.pt")).tensors();
+  for (auto& t : original) t.key = "model." + t.key;
+  statedict::save(original, prefixed);
+  // The rules apply before the transforms: their patterns name the keys without "model.".
+  statedict::LoadOptions with_rule = statedict::LoadOptions{}.strip_prefix("model.");
+  const statedict::LoadOptions all = all_transforms();
+  for (const auto& t : all.transforms()) with_rule.transform(t);
+  const auto r = statedict::load(m, prefixed, with_rule);
+  INFO(r);
+  REQUIRE(r.ok());
+  for (const char* ext : {".pt", ".safetensors"}) {
+    const std::string out = sdtest::temp_path(std::string("layouts_back") + ext);
+    statedict::save(m, out, with_rule);
+    const auto back = statedict::read(out).tensors();
+    std::map<std::string, at::Tensor> got;
+    for (const auto& t : back) got[t.key] = t.tensor;
+    REQUIRE(got.size() == original.size());
+    for (const auto& t : original) {
+      INFO(t.key);
+      REQUIRE(got.count(t.key) == 1);
+      CHECK(got[t.key].equal(t.tensor));
+    }
+  }
+  // A regex rename has no inverse.
+  const auto regex = statedict::LoadOptions{}.rename("^(.*)_proj", "$1");
+  CHECK(sdtest::error_id([&] { statedict::save(m, sdtest::temp_path("x.pt"), regex); }) == "options.not_invertible");
+}

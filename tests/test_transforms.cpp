@@ -196,3 +196,63 @@ TEST_CASE("save with the load's options writes the checkpoint's layout back", "[
   const auto regex = statedict::LoadOptions{}.rename("^(.*)_proj", "$1");
   CHECK(sdtest::error_id([&] { statedict::save(m, sdtest::temp_path("x.pt"), regex); }) == "options.not_invertible");
 }
+
+TEST_CASE("the recipe file gives back the options it was written from", "[transforms][recipe]") {
+  auto o = all_transforms();
+  o.strip_prefix("module.")
+      .rename("^(.*)\\.gamma$", "$1.weight")
+      .missing(statedict::Policy::warn)
+      .ignore_unexpected("*.num_batches_tracked");
+  statedict::detail::add_literal_rename(o, "fc.", "head.", false);
+  o.shard("moe.w1", 0, 1, 2).min_coverage(0.5).select("model");
+  const std::string text = o.to_json();
+  const auto back = statedict::LoadOptions::from_json(text);
+  CHECK(back.to_json() == text);
+  REQUIRE(back.transforms().size() == o.transforms().size());
+  for (std::size_t i = 0; i < o.transforms().size(); ++i) CHECK(back.transforms()[i].text() == o.transforms()[i].text());
+  REQUIRE(back.rules().size() == 3);
+  CHECK(back.rules()[1].compile != nullptr);  // the regex stays a regex
+  CHECK(back.rules()[2].compile == nullptr);  // the literal rename stays literal (no std::regex)
+  CHECK(back.missing() == statedict::Policy::warn);
+  CHECK(back.shards().size() == 1);
+  // Through a file, and loading with what was read gives the same module.
+  const std::string path = sdtest::temp_path("recipe.json");
+  all_transforms().to_json_file(path);
+  Keyed a(module_layout()), b(module_layout());
+  REQUIRE(statedict::load(a, fixture("transforms/layouts.pt"), all_transforms()).ok());
+  REQUIRE(statedict::load(b, fixture("transforms/layouts.pt"), statedict::LoadOptions::from_json_file(path)).ok());
+  require_equal(b, snapshot(a));
+}
+
+TEST_CASE("a bad recipe file is refused, naming the file and the place", "[transforms][recipe]") {
+  const std::string file = sdtest::temp_path("bad_recipe.json");
+  struct Case {
+    std::string text, where, says;
+  };
+  const std::vector<Case> cases{
+      {"{\"statedict_options\": 1, \"transforms\": [{\"kind\": \"transpose\", \"key\": \"a\"}, {\"kind\": \"split\", \"key\": \"b\", "
+       "\"parts\": [\"c\", \"d\"], \"dim\": \"0\"}]}",
+       "/transforms/1/dim", "expected an integer, found string"},
+      {"{\"statedict_options\": 1, \"key_rules\": [{\"kind\": \"strip\", \"prefix\": \"m.\"}]}", "/key_rules/0/kind", "not a key rule"},
+      {"{\"statedict_options\": 1, \"polices\": {}}", "/polices", "unknown option"},
+      {"{\"statedict_options\": 1, \"policies\": {\"missing\": \"loud\"}}", "/policies/missing", "not a policy"},
+      {"{\"statedict_options\": 1, \"transforms\": [{\"kind\": \"split\", \"key\": \"a.*\", \"parts\": [\"b\", \"c\"]}]}", "/transforms/0",
+       "as many '*'"},
+      {"{\"statedict_options\": 1, \"transforms\": [{\"kind\": \"stack\", \"key\": \"a\", \"parts\": [\"b.#\"], \"size\": 3}]}",
+       "/transforms/0/size", "unknown member"},
+      {"{\"statedict_options\": 1, \"key_rules\": [{\"kind\": \"rename\", \"pattern\": \"(\", \"replacement\": \"\"}]}",
+       "/key_rules/0/pattern", "not a valid regular expression"},
+      {"{\"statedict_options\": 2}", "/statedict_options", "version 2; this statedict reads version 1"},
+      {"{\"select\": \"model\"}", "/", "not a statedict options file"},
+      {"{\"statedict_options\": 1,", "byte ", "not JSON"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.text);
+    sdtest::write_temp("bad_recipe.json", c.text);
+    const std::string what = sdtest::error_text([&] { statedict::LoadOptions::from_json_file(file); });
+    CHECK(what.find(file + ": " + c.where) == 0);
+    CHECK(what.find(c.says) != std::string::npos);
+    CHECK(what.find("[statedict.options.bad_file]") != std::string::npos);
+  }
+  CHECK(sdtest::error_id([] { statedict::LoadOptions::from_json_file("/nonexistent/recipe.json"); }) == "options.bad_file");
+}

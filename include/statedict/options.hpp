@@ -1,5 +1,6 @@
 #pragma once
 // statedict::LoadOptions: how checkpoint keys are matched to a module and what counts as a failure.
+#include <statedict/detail/config.hpp>
 #include <statedict/detail/match/regex.hpp>
 #include <statedict/error.hpp>
 #include <statedict/read_options.hpp>
@@ -239,6 +240,18 @@ public:
     return *this;
   }
 
+  /// The options as a recipe file (docs/transforms.md#the-recipe-file): versioned JSON with the
+  /// sub-tree, key rules, transforms, policies, ignore globs and shards. Progress, threads,
+  /// zero_copy, buffered_reads and read_options are how one program runs, and are not written.
+  STATEDICT_FUNC std::string to_json() const;
+  /// Writes to_json() to a file, atomically.
+  STATEDICT_FUNC void to_json_file(const std::string& path) const;
+  /// Options from a recipe file's text; options.bad_file names `file` and the JSON pointer of what
+  /// is wrong (an unknown member, a value of the wrong type, a transform that cannot be).
+  STATEDICT_FUNC static LoadOptions from_json(const std::string& text, const std::string& file = "");
+  /// Options from a recipe file: what `statedict diff ... --write-options FILE` wrote.
+  STATEDICT_FUNC static LoadOptions from_json_file(const std::string& path);
+
   const std::string& select() const { return select_; }
   bool auto_select() const { return auto_select_; }
   const std::string& submodule() const { return submodule_; }
@@ -292,3 +305,7 @@ inline void add_rule(LoadOptions& o, KeyRule rule) { o.rules_.push_back(std::mov
 }  // namespace detail
 
 }  // namespace statedict
+
+#if STATEDICT_DEFINITIONS
+#include <statedict/detail/options_file.hpp>
+#endif

@@ -161,5 +161,44 @@ for case in "renamed.pt" "renamed.pt --lenient" "training.pt --select modle" "tr
   eval "check 'follow-$case' 0 '^Would load' -- \"\$bin\" diff \"\$fx/resnet_plain.pt\" \"\$path\" $* $flags"
 done
 
+# Layout transforms (#36): convert with them gives the module's layout (each tensor's bytes as PyTorch
+# made them, layouts_module.pt); convert --reverse with the same flags gives the input back bit for bit.
+tf=(--transpose 'conv.*.weight' --split 'attn.qkv.weight=attn.q.weight,attn.k.weight,attn.v.weight@0:8,4,4'
+    --split 'mlp.gate_up.weight=mlp.gate.weight,mlp.up.weight@0' --merge 'mha.q_proj.weight,mha.k_proj.weight,mha.v_proj.weight=mha.in_proj_weight@0'
+    --stack 'moe.experts.#.w1.weight=moe.w1' --unstack 'moe2.w2=moe2.experts.#.w2.weight' --reshape 'proj.weight=-1,-1,1,1:-1,-1')
+"$bin" convert "$fx/transforms/layouts.pt" "$tmp/layouts.safetensors" >/dev/null
+check convert-transforms 0 'wrote 13 tensors' -- "$bin" convert "$tmp/layouts.safetensors" "$tmp/module.safetensors" "${tf[@]}"
+check convert-transforms-diff 0 '^Would load 13 of 13' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$tmp/module.safetensors"
+hashes() { "$bin" inspect "$1" --json --hash | python3 -c 'import json, sys; print(sorted((t["key"], t["sha256"]) for t in json.load(sys.stdin)["tensors"]))'; }
+[ "$(hashes "$tmp/module.safetensors")" = "$(hashes "$fx/transforms/layouts_module.pt")" ] && passed=$((passed + 1)) ||
+  { echo "FAIL convert-transforms-bytes: the converted tensors are not PyTorch's"; failed=$((failed + 1)); }
+mkdir -p "$tmp/orig" "$tmp/back"
+for ext in safetensors pt; do  # the same file name: a torch zip's records are under its stem
+  "$bin" convert "$fx/transforms/layouts.pt" "$tmp/orig/layouts.$ext" >/dev/null
+  # Key rules too (a literal rename is undone; the transforms name the keys the rules give).
+  "$bin" convert "$tmp/orig/layouts.$ext" "$tmp/fwd.$ext" --rename '^conv\.=layer.' "${tf[@]:2}" --transpose 'layer.*.weight' >/dev/null
+  check "convert-reverse-$ext" 0 'wrote 13 tensors' -- "$bin" convert "$tmp/fwd.$ext" "$tmp/back/layouts.$ext" --rename '^conv\.=layer.' "${tf[@]:2}" --transpose 'layer.*.weight' --reverse
+  cmp -s "$tmp/orig/layouts.$ext" "$tmp/back/layouts.$ext" && passed=$((passed + 1)) || { echo "FAIL convert-reverse-$ext-bytes: not the input back"; failed=$((failed + 1)); }
+done
+check convert-reverse-regex 2 'statedict\.options\.not_invertible' -- "$bin" convert "$tmp/orig/layouts.pt" "$tmp/x.pt" --rename '^(conv)\.=$1_' --reverse
+check transform-bad-flag 2 "--split a=b,c: expected @DIM at the end.*options\.bad_transform" -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --split 'a=b,c'
+check transform-no-fit 1 'the sizes add up to 17, but dim 0 of \[16, 6\] has 16' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --split 'attn.qkv.weight=attn.q.weight,attn.k.weight,attn.v.weight@0:8,4,5'
+check transform-rule-json 1 '"rule": "split part 2 of 3: \[8, 12\) along dim 0 of \[16, 6\]"' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --split 'attn.qkv.weight=attn.q.weight,attn.k.weight,attn.v.weight@0:8,4,4' --json
+# The recipe file: diff --write-options writes what passes; --options reads it in diff and convert,
+# and the library reads the same file (test_transforms.cpp reads one the CLI wrote: see below).
+check recipe-write 0 'wrote the options given to' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" "${tf[@]}" --write-options "$tmp/fix.json"
+check recipe-read 0 '^Would load 13 of 13' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --options "$tmp/fix.json"
+check recipe-convert 0 'wrote 13 tensors' -- "$bin" convert "$tmp/layouts.safetensors" "$tmp/recipe.safetensors" --options "$tmp/fix.json"
+cmp -s "$tmp/recipe.safetensors" "$tmp/module.safetensors" && passed=$((passed + 1)) || { echo "FAIL recipe-convert-bytes: not what the flags wrote"; failed=$((failed + 1)); }
+check recipe-reverse 0 'wrote 13 tensors' -- "$bin" convert "$tmp/recipe.safetensors" "$tmp/recipe_back.safetensors" --options "$tmp/fix.json" --reverse
+cmp -s "$tmp/recipe_back.safetensors" "$tmp/layouts.safetensors" && passed=$((passed + 1)) || { echo "FAIL recipe-reverse-bytes"; failed=$((failed + 1)); }
+check recipe-none-passes 1 'no options file written' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --write-options "$tmp/none.json"
+printf '{"statedict_options": 1, "transforms": [{"kind": "transpose"}]}' >"$tmp/bad.json"
+check recipe-bad 2 "bad\.json: /transforms/0: \"key\" is missing \[statedict\.options\.bad_file\]" -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --options "$tmp/bad.json"
+# The library reads what the CLI writes: transforms/layouts_recipe.json, which test_transforms.cpp
+# loads with LoadOptions::from_json_file, is what this diff writes (regenerate it so if the format changes).
+cmp -s "$tmp/fix.json" "$fx/transforms/layouts_recipe.json" && passed=$((passed + 1)) ||
+  { echo "FAIL recipe-fixture: diff --write-options no longer writes tests/fixtures/transforms/layouts_recipe.json"; failed=$((failed + 1)); }
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

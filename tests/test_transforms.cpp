@@ -256,3 +256,17 @@ TEST_CASE("a bad recipe file is refused, naming the file and the place", "[trans
   }
   CHECK(sdtest::error_id([] { statedict::LoadOptions::from_json_file("/nonexistent/recipe.json"); }) == "options.bad_file");
 }
+
+TEST_CASE("a recipe file the CLI wrote loads in the library", "[transforms][recipe]") {
+  // Written by `statedict diff layouts_module.pt layouts.pt --transpose ... --write-options` (tests/cli_test.sh
+  // checks that the CLI still writes exactly this file).
+  const auto o = statedict::LoadOptions::from_json_file(fixture("transforms/layouts_recipe.json"));
+  CHECK(o.to_json() == all_transforms().to_json());
+  Keyed m(module_layout());
+  const auto r = statedict::load(m, fixture("transforms/layouts.pt"), o);
+  INFO(r);
+  REQUIRE(r.ok());
+  std::map<std::string, at::Tensor> expected;
+  for (const auto& t : module_layout()) expected[t.key] = t.tensor;
+  require_equal(m, expected);
+}

@@ -10,6 +10,7 @@
 #include <statedict/detail/match/suggest/renames.hpp>
 #include <statedict/detail/match/suggest/shapes.hpp>
 #include <statedict/detail/match/suggest/subtrees.hpp>
+#include <statedict/detail/match/suggest/transforms.hpp>
 
 #include <string_view>
 #include <vector>
@@ -34,6 +35,7 @@ public:
     advise_extra_groups(s_);
     advise_near_misses(s_);
     advise_renamed_layer(s_);
+    advise_transforms(s_);
     advise_shapes(s_);
     advise_stats_in_checkpoint_only(s_);
     advise_stats_in_module_only(s_);

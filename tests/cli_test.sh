@@ -200,5 +200,20 @@ check recipe-bad 2 "bad\.json: /transforms/0: \"key\" is missing \[statedict\.op
 cmp -s "$tmp/fix.json" "$fx/transforms/layouts_recipe.json" && passed=$((passed + 1)) ||
   { echo "FAIL recipe-fixture: diff --write-options no longer writes tests/fixtures/transforms/layouts_recipe.json"; failed=$((failed + 1)); }
 
+# Suggested transforms (GPT-2: Conv1D weights, fused c_attn, a square attn.c_proj inferred): the first
+# suggestion's flags make the diff pass; convert with them gives PyTorch's port layout (gpt2_port.pt)
+# tensor for tensor; --reverse with them gives the original back bit for bit.
+gflags=$("$bin" diff "$fx/transforms/gpt2_port.pt" "$fx/transforms/gpt2_tiny.pt" --json |
+         python3 -c 'import json, sys; s = json.load(sys.stdin)["suggestions"]; print(s[0]["cli"] if s and s[0].get("passes") else "")')
+case "$gflags" in *"--transpose h.\*.attn.c_proj.weight"*) passed=$((passed + 1)) ;; *) echo "FAIL suggest-transforms-cli: $gflags"; failed=$((failed + 1)) ;; esac
+eval "check suggest-transforms-follow 0 '^Would load 36 of 36' -- \"\$bin\" diff \"\$fx/transforms/gpt2_port.pt\" \"\$fx/transforms/gpt2_tiny.pt\" $gflags"
+eval "\"\$bin\" convert \"\$fx/transforms/gpt2_tiny.pt\" \"\$tmp/gpt2_port.safetensors\" $gflags" >/dev/null
+[ "$(hashes "$tmp/gpt2_port.safetensors")" = "$(hashes "$fx/transforms/gpt2_port.pt")" ] && passed=$((passed + 1)) ||
+  { echo "FAIL suggest-transforms-bytes: following the suggestion did not give PyTorch's port layout"; failed=$((failed + 1)); }
+"$bin" convert "$fx/transforms/gpt2_tiny.pt" "$tmp/orig/gpt2.safetensors" >/dev/null
+eval "\"\$bin\" convert \"\$tmp/gpt2_port.safetensors\" \"\$tmp/back/gpt2.safetensors\" $gflags --reverse" >/dev/null
+cmp -s "$tmp/orig/gpt2.safetensors" "$tmp/back/gpt2.safetensors" && passed=$((passed + 1)) ||
+  { echo "FAIL suggest-transforms-reverse: not the original back"; failed=$((failed + 1)); }
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -45,7 +45,7 @@ statedict::LoadOptions all_transforms() {
       .reshape("proj.weight", {-1, -1, 1, 1}, {-1, -1});
 }
 
-std::map<std::string, at::Tensor> snapshot(torch::nn::Module& m) {
+std::map<std::string, at::Tensor> parameters_now(torch::nn::Module& m) {
   std::map<std::string, at::Tensor> out;
   for (const auto& p : m.named_parameters()) out[p.key()] = p.value().detach().clone();
   return out;
@@ -118,7 +118,7 @@ TEST_CASE("a transform that does not fit fails the load before anything is writt
   const auto want = module_layout();
   Keyed m(want);
   for (auto& p : m.parameters()) p.data().uniform_();
-  const auto before = snapshot(m);
+  const auto before = parameters_now(m);
   const std::string file = fixture("transforms/layouts.pt");
   struct Case {
     statedict::LoadOptions opts;
@@ -221,7 +221,7 @@ TEST_CASE("the recipe file gives back the options it was written from", "[transf
   Keyed a(module_layout()), b(module_layout());
   REQUIRE(statedict::load(a, fixture("transforms/layouts.pt"), all_transforms()).ok());
   REQUIRE(statedict::load(b, fixture("transforms/layouts.pt"), statedict::LoadOptions::from_json_file(path)).ok());
-  require_equal(b, snapshot(a));
+  require_equal(b, parameters_now(a));
 }
 
 TEST_CASE("a bad recipe file is refused, naming the file and the place", "[transforms][recipe]") {
@@ -286,7 +286,7 @@ std::map<std::string, at::Tensor> follow_first(const std::vector<statedict::Name
   const auto loaded = statedict::load(m, file, *first.options);
   INFO(loaded);
   REQUIRE(loaded.ok());
-  return snapshot(m);
+  return parameters_now(m);
 }
 }  // namespace
 

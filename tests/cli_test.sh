@@ -177,6 +177,10 @@ check tie-bad 2 'options\.bad_tie' -- "$bin" diff "$ff/gpt_port_target.pt" "$ff/
 check tie-convert 0 '^wrote 13 tensors' -- "$bin" convert "$ff/gpt_tied.pt" "$tmp/gpt_untied.safetensors" --tie lm_head.weight=transformer.wte.weight
 check tie-converted 0 '^Would load 13 of 13' -- "$bin" diff "$ff/gpt_port_target.pt" "$tmp/gpt_untied.safetensors"
 check tie-convert-missing 2 'options\.bad_tie' -- "$bin" convert "$ff/gpt_tied.pt" "$tmp/x.pt" --tie lm_head.weight=nowhere.weight
+# The tie in the recipe file: written by diff, read by diff (and by the library: test_failures_suggest.cpp).
+check tie-recipe-write 0 'wrote the options given to' -- "$bin" diff "$ff/gpt_port_target.pt" "$ff/gpt_tied.pt" --tie lm_head.weight=transformer.wte.weight --legacy-names --write-options "$tmp/tie.json"
+check tie-recipe-read 0 '^Would load 13 of 13' -- "$bin" diff "$ff/gpt_port_target.pt" "$ff/gpt_tied.pt" --options "$tmp/tie.json"
+check tie-reverse-refused 2 'statedict\.options\.not_invertible' -- "$bin" convert "$tmp/gpt_untied.safetensors" "$tmp/x.pt" --tie lm_head.weight=transformer.wte.weight --reverse
 check segment-suggested 1 'CLI: --strip-segment _checkpoint_wrapped_module\.\)' -- "$bin" diff "$ff/layers_target.pt" "$ff/checkpoint_wrapped.pt"
 check legacy-suggested 1 'CLI: --legacy-names\)' -- "$bin" diff "$ff/scaled_target.pt" "$ff/layernorm_gamma.pt"
 check legacy-convert 0 '^wrote 12 tensors' -- "$bin" convert "$ff/layernorm_gamma.pt" "$tmp/ln.pt" --legacy-names
@@ -225,6 +229,61 @@ check diff-optimizer-json 1 '"id": "load\.optimizer_state"' -- "$bin" diff "$fx/
 check diff-folded 1 'Missing key\(s\) in state_dict: "layers\.\{0\.\.95\}\.attn\.\{q,k,v\}\.weight" \(288\), "layers\.\{0\.\.95\}\.norm\.weight" \(96\), "head\.weight"; 385 keys in all\.' -- "$bin" diff "$fl/layers96.pt" "$fx/resnet_plain.pt"
 check diff-folded-gap 1 '"layers\.\{0\.\.4,6\.\.95\}\.attn\.k\.weight" \(95\)' -- "$bin" diff "$fl/layers96.pt" "$fx/resnet_plain.pt" --ignore-missing layers.5.attn.k.weight
 check diff-folded-json 1 '"layers\.95\.attn\.v\.weight",$' -- "$bin" diff "$fl/layers96.pt" "$fx/resnet_plain.pt" --json
+# Layout transforms (#36): convert with them gives the module's layout (each tensor's bytes as PyTorch
+# made them, layouts_module.pt); convert --reverse with the same flags gives the input back bit for bit.
+tf=(--transpose 'conv.*.weight' --split 'attn.qkv.weight=attn.q.weight,attn.k.weight,attn.v.weight@0:8,4,4'
+    --split 'mlp.gate_up.weight=mlp.gate.weight,mlp.up.weight@0' --merge 'mha.q_proj.weight,mha.k_proj.weight,mha.v_proj.weight=mha.in_proj_weight@0'
+    --stack 'moe.experts.#.w1.weight=moe.w1' --unstack 'moe2.w2=moe2.experts.#.w2.weight' --reshape 'proj.weight=-1,-1,1,1:-1,-1')
+"$bin" convert "$fx/transforms/layouts.pt" "$tmp/layouts.safetensors" >/dev/null
+check convert-transforms 0 'wrote 13 tensors' -- "$bin" convert "$tmp/layouts.safetensors" "$tmp/module.safetensors" "${tf[@]}"
+check convert-transforms-diff 0 '^Would load 13 of 13' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$tmp/module.safetensors"
+hashes() { "$bin" inspect "$1" --json --hash | python3 -c 'import json, sys; print(sorted((t["key"], t["sha256"]) for t in json.load(sys.stdin)["tensors"]))'; }
+[ "$(hashes "$tmp/module.safetensors")" = "$(hashes "$fx/transforms/layouts_module.pt")" ] && passed=$((passed + 1)) ||
+  { echo "FAIL convert-transforms-bytes: the converted tensors are not PyTorch's"; failed=$((failed + 1)); }
+mkdir -p "$tmp/orig" "$tmp/back"
+for ext in safetensors pt; do  # the same file name: a torch zip's records are under its stem
+  "$bin" convert "$fx/transforms/layouts.pt" "$tmp/orig/layouts.$ext" >/dev/null
+  # Key rules too (a literal rename is undone; the transforms name the keys the rules give).
+  "$bin" convert "$tmp/orig/layouts.$ext" "$tmp/fwd.$ext" --rename '^conv\.=layer.' "${tf[@]:2}" --transpose 'layer.*.weight' >/dev/null
+  check "convert-reverse-$ext" 0 'wrote 13 tensors' -- "$bin" convert "$tmp/fwd.$ext" "$tmp/back/layouts.$ext" --rename '^conv\.=layer.' "${tf[@]:2}" --transpose 'layer.*.weight' --reverse
+  cmp -s "$tmp/orig/layouts.$ext" "$tmp/back/layouts.$ext" && passed=$((passed + 1)) || { echo "FAIL convert-reverse-$ext-bytes: not the input back"; failed=$((failed + 1)); }
+done
+check convert-reverse-regex 2 'statedict\.options\.not_invertible' -- "$bin" convert "$tmp/orig/layouts.pt" "$tmp/x.pt" --rename '^(conv)\.=$1_' --reverse
+check transform-bad-flag 2 "--split a=b,c: expected @DIM at the end.*options\.bad_transform" -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --split 'a=b,c'
+check transform-no-fit 1 'the sizes add up to 17, but dim 0 of \[16, 6\] has 16' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --split 'attn.qkv.weight=attn.q.weight,attn.k.weight,attn.v.weight@0:8,4,5'
+check transform-rule-json 1 '"rule": "split part 2 of 3: \[8, 12\) along dim 0 of \[16, 6\]"' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --split 'attn.qkv.weight=attn.q.weight,attn.k.weight,attn.v.weight@0:8,4,4' --json
+# The recipe file: diff --write-options writes what passes; --options reads it in diff and convert,
+# and the library reads the same file (test_transforms.cpp reads one the CLI wrote: see below).
+check recipe-write 0 'wrote the options given to' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" "${tf[@]}" --write-options "$tmp/fix.json"
+check recipe-read 0 '^Would load 13 of 13' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --options "$tmp/fix.json"
+check recipe-convert 0 'wrote 13 tensors' -- "$bin" convert "$tmp/layouts.safetensors" "$tmp/recipe.safetensors" --options "$tmp/fix.json"
+cmp -s "$tmp/recipe.safetensors" "$tmp/module.safetensors" && passed=$((passed + 1)) || { echo "FAIL recipe-convert-bytes: not what the flags wrote"; failed=$((failed + 1)); }
+check recipe-reverse 0 'wrote 13 tensors' -- "$bin" convert "$tmp/recipe.safetensors" "$tmp/recipe_back.safetensors" --options "$tmp/fix.json" --reverse
+cmp -s "$tmp/recipe_back.safetensors" "$tmp/layouts.safetensors" && passed=$((passed + 1)) || { echo "FAIL recipe-reverse-bytes"; failed=$((failed + 1)); }
+check recipe-suggested 1 'wrote the options of suggestion 1 \(transpose' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --write-options "$tmp/suggested.json"
+check recipe-suggested-read 0 '^Would load 13 of 13' -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --options "$tmp/suggested.json"
+check recipe-none-passes 1 'no options file written' -- "$bin" diff "$fx/resnet_plain.pt" "$fx/transforms/layouts.pt" --write-options "$tmp/none.json"
+printf '{"statedict_options": 1, "transforms": [{"kind": "transpose"}]}' >"$tmp/bad.json"
+check recipe-bad 2 "bad\.json: /transforms/0: \"key\" is missing \[statedict\.options\.bad_file\]" -- "$bin" diff "$fx/transforms/layouts_module.pt" "$fx/transforms/layouts.pt" --options "$tmp/bad.json"
+# The library reads what the CLI writes: transforms/layouts_recipe.json, which test_transforms.cpp
+# loads with LoadOptions::from_json_file, is what this diff writes (regenerate it so if the format changes).
+cmp -s "$tmp/fix.json" "$fx/transforms/layouts_recipe.json" && passed=$((passed + 1)) ||
+  { echo "FAIL recipe-fixture: diff --write-options no longer writes tests/fixtures/transforms/layouts_recipe.json"; failed=$((failed + 1)); }
+
+# Suggested transforms (GPT-2: Conv1D weights, fused c_attn, a square attn.c_proj inferred): the first
+# suggestion's flags make the diff pass; convert with them gives PyTorch's port layout (gpt2_port.pt)
+# tensor for tensor; --reverse with them gives the original back bit for bit.
+gflags=$("$bin" diff "$fx/transforms/gpt2_port.pt" "$fx/transforms/gpt2_tiny.pt" --json |
+         python3 -c 'import json, sys; s = json.load(sys.stdin)["suggestions"]; print(s[0]["cli"] if s and s[0].get("passes") else "")')
+case "$gflags" in *"--transpose 'h.*.attn.c_proj.weight'"*) passed=$((passed + 1)) ;; *) echo "FAIL suggest-transforms-cli: $gflags"; failed=$((failed + 1)) ;; esac
+eval "check suggest-transforms-follow 0 '^Would load 36 of 36' -- \"\$bin\" diff \"\$fx/transforms/gpt2_port.pt\" \"\$fx/transforms/gpt2_tiny.pt\" $gflags"
+eval "\"\$bin\" convert \"\$fx/transforms/gpt2_tiny.pt\" \"\$tmp/gpt2_port.safetensors\" $gflags" >/dev/null
+[ "$(hashes "$tmp/gpt2_port.safetensors")" = "$(hashes "$fx/transforms/gpt2_port.pt")" ] && passed=$((passed + 1)) ||
+  { echo "FAIL suggest-transforms-bytes: following the suggestion did not give PyTorch's port layout"; failed=$((failed + 1)); }
+"$bin" convert "$fx/transforms/gpt2_tiny.pt" "$tmp/orig/gpt2.safetensors" >/dev/null
+eval "\"\$bin\" convert \"\$tmp/gpt2_port.safetensors\" \"\$tmp/back/gpt2.safetensors\" $gflags --reverse" >/dev/null
+cmp -s "$tmp/orig/gpt2.safetensors" "$tmp/back/gpt2.safetensors" && passed=$((passed + 1)) ||
+  { echo "FAIL suggest-transforms-reverse: not the original back"; failed=$((failed + 1)); }
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -302,3 +302,31 @@ TEST_CASE("wrapper segments inside keys: activation checkpointing, FSDP and a co
     return k;
   });
 }
+
+TEST_CASE("the options of these suggestions go through the recipe file and load the same bytes", "[failures][recipe]") {
+  // tie, rename families and strip_segment are entries of the recipe file like the key rules.
+  const auto o = LoadOptions{}.strip_segment("_checkpoint_wrapped_module.").legacy_names().tie("lm_head.weight", "transformer.wte.weight");
+  const std::string text = o.to_json();
+  CHECK(text.find("\"ties\"") != std::string::npos);
+  CHECK(text.find("\"rename_families\"") != std::string::npos);
+  CHECK(text.find("\"strip_segment\"") != std::string::npos);
+  const auto back = LoadOptions::from_json(text);
+  CHECK(back.to_json() == text);
+  REQUIRE(back.ties().size() == 1);
+  CHECK(back.ties()[0].checkpoint_key == "transformer.wte.weight");
+  CHECK(back.rename_families().size() == o.rename_families().size());
+  // The tie suggestion, written and read back, loads the head from the embedding.
+  Gpt gpt(false);
+  const auto plain = statedict::diff(gpt, path("gpt_tied.pt"));
+  REQUIRE_FALSE(plain.suggestions.empty());
+  const auto file = (std::filesystem::temp_directory_path() / "statedict_tie_recipe.json").string();
+  plain.suggestions.front().options->to_json_file(file);
+  const auto r = statedict::load(gpt, path("gpt_tied.pt"), LoadOptions::from_json_file(file));
+  std::filesystem::remove(file);
+  INFO(r);
+  REQUIRE(r.ok());
+  loaded_from(*gpt, "gpt_tied.pt", [](const std::string& k) { return k == "lm_head.weight" ? std::string("transformer.wte.weight") : k; });
+  // A tie without its checkpoint key is refused with the place.
+  const std::string bad = R"({"statedict_options": 1, "ties": [{"module_key": "lm_head.weight"}]})";
+  CHECK(sdtest::error_text([&] { LoadOptions::from_json(bad); }).find("/ties/0") != std::string::npos);
+}

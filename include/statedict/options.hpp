@@ -1,8 +1,10 @@
 #pragma once
 // statedict::LoadOptions: how checkpoint keys are matched to a module and what counts as a failure.
+#include <statedict/detail/config.hpp>
 #include <statedict/detail/match/regex.hpp>
 #include <statedict/error.hpp>
 #include <statedict/read_options.hpp>
+#include <statedict/transforms.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -144,6 +146,38 @@ public:
     return *this;
   }
 
+  /// Layout transforms (see transforms.hpp and docs/transforms.md), applied in the order given,
+  /// after the key rules, to the keys those give. A 2-D tensor stored [in, out] (GPT-2's Conv1D).
+  LoadOptions& transpose(std::string key_glob) { return transform({Transform::Kind::transpose, std::move(key_glob), {}, 0}); }
+  /// One checkpoint tensor cut along `dim` into module tensors, in equal parts or `sizes`.
+  LoadOptions& split(std::string key, std::vector<std::string> parts, std::int64_t dim, std::vector<std::int64_t> sizes = {}) {
+    return transform({Transform::Kind::split, std::move(key), std::move(parts), dim, std::move(sizes)});
+  }
+  /// Checkpoint tensors joined along `dim` into one module tensor; `sizes` (optional, each part's
+  /// size along dim) is checked, and lets save cut an uneven merge apart again.
+  LoadOptions& merge(std::vector<std::string> parts, std::string key, std::int64_t dim, std::vector<std::int64_t> sizes = {}) {
+    return transform({Transform::Kind::merge, std::move(key), std::move(parts), dim, std::move(sizes)});
+  }
+  /// Numbered checkpoint tensors ("experts.#.w1.weight", # = 0..E-1) stacked along `dim` into one.
+  LoadOptions& stack(std::string parts, std::string key, std::int64_t dim = 0) {
+    return transform({Transform::Kind::stack, std::move(key), {std::move(parts)}, dim});
+  }
+  /// One checkpoint tensor taken apart along `dim` into numbered module tensors.
+  LoadOptions& unstack(std::string key, std::string parts, std::int64_t dim = 0) {
+    return transform({Transform::Kind::unstack, std::move(key), {std::move(parts)}, dim});
+  }
+  /// Shapes that differ only in size-1 dims: `from` the checkpoint's, `to` the module's, -1 for
+  /// each dim carried over: reshape("proj.*.weight", {-1, -1, 1, 1}, {-1, -1}).
+  LoadOptions& reshape(std::string key_glob, std::vector<std::int64_t> from, std::vector<std::int64_t> to) {
+    return transform({Transform::Kind::reshape, std::move(key_glob), {}, 0, {}, std::move(from), std::move(to)});
+  }
+  /// Any transform (checked: options.bad_transform when it cannot mean anything).
+  LoadOptions& transform(Transform t) {
+    t.check();
+    transforms_.push_back(std::move(t));
+    return *this;
+  }
+
   LoadOptions& missing(Policy p) {
     missing_ = p;
     return *this;
@@ -253,10 +287,23 @@ public:
     return *this;
   }
 
+  /// The options as a recipe file (docs/transforms.md#the-recipe-file): versioned JSON with the
+  /// sub-tree, key rules, transforms, policies, ignore globs and shards. Progress, threads,
+  /// zero_copy, buffered_reads and read_options are how one program runs, and are not written.
+  STATEDICT_FUNC std::string to_json() const;
+  /// Writes to_json() to a file, atomically.
+  STATEDICT_FUNC void to_json_file(const std::string& path) const;
+  /// Options from a recipe file's text; options.bad_file names `file` and the JSON pointer of what
+  /// is wrong (an unknown member, a value of the wrong type, a transform that cannot be).
+  STATEDICT_FUNC static LoadOptions from_json(const std::string& text, const std::string& file = "");
+  /// Options from a recipe file: what `statedict diff ... --write-options FILE` wrote.
+  STATEDICT_FUNC static LoadOptions from_json_file(const std::string& path);
+
   const std::string& select() const { return select_; }
   bool auto_select() const { return auto_select_; }
   const std::string& submodule() const { return submodule_; }
   const std::vector<KeyRule>& rules() const { return rules_; }
+  const std::vector<Transform>& transforms() const { return transforms_; }
   bool auto_prefix() const { return auto_prefix_; }
   Policy missing() const { return missing_; }
   Policy unexpected() const { return unexpected_; }
@@ -289,6 +336,7 @@ private:
   bool auto_select_ = false;
   std::string submodule_;
   std::vector<KeyRule> rules_;
+  std::vector<Transform> transforms_;
   bool auto_prefix_ = false;
   Policy missing_ = Policy::error, unexpected_ = Policy::error, shape_ = Policy::error, dtype_ = Policy::warn;
   bool lossy_ = false;
@@ -311,3 +359,7 @@ inline void add_rule(LoadOptions& o, KeyRule rule) { o.rules_.push_back(std::mov
 }  // namespace detail
 
 }  // namespace statedict
+
+#if STATEDICT_DEFINITIONS
+#include <statedict/detail/options_file.hpp>
+#endif

@@ -62,10 +62,22 @@ void save(M&& module, const std::string& path, const SaveOptions& options = {}) 
   save(state_dict(module), path, options);
 }
 
+/// Saves tensors in the layout of the checkpoint that `layout` loads: its transforms undone (each
+/// one's inverse, in reverse order) and then its key rules (a regex rename has no inverse:
+/// options.not_invertible). Loading the file with `layout` gives the same tensors back. select,
+/// submodule and the policies play no part; a strip_prefix is taken to have applied to every key.
+STATEDICT_FUNC void save(const std::vector<NamedTensor>& tensors, const std::string& path, const LoadOptions& layout,
+                         const SaveOptions& options = {});
+template <class M, std::enable_if_t<detail::is_module<std::remove_reference_t<M>>::value, int> = 0>
+void save(M&& module, const std::string& path, const LoadOptions& layout, const SaveOptions& options = {}) {
+  save(state_dict(module), path, layout, options);
+}
+
 }  // namespace statedict
 
 #if STATEDICT_DEFINITIONS
 #include <statedict/detail/dtypes.hpp>
+#include <statedict/detail/write/layout.hpp>
 #include <statedict/detail/write/writer.hpp>
 
 #include <nlohmann/json.hpp>
@@ -399,6 +411,11 @@ STATEDICT_FUNC void save(const std::vector<NamedTensor>& tensors, const std::str
     if (!e.file().empty()) throw;
     throw Error(e.id(), path, e.where(), e.reason());
   }
+}
+
+STATEDICT_FUNC void save(const std::vector<NamedTensor>& tensors, const std::string& path, const LoadOptions& layout,
+                         const SaveOptions& options) {
+  save(detail::checkpoint_layout(tensors, layout, path, nullptr), path, options);
 }
 
 }  // namespace statedict

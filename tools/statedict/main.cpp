@@ -3,6 +3,9 @@
 #include <statedict/detail/match/plan.hpp>  // the key rules, shard ranges and suggestions the commands print
 
 #include "pt2_inspect.hpp"
+#include "transform_flags.hpp"
+
+#include <statedict/detail/write/layout.hpp>  // convert's layout changes, forward and --reverse
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -254,18 +257,40 @@ int run_inspect(const std::string& file, const std::string& select, bool json, b
 
 /// diff's own flags.
 struct DiffFlags {
-  std::string select, submodule, missing, unexpected, shape;
+  std::string select, submodule, missing, unexpected, shape, write_options;
   std::vector<std::string> ignore_missing, ignore_unexpected;
   bool auto_ = false, lenient = false, json = false;
 };
 
-/// Key-rule flags shared by diff and convert, kept in the order they were given.
+/// Key-rule and transform flags shared by diff and convert, kept in the order they were given, and
+/// the recipe file they add to.
 struct KeyFlags {
   std::vector<std::string> strip, add, rename, shard, segment, tie;
   bool legacy = false;
   CLI::Option *strip_opt = nullptr, *add_opt = nullptr, *rename_opt = nullptr, *segment_opt = nullptr;
+  static constexpr statedict::Transform::Kind kinds[] = {statedict::Transform::Kind::transpose, statedict::Transform::Kind::split,
+                                                         statedict::Transform::Kind::merge,     statedict::Transform::Kind::stack,
+                                                         statedict::Transform::Kind::unstack,   statedict::Transform::Kind::reshape};
+  std::vector<std::string> transform_values[6];
+  CLI::Option* transform_opts[6] = {};
+  std::string recipe;
+
+  /// The recipe file's options (--options), or the defaults; the other flags add to them.
+  statedict::LoadOptions base() const { return recipe.empty() ? statedict::LoadOptions{} : statedict::LoadOptions::from_json_file(recipe); }
 
   void add_to(CLI::App* cmd) {
+    cmd->add_option("--options", recipe, "A recipe file (JSON) with the options to start from, as diff --write-options writes it");
+    const char* help[6] = {"GLOB: 2-D tensors stored [in, out] (GPT-2's Conv1D) are transposed (repeatable)",
+                           "KEY=PART,PART,...@DIM[:SIZE,...]: one checkpoint tensor cut along DIM into module tensors, in equal parts "
+                           "or SIZEs; '*' in KEY is carried into the PARTs (repeatable)",
+                           "PART,PART,...=KEY@DIM[:SIZE,...]: checkpoint tensors joined along DIM into one module tensor (repeatable)",
+                           "PARTS=KEY[@DIM]: numbered checkpoint tensors (PARTS has '#' for the number, 0..E-1) stacked into one "
+                           "(repeatable)",
+                           "KEY=PARTS[@DIM]: one checkpoint tensor taken apart into numbered module tensors ('#' in PARTS) (repeatable)",
+                           "GLOB=FROM:TO: shapes that differ only in size-1 dims, each a comma list of -1 (carried over) and 1, "
+                           "e.g. 'proj.*.weight=-1,-1,1,1:-1,-1' (repeatable)"};
+    for (int k = 0; k < 6; ++k)
+      transform_opts[k] = cmd->add_option(std::string("--") + statedict::Transform::name(kinds[k]), transform_values[k], help[k]);
     strip_opt = cmd->add_option("--strip-prefix", strip, "Remove this prefix from checkpoint keys that have it (repeatable)");
     add_opt = cmd->add_option("--add-prefix", add, "Put this prefix in front of every checkpoint key (repeatable)");
     rename_opt = cmd->add_option("--rename", rename, "REGEX=REPLACEMENT applied to checkpoint keys (ECMAScript regex, repeatable)");
@@ -297,8 +322,10 @@ struct KeyFlags {
       }
       o.shard(sh.substr(0, end), v[0], v[1], v[2]);
     }
-    std::size_t is = 0, ia = 0, ir = 0, ig = 0;
+    std::size_t is = 0, ia = 0, ir = 0, ig = 0, it[6] = {};
     for (const CLI::Option* opt : app.parse_order()) {
+      for (int k = 0; k < 6; ++k)
+        if (opt == transform_opts[k]) o.transform(transform_flags::parse(kinds[k], transform_values[k].at(it[k]++)));
       if (opt == strip_opt)
         o.strip_prefix(strip.at(is++));
       else if (opt == segment_opt)
@@ -381,6 +408,8 @@ std::optional<std::vector<std::string>> diff_flags(const statedict::LoadOptions&
     f.push_back("--legacy-names");
   }
   for (const auto& t : o.ties()) f.push_back("--tie " + shell_word(t.module_key + "=" + t.checkpoint_key));
+  for (const auto& t : o.transforms())
+    f.push_back(std::string("--") + statedict::Transform::name(t.kind) + " " + shell_word(transform_flags::value(t)));
   for (const auto& sh : o.shards())
     f.push_back("--shard " +
                 shell_word(sh.glob + ":" + std::to_string(sh.dim) + ":" + std::to_string(sh.rank) + ":" + std::to_string(sh.world)));
@@ -425,6 +454,24 @@ void fill_cli(statedict::LoadReport& r, const statedict::LoadOptions& given) {
   }
 }
 
+/// --write-options: the options that pass, as a recipe file: those given when the diff passes,
+/// else the first suggestion whose dry run passed. Says on stderr which it wrote, or that none passes.
+void write_options(const statedict::LoadReport& r, const statedict::LoadOptions& given, const std::string& path) {
+  const statedict::LoadOptions* pick = r.ok() ? &given : nullptr;
+  std::string what = "the options given";
+  for (std::size_t i = 0; pick == nullptr && i < r.suggestions.size(); ++i)
+    if (r.suggestions[i].options && r.suggestions[i].passes) {
+      pick = &*r.suggestions[i].options;
+      what = "the options of suggestion " + std::to_string(i + 1) + " (" + r.suggestions[i].option + ")";
+    }
+  if (pick == nullptr) {
+    std::cerr << "statedict: no options file written: neither the options given nor any suggestion passes\n";
+    return;
+  }
+  pick->to_json_file(path);
+  std::cerr << "statedict: wrote " << what << " to " << path << "\n";
+}
+
 int run_diff(const CLI::App& cmd, const std::string& target_path, const std::string& source_path, const DiffFlags& flags,
              const KeyFlags& keys, const PackageFlags& package) {
 #if STATEDICT_CLI_AOTI
@@ -435,7 +482,7 @@ int run_diff(const CLI::App& cmd, const std::string& target_path, const std::str
   (void)package;
   const std::optional<statedict::Checkpoint> target = statedict::read(target_path);  // unreadable target: exit 2 via the handler
 #endif
-  statedict::LoadOptions o;
+  statedict::LoadOptions o = keys.base();
   if (!flags.select.empty()) o.select(flags.select);
   if (!flags.submodule.empty()) o.submodule(flags.submodule);
   if (flags.auto_) o.auto_select().auto_prefix();
@@ -467,6 +514,7 @@ int run_diff(const CLI::App& cmd, const std::string& target_path, const std::str
     std::cout << r.to_json().dump(1) << "\n";
   else
     std::cout << r;
+  if (!flags.write_options.empty()) write_options(r, o, flags.write_options);
   return r.ok() ? exit_ok : exit_not_ok;
 }
 
@@ -493,14 +541,16 @@ statedict::SaveOptions::Format output_format(const std::string& out, const std::
                          "name the file so, or pass --format torch|safetensors");
 }
 
-int run_convert(const CLI::App& cmd, const std::string& in, const std::string& out, const std::string& select, const std::string& dtype,
-                const std::string& format, std::uint64_t max_shard, const KeyFlags& keys) {
+int run_convert(const CLI::App& cmd, const std::string& in, const std::string& out, std::string select, const std::string& dtype,
+                const std::string& format, std::uint64_t max_shard, bool reverse, const KeyFlags& keys) {
   const statedict::SaveOptions::Format fmt = output_format(out, format);
+  statedict::LoadOptions o = keys.base();
+  keys.apply(cmd, o);
+  if (select.empty()) select = o.select();  // a recipe's sub-tree, unless --select says another
+  if (reverse && !o.shards().empty())
+    throw statedict::Error("options.not_invertible", "", "--shard", "a rank's slice cannot be made whole again: --reverse takes no shard");
   const statedict::Checkpoint ck = statedict::read(in);
   const statedict::Value root = select.empty() ? ck.root() : ck.at(select);
-  statedict::LoadOptions o;
-  keys.apply(cmd, o);
-  const statedict::detail::KeyRewriter rewrite(o.rules());
   std::optional<c10::ScalarType> to;
   if (!dtype.empty()) {
     const statedict::detail::Dtype dt = statedict::detail::dtype_from_torch(dtype);
@@ -508,12 +558,18 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
       throw statedict::Error("options.bad_dtype", "", "--dtype " + dtype, "expected float16, bfloat16, float32 or float64");
     to = dt->type;
   }
-  std::vector<statedict::NamedTensor> tensors;
   std::vector<char> fired;  // per key rule: did it change a key
+  std::vector<std::string> warnings;
+  // The keys through the rules and the transforms (or, with --reverse, both undone); every tensor a
+  // transform makes is lazy, made when written.
+  std::vector<statedict::NamedTensor> laid =
+      reverse ? statedict::detail::checkpoint_layout(statedict::detail::lazy_tensors(root), o, in, &warnings)
+              : statedict::detail::module_layout(statedict::detail::lazy_tensors(root), o, in, &warnings, &fired);
+  std::vector<statedict::NamedTensor> tensors;
   std::uint64_t total = 0;
   // Every tensor that is cast, sliced or stored in DCP chunks is made only when it is written, so
   // the conversion holds about one tensor at a time.
-  for (auto& t : statedict::detail::lazy_tensors(root)) {
+  for (auto& t : laid) {
     statedict::detail::LazyTensor make;
     if (t.lazy)
       make = *t.lazy;
@@ -530,16 +586,14 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
       type = *to;
       lazy = true;
     }
-    std::string key = rewrite.apply(t.key, nullptr, &fired);
+    std::string key = std::move(t.key);
     if (const auto* sh = statedict::detail::shard_for(o, key)) {
       const std::int64_t dims = static_cast<std::int64_t>(shape.size()), dim = sh->dim < 0 ? sh->dim + dims : sh->dim;
       if (dim < 0 || dim >= dims)
         throw statedict::Error("options.bad_shard", in, key,
                                "--shard dim " + std::to_string(sh->dim) + " of a " + std::to_string(dims) + "-d tensor");
       const auto [start, len] = statedict::detail::chunk_range(shape[static_cast<std::size_t>(dim)], sh->rank, sh->world);
-      make.dim = dim;
-      make.start = start;
-      make.len = len;
+      make = make.narrowed(dim, start, len);
       shape[static_cast<std::size_t>(dim)] = len;
       lazy = true;
     }
@@ -602,7 +656,9 @@ int run_convert(const CLI::App& cmd, const std::string& in, const std::string& o
   }
   if (!bad.empty())
     std::cout << "not carried over (" << bad.size() << " tensor-like value(s) not read as tensors; see statedict inspect)\n";
-  for (const std::string& w : statedict::detail::unused_rules(o.rules(), fired)) std::cerr << "statedict: warning: " << w << "\n";
+  if (!reverse)
+    for (std::string& w : statedict::detail::unused_rules(o.rules(), fired)) warnings.push_back(std::move(w));
+  for (const std::string& w : warnings) std::cerr << "statedict: warning: " << w << "\n";
   return exit_ok;
 }
 
@@ -665,6 +721,8 @@ int main(int argc, char** argv) {
   diff->add_option("--ignore-missing", df.ignore_missing, "GLOB of model keys that may be missing (repeatable)");
   diff->add_option("--ignore-unexpected", df.ignore_unexpected, "GLOB of checkpoint keys that may be left unused (repeatable)");
   diff->add_flag("--json", df.json, "Print the report as JSON");
+  diff->add_option("--write-options", df.write_options,
+                   "Write the options that pass (these, or the first suggestion that passes) to this recipe file (JSON)");
   diff_keys.add_to(diff);
 #if STATEDICT_CLI_AOTI
   add_package_flags(diff, "TARGET");
@@ -681,6 +739,10 @@ int main(int argc, char** argv) {
   convert->add_option("--select", select, "Only the tensors under this dotted path");
   convert->add_option("--dtype", dtype, "Cast floating-point tensors: float16, bfloat16, float32 or float64");
   convert->add_option("--max-shard-size", max_shard, "Shard into files of at most this many bytes, with OUT.index.json");
+  bool reverse = false;
+  convert->add_flag("--reverse", reverse,
+                    "Undo the key rules and transforms given (each transform's inverse, in reverse order): what a conversion with "
+                    "the same flags wrote becomes its input again, bit for bit");
   convert_keys.add_to(convert);
 
   // A mistyped command gets the closest name (CLI11 alone says only that a subcommand is required).
@@ -708,7 +770,7 @@ int main(int argc, char** argv) {
     }
     if (*convert) {
       file = in;
-      return run_convert(*convert, in, out_path, select, dtype, format, max_shard, convert_keys);
+      return run_convert(*convert, in, out_path, select, dtype, format, max_shard, reverse, convert_keys);
     }
     return exit_error;
   } catch (const statedict::Error& e) {

@@ -112,25 +112,126 @@ private:
   mutable at::Tensor whole_;
 };
 
-/// How to make a tensor when its bytes are needed: a region of pieces or of a tensor, then a cast.
+/// A view a layout transform takes of a tensor (transforms.hpp): a transpose, a part of a split
+/// (narrow), one of an unstack (select), a reshape of size-1 dims. No byte is read or copied.
+struct ViewOp {
+  enum class Kind { transpose, narrow, select, reshape } kind;
+  std::int64_t dim = 0, start = 0, len = 0;
+  std::vector<std::int64_t> shape = {};  // reshape
+
+  at::Tensor apply(const at::Tensor& t) const {
+    switch (kind) {
+    case Kind::transpose:
+      return t.t();
+    case Kind::narrow:
+      return t.narrow(dim, start, len);
+    case Kind::select:
+      return t.select(dim, start);
+    case Kind::reshape:
+      return t.view(shape);
+    }
+    return t;
+  }
+  /// The shape apply() gives a tensor of `in`'s shape.
+  std::vector<std::int64_t> shape_of(std::vector<std::int64_t> in) const {
+    const auto d = static_cast<std::size_t>(dim);
+    switch (kind) {
+    case Kind::transpose:
+      std::reverse(in.begin(), in.end());
+      return in;
+    case Kind::narrow:
+      in[d] = len;
+      return in;
+    case Kind::select:
+      in.erase(in.begin() + static_cast<std::ptrdiff_t>(d));
+      return in;
+    case Kind::reshape:
+      return shape;
+    }
+    return in;
+  }
+};
+
+struct LazyTensor;
+/// A tensor made of several (a merge or a stack): each part is placed in turn along `dim`, so a
+/// load writes the parts straight into the parameter and holds one part at a time.
+struct Joined {
+  struct Part {
+    at::Tensor tensor;                       // a view of a file, or a placeholder when `lazy` is set
+    std::shared_ptr<const LazyTensor> lazy;  // made when needed
+    std::string key;                         // for errors
+  };
+  bool stacked = false;  // torch.stack (each part is one index along dim) or torch.cat
+  std::int64_t dim = 0;
+  std::vector<Part> parts;
+  c10::ScalarType dtype = c10::ScalarType::Float;
+  std::vector<std::int64_t> shape;
+
+  /// Where part i goes in the whole.
+  at::Tensor place(at::Tensor whole, std::size_t i) const {
+    if (stacked) return whole.select(dim, static_cast<std::int64_t>(i));
+    std::int64_t at = 0;
+    for (std::size_t j = 0; j < i; ++j) at += parts[j].tensor.size(dim);
+    return whole.narrow(dim, at, parts[i].tensor.size(dim));
+  }
+  /// Part i's bytes.
+  at::Tensor part(std::size_t i) const;
+  /// Writes every part into its place in `out` (a tensor of `shape`; the parts are cast to its dtype).
+  void write_into(at::Tensor out) const {
+    for (std::size_t i = 0; i < parts.size(); ++i) place(out, i).copy_(part(i));
+  }
+  at::Tensor make() const {
+    at::Tensor out = at::empty(shape, at::TensorOptions().dtype(dtype));
+    write_into(out);
+    return out;
+  }
+};
+
+/// How to make a tensor when its bytes are needed: a region of pieces or of a tensor (or a joined
+/// tensor), then the views of `ops`, then a cast.
 struct LazyTensor {
   std::shared_ptr<const Pieces> pieces = nullptr;  // or
   at::Tensor base = {};
   std::int64_t dim = -1, start = 0, len = 0;
   std::optional<c10::ScalarType> cast = std::nullopt;
+  std::vector<ViewOp> ops = {};
+  std::shared_ptr<const Joined> joined = nullptr;  // or (instead of pieces and base)
 
   at::Tensor get() const {
-    at::Tensor t = pieces ? pieces->slice(dim, start, len) : readable(dim < 0 ? base : base.narrow(dim, start, len), "tensor");
+    at::Tensor t = joined   ? joined->make()
+                   : pieces ? pieces->slice(dim, start, len)
+                            : readable(dim < 0 ? base : base.narrow(dim, start, len), "tensor");
+    for (const auto& op : ops) t = op.apply(t);
     return cast ? t.to(*cast) : t;
   }
-  /// What get() makes, as a view of its file with no byte read, when nothing is cast and one piece
-  /// (or the base) holds it; else an undefined tensor. A load reads such a view straight into the
-  /// parameter, as it reads any other view of a file.
+  /// What get() makes, as a view of its file with no byte read, when nothing is cast or joined and
+  /// one piece (or the base) holds it; else an undefined tensor. A load reads such a view straight
+  /// into the parameter, as it reads any other view of a file.
   at::Tensor view() const {
-    if (cast) return {};
-    return pieces ? pieces->view(dim, start, len) : dim < 0 ? base : base.narrow(dim, start, len);
+    if (cast || joined) return {};
+    at::Tensor t = pieces ? pieces->view(dim, start, len) : dim < 0 ? base : base.narrow(dim, start, len);
+    if (!t.defined()) return t;
+    for (const auto& op : ops) t = op.apply(t);
+    return t;
+  }
+  /// The same tensor narrowed to [start, start + len) along `d` (a tensor-parallel rank's slice).
+  LazyTensor narrowed(std::int64_t d, std::int64_t s, std::int64_t n) const {
+    LazyTensor l = *this;
+    if (ops.empty() && !joined && !cast && dim < 0) {
+      l.dim = d;
+      l.start = s;
+      l.len = n;
+    } else {
+      l.ops.push_back({ViewOp::Kind::narrow, d, s, n});
+    }
+    return l;
   }
 };
+
+inline at::Tensor Joined::part(std::size_t i) const {
+  const Part& p = parts[i];
+  return p.lazy ? p.lazy->get() : readable(p.tensor, p.key);
+}
 
 /// A tensor with no bytes of its own that has the given shape and dtype (a raw dtype: uint8 with the
 /// element-size dimension), standing in for a lazy tensor wherever only its shape and dtype are read.

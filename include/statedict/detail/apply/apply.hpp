@@ -109,14 +109,24 @@ inline std::vector<const MappedFile*> files_of(const std::vector<Copy>& copies) 
     const MappedFile* f = t.defined() ? mapped_file_of(t) : nullptr;
     if (f != nullptr && std::find(out.begin(), out.end(), f) == out.end()) out.push_back(f);
   };
-  for (const auto& c : copies) {
-    if (!c.lazy) {
-      add(c.source);
-    } else if (c.lazy->pieces) {
-      for (const auto& p : c.lazy->pieces->parts) add(p.data);
+  std::function<void(const LazyTensor&)> add_lazy = [&](const LazyTensor& l) {
+    if (l.joined) {
+      for (const auto& part : l.joined->parts)
+        if (part.lazy)
+          add_lazy(*part.lazy);
+        else
+          add(part.tensor);
+    } else if (l.pieces) {
+      for (const auto& p : l.pieces->parts) add(p.data);
     } else {
-      add(c.lazy->base);
+      add(l.base);
     }
+  };
+  for (const auto& c : copies) {
+    if (!c.lazy)
+      add(c.source);
+    else
+      add_lazy(*c.lazy);
   }
   return out;
 }
@@ -393,6 +403,13 @@ private:
     // A lazy source that one piece (or its base) holds is read from its file like any other view of
     // a file, straight into the parameter; one that is assembled from pieces or cast is made here,
     // one tensor at a time.
+    // A merged or stacked tensor: its parts are written into their places one at a time, so the
+    // load holds one part, not the whole tensor beside the parameter.
+    if (c.lazy && c.lazy->joined && c.lazy->ops.empty() && !c.lazy->cast && dst.sizes().equals(c.lazy->joined->shape)) {
+      begin(i);
+      c.lazy->joined->write_into(dst);
+      return;
+    }
     at::Tensor source = c.lazy ? c.lazy->view() : c.source;
     if (!source.defined()) source = c.get();
     const MappedFile* file = pread_file_of(source, owns_);

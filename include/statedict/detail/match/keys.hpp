@@ -71,11 +71,9 @@ inline KeyRule literal_rename(const std::string& from, const std::string& to, bo
 inline void add_literal_rename(LoadOptions& o, const std::string& from, const std::string& to, bool whole) {
   add_rule(o, literal_rename(from, to, whole));
 }
-/// What a rule without a `compile` function is: a literal_rename, applied with string compares as
-/// std::regex_replace would apply its pattern. Any other pattern there is options.bad_regex.
-inline Rewrite compile_literal(const std::string& pattern, const std::string& replacement) {
-  std::string from;
-  bool whole = false;
+/// A rename that is a literal_rename ("^" + an escaped prefix or key, optionally "$"): its `from`
+/// and `to` as plain text. False for any other pattern.
+inline bool literal_parts(const std::string& pattern, const std::string& replacement, std::string& from, std::string& to, bool& whole) {
   const auto literal = [&](bool w) {
     if (pattern.size() < (w ? 2u : 1u) || pattern[0] != '^') return false;
     const std::string escaped = pattern.substr(1, pattern.size() - (w ? 2 : 1));
@@ -84,13 +82,21 @@ inline Rewrite compile_literal(const std::string& pattern, const std::string& re
     whole = w;
     return "^" + regex_escape(from) + (w ? "$" : "") == pattern;
   };
-  if (!literal(false) && !literal(true))
-    throw Error("options.bad_regex", "", "rename(\"" + pattern + "\")", "a rename without a regex engine must be a literal prefix or key");
-  std::string to;
+  if (!literal(false) && !literal(true)) return false;
+  to.clear();
   for (std::size_t i = 0; i < replacement.size(); ++i) {
     to += replacement[i];
     if (replacement[i] == '$' && i + 1 < replacement.size() && replacement[i + 1] == '$') ++i;
   }
+  return true;
+}
+/// What a rule without a `compile` function is: a literal_rename, applied with string compares as
+/// std::regex_replace would apply its pattern. Any other pattern there is options.bad_regex.
+inline Rewrite compile_literal(const std::string& pattern, const std::string& replacement) {
+  std::string from, to;
+  bool whole = false;
+  if (!literal_parts(pattern, replacement, from, to, whole))
+    throw Error("options.bad_regex", "", "rename(\"" + pattern + "\")", "a rename without a regex engine must be a literal prefix or key");
   return [from, to, whole](const std::string& k) {
     if (whole ? k != from : !starts_with(k, from)) return k;
     return to + k.substr(from.size());

@@ -1,14 +1,15 @@
 #pragma once
 // The matcher: plans a load of a checkpoint into a module's tensors, in the stages a reader can hold
 // in mind one at a time: (1) choose the sub-tree, (2) apply the key rules, (3) reconcile prefixes,
-// (4) pair the keys and check shapes and dtypes, (5) apply the policies, (6) advise (suggest.hpp).
-// Each stage is one method of Planner; a new check on a pair goes in pair_one, a new policy in
-// apply_policies, a new report field where its stage fills the report.
+// (3b) apply the layout transforms (transforms.hpp), (4) pair the keys and check shapes and dtypes, (5) apply the policies, (6) advise
+// (suggest.hpp). Each stage is one method of Planner; a new check on a pair goes in pair_one, a new policy in apply_policies, a new report
+// field where its stage fills the report.
 #include <statedict/checkpoint.hpp>
 #include <statedict/detail/dtypes.hpp>
 #include <statedict/detail/match/keys.hpp>
 #include <statedict/detail/match/suggest.hpp>
 #include <statedict/detail/match/target.hpp>
+#include <statedict/detail/match/transforms.hpp>
 #include <statedict/options.hpp>
 #include <statedict/report.hpp>
 
@@ -102,6 +103,7 @@ public:
     if (!recorded(r_, [&] { rewrite_keys(); })) return {};
     reconcile_prefixes();
     rename_families();
+    transform();
     pair();
     apply_policies();
     const std::size_t pairable = copies_.size();
@@ -276,6 +278,27 @@ private:
     view_keys();
   }
 
+  /// 3c. The layout transforms, on the keys the rules gave: the tensors they make take the place of
+  /// those they were made from, named in the report by the checkpoint keys they came from.
+  void transform() {
+    if (opts_.transforms().empty()) return;
+    std::vector<Staged> items;
+    items.reserve(sources_.size());
+    for (std::size_t i = 0; i < sources_.size(); ++i) items.push_back({std::string(keys_[i]), std::move(sources_[i]), rules_used_[i]});
+    StageResult res = Stage(items, false).run(opts_.transforms());
+    for (auto& e : res.errors) r_.errors.push_back(std::move(e));
+    for (auto& w : res.warnings) r_.warnings.push_back(std::move(w));
+    sources_.clear();
+    rewritten_.clear();
+    rules_used_.clear();
+    for (auto& s : items) {
+      sources_.push_back(std::move(s.t));
+      rewritten_.push_back(std::move(s.key));
+      rules_used_.push_back(std::move(s.rule));
+    }
+    view_keys();
+  }
+
   /// 4. Pairing: each module key with the checkpoint key that became it (or the one its tie names);
   /// then a module key that is the same tensor as a paired one (tied in the module) counts as
   /// filled; then the checkpoint keys left over.
@@ -392,7 +415,7 @@ private:
       slice = "rank " + std::to_string(sh->rank) + " of " + std::to_string(sh->world) + ": [" + std::to_string(start) + ", " +
               std::to_string(start + len) + ") along dim " + std::to_string(dim) + " of " + shape_str(src.sizes().vec());
       src = src.narrow(dim, start, len);
-      if (lazy) lazy = std::make_shared<const LazyTensor>(LazyTensor{lazy->pieces, {}, dim, start, len, {}});
+      if (lazy) lazy = std::make_shared<const LazyTensor>(lazy->narrowed(dim, start, len));
       r_.matched.back().rule += "; shard " + slice;
     }
     if (src_entry.raw_dtype != nullptr) {

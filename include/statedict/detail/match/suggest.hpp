@@ -11,6 +11,7 @@
 #include <statedict/detail/match/suggest/shapes.hpp>
 #include <statedict/detail/match/suggest/subtrees.hpp>
 #include <statedict/detail/match/suggest/ties.hpp>
+#include <statedict/detail/match/suggest/transforms.hpp>
 
 #include <string_view>
 #include <vector>
@@ -38,6 +39,7 @@ public:
     advise_ties(s_);
     advise_near_misses(s_);
     advise_renamed_layer(s_);
+    advise_transforms(s_);
     advise_shapes(s_);
     advise_stats_in_checkpoint_only(s_);
     advise_stats_in_module_only(s_);

@@ -2,6 +2,8 @@
 # Builds the libFuzzer targets with clang-14, replays the saved corpus (fuzz/corpus/, regressions
 # included), then fuzzes each target for a bounded time seeded from the test fixtures.
 # Usage: fuzz/run.sh [SECONDS_PER_TARGET]   (default 60)
+# FUZZ_BUDGET=N: the fuzzing may take N seconds in all (after the build): each target gets at most
+# SECONDS_PER_TARGET, at least 10 (CI passes what its time budget leaves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -25,9 +27,16 @@ declare -A seeds=(
   [hf_shards]="$fx/torch214/hf_consolidated/sharded/shard-00002-model-00001-of-00002.safetensors"
   [pt2]=""
 )
+targets=(torch_zip pickle plain_pickle legacy safetensors index dcp dcp_st zstd hf_shards pt2)
+if [ -n "${FUZZ_BUDGET:-}" ]; then
+  share=$((FUZZ_BUDGET / ${#targets[@]} - 3))  # a few seconds a target go to its replay
+  [ "$share" -ge 10 ] || share=10
+  [ "$share" -ge "$seconds" ] || seconds=$share
+  echo "fuzz/run.sh: ${seconds}s a target (budget ${FUZZ_BUDGET}s for ${#targets[@]} targets)"
+fi
 failed=0
 passed=0
-for t in torch_zip pickle plain_pickle legacy safetensors index dcp dcp_st zstd hf_shards pt2; do
+for t in "${targets[@]}"; do
   work=build-fuzz/corpus-$t
   mkdir -p "$work" "fuzz/corpus/$t"
   for s in ${seeds[$t]}; do cp -f "$s" "$work/"; done

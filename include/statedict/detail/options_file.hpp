@@ -231,7 +231,7 @@ inline const std::vector<OptionEntry>& option_entries() {
            json_only(v[i], {"name", "renames"}, here);
            RenameFamily f;
            f.name = json_string(json_member(v[i], "name", here), here.at("name"));
-           const nlohmann::json& renames = json_member(v[i], "renames", here);
+           const nlohmann::json renames = json_member(v[i], "renames", here);  // a copy: g++ 16's -Wdangling-reference
            for (std::size_t k = 0; k < json_array(renames, here.at("renames")).size(); ++k) {
              const JsonPlace pair_at = here.at("renames").at(k);
              const auto pair = json_strings(renames[k], pair_at);

@@ -363,7 +363,9 @@ inline std::vector<Candidate> subtree_alternatives(const Value& root, const KeyI
     std::vector<std::string> keys;
     for (const auto& t : lazy_tensors(v)) keys.push_back(t.key);
     if (keys.empty()) continue;
-    const std::vector<PrefixFix> fixes = with_prefix ? best_prefix_fixes(keys, targets) : std::vector<PrefixFix>{PrefixFix{}};
+    // Not a conditional of two temporaries: g++ 16 takes that for a dangling pointer (-Wdangling-pointer).
+    std::vector<PrefixFix> fixes(1);
+    if (with_prefix) fixes = best_prefix_fixes(keys, targets);
     for (const PrefixFix& fix : fixes) {
       Found f{{path, 0, keys.size(), fix}, {}};
       for (const auto& k : keys)

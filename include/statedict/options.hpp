@@ -360,6 +360,8 @@ inline void add_rule(LoadOptions& o, KeyRule rule) { o.rules_.push_back(std::mov
 
 }  // namespace statedict
 
-#if STATEDICT_DEFINITIONS
+// The recipe file's reader needs the key machinery (detail/match/keys.hpp), which includes this
+// header: where keys.hpp comes first, it includes options_file.hpp at its own end instead.
+#if STATEDICT_DEFINITIONS && !defined(STATEDICT_DETAIL_KEYS_FIRST)
 #include <statedict/detail/options_file.hpp>
 #endif

@@ -2,6 +2,9 @@
 // Keys: how checkpoint keys become module keys. Globs, the options' key
 // rules (strip_prefix, add_prefix, rename), prefix reconciliation, and the search for the sub-tree
 // of a checkpoint whose keys fit a module best.
+#if !defined(STATEDICT_DETAIL_KEYS_FIRST)
+#define STATEDICT_DETAIL_KEYS_FIRST  // options.hpp leaves options_file.hpp to the end of this header
+#endif
 #include <statedict/checkpoint.hpp>
 #include <statedict/detail/key_index.hpp>
 #include <statedict/options.hpp>
@@ -415,3 +418,7 @@ inline Candidate best_subtree(const Value& root, const KeyIndex& targets, bool w
 }
 
 }  // namespace statedict::detail
+
+#if STATEDICT_DEFINITIONS
+#include <statedict/detail/options_file.hpp>
+#endif

@@ -81,7 +81,8 @@ inline void explain_unexpected(LoadReport& r, const std::vector<Target>& targets
                           std::to_string(constants.size()) + " updatable constants (" + quoted_list(constants, true) +
                           "). AOTInductor folded such a tensor into the package's compiled code at export (or the exported "
                           "model has no such tensor), so its value here cannot be loaded: the package keeps the one it was "
-                          "exported with. Export and compile the model again to change it.";
+                          "exported with. Export and compile the model again to change it; or, where the exported value is the one "
+                          "wanted, leave these keys aside by name with ignore_unexpected.";
   auto after_unexpected = [&](std::vector<std::string>& lines) {
     const auto it = std::find_if(lines.begin(), lines.end(), [](const std::string& l) { return l.rfind("Unexpected key(s)", 0) == 0; });
     if (it == lines.end()) return false;
@@ -89,6 +90,21 @@ inline void explain_unexpected(LoadReport& r, const std::vector<Target>& targets
     return true;
   };
   if (!after_unexpected(r.errors) && !after_unexpected(r.warnings)) r.warnings.push_back(why);
+}
+
+/// A package's unexpected keys are, once the names fit, tensors it compiled into its code: a fix that
+/// leaves them aside (ignore_unexpected, or a relaxed policy) makes the load pass while the package
+/// runs on with the exported values, which are wrong wherever the checkpoint fine-tuned them. Such
+/// fixes are not offered; the report's explanation names the keys and says how to keep them aside
+/// on purpose.
+inline void drop_ignores_of_unexpected(LoadReport& r, const LoadOptions& user) {
+  auto& s = r.suggestions;
+  s.erase(std::remove_if(s.begin(), s.end(),
+                         [&](const Suggestion& x) {
+                           return x.options && (x.options->ignore_unexpected().size() > user.ignore_unexpected().size() ||
+                                                x.options->unexpected() != user.unexpected());
+                         }),
+          s.end());
 }
 
 /// load() and diff() into a package. A load plans against the active constants first (a dry run:
@@ -131,6 +147,7 @@ inline LoadReport aoti_run(torch::inductor::AOTIModelPackageLoader& loader, cons
     }
   }
   LoadReport planned = run(active, kAotiName, ck, path, opts, /*dry_run=*/true);
+  drop_ignores_of_unexpected(planned, opts);
   explain_unexpected(planned, active);
   if (!zero_copy_note.empty()) planned.warnings.push_back(zero_copy_note);
   if (dry_run || !planned.ok()) {
@@ -164,6 +181,7 @@ inline LoadReport aoti_run(torch::inductor::AOTIModelPackageLoader& loader, cons
     return planned;
   }
   r = run(inactive, kAotiName, ck, path, opts, /*dry_run=*/false);
+  drop_ignores_of_unexpected(r, opts);
   explain_unexpected(r, inactive);
   if (!zero_copy_note.empty()) r.warnings.push_back(zero_copy_note);
   if (!r.applied) {  // whatever was written went to the inactive buffer, which is not swapped in

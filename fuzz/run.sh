@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 bash scripts/deps.sh clang-14 libclang-rt-14-dev unzip
+source scripts/ccache_env.sh
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DSTATEDICT_BUILD_FUZZERS=ON -DSTATEDICT_BUILD_TESTS=OFF -DSTATEDICT_BUILD_EXAMPLES=OFF \
       -DSTATEDICT_BUILD_TOOLS=OFF -DSTATEDICT_BUILD_BENCHMARKS=OFF -DSTATEDICT_INSTALL=OFF >/dev/null

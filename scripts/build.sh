@@ -3,9 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
-# Paths relative to the checkout in ccache's hashes: another clone (CI's) reuses this one's objects.
-export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=1
+source scripts/ccache_env.sh
 build="${BUILD_DIR:-build}"
 # Everything a developer of statedict builds (a plain configure builds only what users install).
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" -DSTATEDICT_BUILD_TESTS=ON \

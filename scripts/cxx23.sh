@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}" CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=1
+source scripts/ccache_env.sh
 build="${BUILD_DIR:-build}-cxx23"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=23 -DSTATEDICT_BUILD_TESTS=ON \
       -DSTATEDICT_BUILD_COMPILED=ON -DSTATEDICT_WERROR=ON >/dev/null

@@ -4,8 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-# Paths relative to the checkout in ccache's hashes: another clone (CI's) reuses this one's objects.
-export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=1
+source scripts/ccache_env.sh
 cmake --preset asan >/dev/null
 cmake --build --preset asan -j "$(nproc)"
 # The fault sweep starts a process per injected fault; under ASan it tries fewer points per call.

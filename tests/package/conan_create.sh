@@ -8,7 +8,8 @@
 # package hidden (CMAKE_IGNORE_PATH), so only CMakeDeps can provide it.
 # The Conan command is $STATEDICT_CONAN (e.g. "env PYTHONPATH=/path/to/conan python3 -m conans.conan"),
 # else `conan` on PATH; without one it says so and exits 77 (ctest: skipped). Conan's home is
-# WORK_DIR: nothing global changes.
+# WORK_DIR: nothing global changes. Conan builds with CMAKE_BUILD_PARALLEL_LEVEL jobs where that is
+# set (else one a core).
 # Usage: conan_create.sh SOURCE_DIR WORK_DIR
 set -euo pipefail
 src=$(cd "$1" && pwd) work=$2
@@ -40,6 +41,7 @@ libtorch/$(version libtorch-dev)
 zstd/$(version libzstd-dev)
 cli11/$(version libcli11-dev)
 [conf]
+tools.build:jobs=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 tools.cmake.cmaketoolchain:generator=Ninja
 tools.cmake.cmaketoolchain:extra_variables={"CMAKE_IGNORE_PATH": "$nlohmann_config"}
 PROFILE

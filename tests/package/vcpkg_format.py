@@ -16,7 +16,9 @@ canonicalization above it, and Json::stringify in src/vcpkg/base/json.cpp):
 - features sorted by name, each keyed "$..." (sorted), "description", "supports", "license",
   "dependencies".
 vcpkg-configuration.json (Configuration::serialize in src/vcpkg/configuration.cpp): "$..." comments,
-"default-registry", "registries", "overlay-ports", "overlay-triplets", then the rest.
+"default-registry", "registries", "overlay-ports", "overlay-triplets", then the rest; each registry
+(RegistryConfig::serialize) keyed "kind", "baseline", "location", "name", "path", "reference",
+"repository", "packages".
 Platform expressions ("supports", "platform") are compared as written.
 
 Usage: vcpkg_format.py FILE...   (exit 1 and a diff for each file not in canonical form;
@@ -31,6 +33,7 @@ TOP = (["vcpkg-configuration", "name", *VERSION_FIELDS, "port-version", "maintai
         "description", "homepage", "documentation", "license", "supports", "builtin-baseline", "dependencies",
         "default-features", "features", "overrides"])
 CONFIG_TOP = ["default-registry", "registries", "overlay-ports", "overlay-triplets"]
+REGISTRY = ["kind", "baseline", "location", "name", "path", "reference", "repository", "packages"]
 
 
 def ordered(obj, order):
@@ -99,15 +102,24 @@ def manifest(m):
             features[name] = ordered(f, ["description", "supports", "license", "dependencies"])
         m["features"] = features
     if "vcpkg-configuration" in m:
-        m["vcpkg-configuration"] = ordered(m["vcpkg-configuration"], CONFIG_TOP)
+        m["vcpkg-configuration"] = configuration(m["vcpkg-configuration"])
     return ordered(m, TOP)
+
+
+def configuration(c):
+    c = dict(c)
+    if isinstance(c.get("default-registry"), dict):
+        c["default-registry"] = ordered(c["default-registry"], REGISTRY)
+    if "registries" in c:
+        c["registries"] = [ordered(r, REGISTRY) for r in c["registries"]]
+    return ordered(c, CONFIG_TOP)
 
 
 def canonical(path):
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     if path.endswith("vcpkg-configuration.json"):
-        data = ordered(data, CONFIG_TOP)
+        data = configuration(data)
     else:
         data = manifest(data)
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

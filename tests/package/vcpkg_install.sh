@@ -4,8 +4,9 @@
 #     consumer built with vcpkg's toolchain file, and the installed CLI;
 #  2. statedict[compiled]: a consumer of statedict::compiled, whose entry points nm must find in the
 #     library (tests/package/entry_points.sh);
-#  3. a header edited in the checkout reaches the next install (the package is built anew, not
-#     restored from the cache), and an install without a change is restored from the cache;
+#  3. a header edited in the checkout reaches the next install (a new package ABI, built anew, not
+#     restored from the cache), and an install without a change is restored from the cache (the
+#     same ABI, nothing built);
 #  4. the release mode: the archive scripts/release_archive.sh makes of the commit named in the
 #     portfile, put where vcpkg keeps downloads, is checked against the portfile's SHA512 and built.
 # vcpkg cannot build LibTorch here, so libtorch, nlohmann-json, zstd and cli11 are overlay stand-ins
@@ -51,6 +52,7 @@ command -v patchelf >/dev/null || bash "$src/scripts/deps.sh" patchelf
 # No downloads: system cmake/ninja/git/patchelf; the binary cache in WORK_DIR, read and written.
 export VCPKG_ROOT="$root" VCPKG_FORCE_SYSTEM_BINARIES=1 VCPKG_DISABLE_METRICS=1
 export VCPKG_BINARY_SOURCES="clear;files,$work/binary-cache,readwrite"
+export XDG_CACHE_HOME="$work/cache"  # vcpkg's own cache (a device id) too
 export STATEDICT_SOURCE="$copy"   # ports/statedict builds the copy instead of a release archive
 "$vcpkg" version | sed -n 1p      # sed reads it all: head would end vcpkg with SIGPIPE under pipefail
 mkdir -p "$work/binary-cache"
@@ -62,8 +64,12 @@ vinstall() {
     --x-buildtrees-root="$work/buildtrees" --x-packages-root="$work/packages" --downloads-root="$work/downloads" \
     --overlay-ports="$copy/ports/statedict" --overlay-ports="$src/ports/system" --overlay-triplets="$work/triplets" \
     --triplet="$triplet" --host-triplet="$triplet" >"$work/$name.log" 2>&1 || { tail -40 "$work/$name.log" >&2; return 1; }
-  echo "== vcpkg install $name: $(grep -Eo "(Restored|Building) statedict[^ ]*" "$work/$name.log" | head -n 1)"
+  local how
+  how=$(grep -Eo "^Building statedict[^ ]*" "$work/$name.log" | head -n 1 || true)
+  echo "== vcpkg install $name: ${how:-statedict restored from the binary cache}, package ABI $(abi "$name")"
 }
+# abi NAME: the package ABI vcpkg computed for statedict in NAME.log (what the binary cache is keyed by).
+abi() { sed -nE '/^statedict(\[[^]]*\])?:[^ ]* package ABI: /{s/.* ([0-9a-f]+)$/\1/p;q}' "$work/$1.log"; }
 # manifest NAME FEATURES_JSON: a user's manifest depending on statedict with those features.
 manifest() {
   mkdir -p "$work/$1-app"
@@ -115,6 +121,11 @@ if grep -q "Building statedict" "$work/headers-3.log"; then
   echo "statedict was built again without a change: the binary cache is not used" >&2
   exit 1
 fi
+grep -Eq "^Restored [1-9][0-9]* package" "$work/headers-3.log" || { echo "nothing was restored from the binary cache" >&2; exit 1; }
+[ -n "$(abi headers-1)" ] && [ "$(abi headers-1)" != "$(abi headers-2)" ] ||
+  { echo "the edit did not change statedict's package ABI ($(abi headers-1))" >&2; exit 1; }
+[ "$(abi headers-2)" = "$(abi headers-3)" ] ||
+  { echo "statedict's package ABI changed without an edit ($(abi headers-2), $(abi headers-3))" >&2; exit 1; }
 grep -qF "$marker" "$work/headers-3/$triplet/include/statedict/version.hpp"
 echo "binary cache: the edit was built, the unchanged checkout restored"
 

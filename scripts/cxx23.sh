@@ -10,4 +10,4 @@ build="${BUILD_DIR:-build}-cxx23"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=23 -DSTATEDICT_BUILD_TESTS=ON \
       -DSTATEDICT_BUILD_COMPILED=ON -DSTATEDICT_WERROR=ON >/dev/null
 cmake --build "$build" -j "$(nproc)" --target statedict_compiled statedict_cli statedict_light_unit
-ctest --test-dir "$build" --output-on-failure -R '^(light_unit|cli)$'
+ctest --test-dir "$build" --output-on-failure -R '^(light_unit|cli|cli_more)$'

@@ -422,6 +422,7 @@ struct PickleGlobals {
              "numpy array data has " + std::to_string(raw.size()) + " bytes, shape and dtype need " + std::to_string(numel * es));
     at::Tensor t = empty_of(dt, shape);
     auto* p = static_cast<std::uint8_t*>(t.data_ptr());
+    if (raw.empty()) return t;  // an empty array: its tensor has no storage (data_ptr() is null), nothing to copy
     std::memcpy(p, raw.data(), raw.size());
     const std::size_t unit = swap_unit(dt, big);
     if (unit > 1)
